@@ -29,7 +29,6 @@ fi
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [[ ! -f $STAMP || $(cat "$STAMP") != "$want" ]]; then
     echo "setup: installing pinned requirements into $VENV (first run takes a few minutes)"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
     "$VENV/bin/python" -m pip install -q -r requirements.txt
     echo "$want" > "$STAMP"
 fi
