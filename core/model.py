@@ -1,0 +1,93 @@
+"""The ViT backbone (vit-pytorch), its heads, and position-embedding interpolation.
+
+vit-pytorch's own forward adds `pos_embedding[:seq]`: an input smaller than `image_size` silently
+gets the positions of the wrong patches, a larger one crashes. `Backbone` therefore runs the ViT's
+modules itself and interpolates the position grid whenever the input's patch grid differs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from vit_pytorch import ViT
+
+from core.config import ModelConfig
+
+# Named sizes: one for 28 px data on a CPU, and the paper's DeiT-Tiny.
+MODEL_SIZES = {
+    "cpu": ModelConfig(image_size=28, patch_size=7, dim=128, depth=4, heads=4, dim_head=32, mlp_dim=256),
+    "deit-tiny": ModelConfig(image_size=112, patch_size=16, dim=192, depth=12, heads=3, dim_head=64,
+                             mlp_dim=768),
+}
+
+
+def interpolate_positions(pos: torch.Tensor, n_prefix: int, old_grid: tuple[int, int],
+                          new_grid: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of a (n_prefix + gh*gw, D) position table to a new patch grid; prefix (CLS) kept."""
+    if old_grid == new_grid:
+        return pos
+    prefix, grid = pos[:n_prefix], pos[n_prefix:]
+    dim = pos.shape[-1]
+    grid = grid.reshape(1, *old_grid, dim).permute(0, 3, 1, 2)  # (1, D, gh, gw)
+    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], dim)
+    return torch.cat([prefix, grid], dim=0)
+
+
+class Backbone(nn.Module):
+    """Image (B, C, H, W) in [-1, 1] -> pooled embedding (B, D)."""
+
+    def __init__(self, config: ModelConfig, channels: int):
+        super().__init__()
+        self.config = config
+        self.channels = channels
+        self.vit = ViT(image_size=config.image_size, patch_size=config.patch_size, num_classes=0,
+                       dim=config.dim, depth=config.depth, heads=config.heads, mlp_dim=config.mlp_dim,
+                       pool=config.pool, channels=channels, dim_head=config.dim_head,
+                       dropout=config.dropout, emb_dropout=config.dropout)
+        self.grid = (config.grid, config.grid)
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def n_prefix(self) -> int:
+        return self.vit.cls_token.shape[0]  # 1 CLS token for pool="cls", none for "mean"
+
+    def tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> transformer output (B, n_prefix + gh*gw, D)."""
+        p = self.config.patch_size
+        height, width = images.shape[-2:]
+        if height % p or width % p:
+            raise ValueError(f"input {height}x{width} is not a multiple of patch size {p}")
+        x = self.vit.to_patch_embedding(images)  # (B, gh*gw, D)
+        prefix = self.vit.cls_token.expand(len(x), -1, -1)
+        x = torch.cat([prefix, x], dim=1)
+        pos = interpolate_positions(self.vit.pos_embedding, self.n_prefix, self.grid, (height // p, width // p))
+        return self.vit.transformer(self.vit.dropout(x + pos))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.tokens(images)
+        return x[:, 0] if self.config.pool == "cls" else x.mean(dim=1)
+
+    def set_image_size(self, image_size: int) -> None:
+        """Permanently re-grid the position embedding, e.g. for fine-tuning at a higher resolution."""
+        p = self.config.patch_size
+        if image_size % p:
+            raise ValueError(f"image size {image_size} is not a multiple of patch size {p}")
+        new_grid = (image_size // p, image_size // p)
+        with torch.no_grad():
+            pos = interpolate_positions(self.vit.pos_embedding, self.n_prefix, self.grid, new_grid)
+        self.vit.pos_embedding = nn.Parameter(pos.contiguous())
+        self.grid = new_grid
+        self.config = type(self.config)(**{**self.config.__dict__, "image_size": image_size})
+
+
+def instance_head(dim: int, n_instances: int) -> nn.Linear:
+    """Parametric instance discrimination: one weight vector (and bias) per training image."""
+    return nn.Linear(dim, n_instances)
+
+
+def class_head(dim: int, n_classes: int) -> nn.Linear:
+    return nn.Linear(dim, n_classes)

@@ -1,0 +1,70 @@
+"""Command-line listeners for trainer events: a tqdm progress bar and a JSONL metrics log."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable, TextIO
+
+from tqdm import tqdm
+
+from core import events as ev
+
+
+class JsonlLog:
+    """One JSON object per event in `path` (embedding arrays are summarised, not written)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO = self.path.open("a", encoding="utf-8")
+
+    def __call__(self, event: ev.Event) -> None:
+        record = {"event": type(event).__name__}
+        if isinstance(event, ev.EmbeddingSnapshot):
+            record.update(epoch=event.epoch, shape=list(event.embeddings.shape))
+        else:
+            record.update(dataclasses.asdict(event))
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class ProgressBar:
+    """A tqdm bar over training steps showing loss, kNN top-1 and images/s."""
+
+    def __init__(self, **tqdm_kwargs):
+        self._kwargs = tqdm_kwargs
+        self._bar: tqdm | None = None
+        self._postfix: dict[str, str] = {}
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            self._bar = tqdm(total=event.total_steps, initial=event.start_step, unit="step",
+                             dynamic_ncols=True, **self._kwargs)
+            self._bar.write(f"device {event.device}, {event.parameters / 1e6:.2f} M parameters, "
+                            f"{event.n_train} train / {event.n_test} test images")
+        elif self._bar is None:
+            return
+        elif isinstance(event, ev.Baselines):
+            self._bar.write(f"baselines (kNN top-1 on test): raw pixels {event.raw_pixels:.4f}, "
+                            f"random-init encoder {event.random_init:.4f}")
+        elif isinstance(event, ev.StepMetrics):
+            self._postfix.update(loss=f"{event.loss:.3f}", img_s=f"{event.images_per_s:.0f}")
+            self._bar.update(event.step - self._bar.n)
+            self._bar.set_postfix(self._postfix, refresh=False)
+        elif isinstance(event, ev.EpochMetrics) and event.knn_top1 is not None:
+            self._postfix["knn"] = f"{event.knn_top1:.4f}"
+            self._bar.write(f"epoch {event.epoch}: loss {event.loss:.4f}, kNN top-1 {event.knn_top1:.4f}, "
+                            f"{event.elapsed_s:.0f} s")
+        elif isinstance(event, (ev.Finished, ev.Failed)):
+            self._bar.close()
+
+
+def fan_out(*listeners: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
+    def emit(event: ev.Event) -> None:
+        for listener in listeners:
+            listener(event)
+    return emit

@@ -1,0 +1,89 @@
+"""`python -m core.train`: pretrain from the command line (or under torchrun for DDP)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+from core import events as ev
+from core.config import PRESETS, preset
+from core.data import load_dataset
+from core.objectives import OBJECTIVES
+from core.reporting import JsonlLog, ProgressBar, fan_out
+from core.trainer import Trainer
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-quick")
+    parser.add_argument("--dataset", help="fashion | digits | flowers102 | folder:PATH (default: the preset's)")
+    parser.add_argument("--objective", choices=sorted(OBJECTIVES))
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint last.pt, metrics.jsonl")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--data-root", type=Path, help="folder holding the dataset's files")
+    parser.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
+    parser.add_argument("--resume", type=Path, help="checkpoint to continue from (same config and data)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    overrides = {name: getattr(args, name) for name in ("dataset", "objective", "epochs", "batch_size",
+                                                        "lr", "seed", "device")
+                 if getattr(args, name) is not None}
+    return preset(args.preset).with_overrides(**overrides)
+
+
+def run_with_interrupt(trainer: Trainer, emit) -> ev.Finished | ev.Failed:
+    """Train in a worker thread so Ctrl-C in the main thread becomes a clean stop (and a checkpoint)."""
+    stop, outcome = threading.Event(), []
+
+    def record(event: ev.Event) -> None:
+        emit(event)
+        if isinstance(event, (ev.Finished, ev.Failed)):
+            outcome.append(event)
+
+    thread = trainer.start(record, stop)
+    try:
+        while thread.is_alive():
+            thread.join(timeout=0.2)
+    except KeyboardInterrupt:
+        print("\ninterrupted: saving a checkpoint and stopping...", file=sys.stderr)
+        stop.set()
+        thread.join()
+    return outcome[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        data = load_dataset(config.dataset, root=args.data_root, download=args.download,
+                            size=config.data_size, seed=config.seed)
+        trainer = Trainer(config, data, out_dir=args.out, resume_from=args.resume)
+    except (ValueError, RuntimeError, OSError) as exc:  # DatasetError and CheckpointError are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name in data.skipped:
+        print(f"skipped unreadable file: {name}", file=sys.stderr)
+    if trainer.dist.is_main:
+        log = JsonlLog(args.out / "metrics.jsonl")
+        outcome = run_with_interrupt(trainer, fan_out(log, ProgressBar()))
+        log.close()
+    else:
+        outcome = run_with_interrupt(trainer, lambda event: None)
+    if isinstance(outcome, ev.Failed):
+        print(f"training failed: {outcome.message}", file=sys.stderr)
+        return 1
+    where = f"; checkpoint {outcome.checkpoint}" if outcome.checkpoint else ""
+    knn = f", kNN top-1 {outcome.knn_top1:.4f}" if outcome.knn_top1 is not None else ""
+    print(f"{outcome.reason} at epoch {outcome.epoch}, step {outcome.step}{knn}{where}")
+    return 130 if outcome.reason == "stopped" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

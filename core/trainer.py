@@ -1,0 +1,266 @@
+"""The training loop: views -> backbone -> objective, with a stop event, a NaN guard and events.
+
+`Trainer.run(emit, stop)` runs in the caller's thread; `Trainer.start(emit, stop)` runs it in a
+background thread. Events are plain records from core.events; the trainer knows no listener.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from core import events as ev
+from core.augment import ViewMaker, cutmix
+from core.checkpoint import check_matches, check_resumable, load_checkpoint, save_checkpoint
+from core.config import TrainConfig, to_json
+from core.data import DataSplits
+from core.distributed import Dist, init_from_env, resolve_device
+from core.evaluate import embed, knn_accuracy, pixel_features
+from core.model import Backbone
+from core.objectives import build_objective
+from core.schedule import warmup_cosine
+
+Emit = Callable[[ev.Event], None]
+
+
+class _Joint(nn.Module):
+    """Backbone and objective as one module, so DDP sees every parameter of a step."""
+
+    def __init__(self, backbone: Backbone, objective: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.objective = objective
+
+    def forward(self, groups: list, targets: torch.Tensor) -> torch.Tensor:
+        loss = torch.zeros((), device=targets.device)
+        for mixed in groups:  # one loss per crop group (global, local), summed as in the paper
+            # (n_views*B,): row r of a view-major group belongs to image r % B
+            target = targets.repeat(len(mixed.images) // len(targets))
+            loss = loss + self.objective(self.backbone(mixed.images), target, target[mixed.partner], mixed.lam)
+        return loss
+
+
+def eval_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 images resized (antialiased) to the model's resolution for evaluation, uint8 out."""
+    if images.shape[-1] == size:
+        return images
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data: DataSplits, out_dir: str | Path | None = None,
+                 resume_from: str | Path | None = None):
+        self.config = config
+        self.data = data
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.device = resolve_device(config.device)
+        self.dist: Dist = init_from_env(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        size = config.model.image_size
+        self.train_images = data.train.images.to(self.device)
+        self.train_labels = data.train.labels.to(self.device)
+        self.eval_train = eval_images(self.train_images, size)
+        self.eval_test = eval_images(data.test.images.to(self.device), size)
+        self.n_classes = len(data.class_names)
+
+        torch.manual_seed(config.seed)  # identical initial weights on every rank and every run
+        self.backbone = Backbone(config.model, data.train.channels).to(self.device)
+        self.objective = build_objective(config.objective, config.model.dim, len(data.train),
+                                         self.n_classes, config.label_smoothing).to(self.device)
+        self.module: nn.Module = _Joint(self.backbone, self.objective)
+        if self.dist.enabled:
+            self.module = DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.optimizer = torch.optim.AdamW(self.module.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay,
+                                           fused=self.device.type == "cuda")
+        self.views = ViewMaker(config.augment)
+        self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.lrs = warmup_cosine(config.lr, config.min_lr, self.total_steps,
+                                 round(config.warmup_epochs * self.steps_per_epoch))
+        # Views differ per rank; the epoch order (on the CPU) is the same on every rank.
+        self.generator = torch.Generator(self.device).manual_seed(config.seed + self.dist.rank)
+        self.order_generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.order: torch.Tensor | None = None  # the sample order of epoch `order_epoch`
+        self.order_epoch = -1
+        self.baselines: ev.Baselines | None = None
+        self.last_checkpoint: str | None = None
+        if resume_from is not None:
+            self._restore(resume_from)
+
+    # -- state -------------------------------------------------------------------------------
+    def _payload(self) -> dict:
+        return {
+            "config": to_json(self.config),
+            "backbone": self.backbone.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "generator": self.generator.get_state(),
+            "order_generator": self.order_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch_order": self.order if self.order is not None else torch.empty(0, dtype=torch.long),
+            "order_epoch": self.order_epoch,
+            "data_fingerprint": self.data.fingerprint,
+            "class_names": list(self.data.class_names),
+            "baselines": [self.baselines.raw_pixels, self.baselines.random_init] if self.baselines else [],
+        }
+
+    def _restore(self, path: str | Path) -> None:
+        payload = load_checkpoint(path, map_location=self.device)
+        check_matches(payload, self.data.fingerprint, self.data.class_names)
+        check_resumable(payload, self.config)
+        self.backbone.load_state_dict(payload["backbone"])
+        self.objective.load_state_dict(payload["objective"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.step = int(payload["step"])
+        if self.step > self.total_steps:
+            raise ValueError(f"checkpoint is at step {self.step}, beyond this run's {self.total_steps} steps")
+        if self.dist.is_main:
+            self.generator.set_state(payload["generator"].cpu())
+        else:  # only rank 0's stream is saved; other ranks derive theirs from the step
+            self.generator.manual_seed(self.config.seed + self.dist.rank + 7919 * self.step)
+        self.order_generator.set_state(payload["order_generator"].cpu())
+        torch.set_rng_state(payload["torch_rng"].cpu())
+        order = payload["epoch_order"]
+        self.order = order.to(self.device) if len(order) else None
+        self.order_epoch = int(payload["order_epoch"])
+        if payload["baselines"]:
+            self.baselines = ev.Baselines(*payload["baselines"])
+        self.last_checkpoint = str(path)
+
+    def save(self, emit: Emit) -> str | None:
+        if self.out_dir is None or not self.dist.is_main:
+            return None
+        path = save_checkpoint(self.out_dir / "last.pt", self._payload())
+        self.last_checkpoint = str(path)
+        emit(ev.CheckpointSaved(str(path), self.step // self.steps_per_epoch, self.step))
+        return self.last_checkpoint
+
+    # -- measurement -------------------------------------------------------------------------
+    def knn(self) -> tuple[float, torch.Tensor]:
+        """kNN top-1 on the test split, and the training embeddings it used (N, D)."""
+        train = embed(self.backbone, self.eval_train)
+        test = embed(self.backbone, self.eval_test)
+        acc = knn_accuracy(train, self.data.train.labels, test, self.data.test.labels, self.n_classes,
+                           self.config.knn_k, self.config.knn_temperature)
+        return acc, train
+
+    def _baselines(self) -> ev.Baselines:
+        cfg = self.config
+        raw = knn_accuracy(pixel_features(self.eval_train), self.data.train.labels,
+                           pixel_features(self.eval_test), self.data.test.labels, self.n_classes,
+                           cfg.knn_k, cfg.knn_temperature)
+        return ev.Baselines(raw_pixels=raw, random_init=self.knn()[0])
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _train_step(self, index: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(self.lrs[self.step])
+        targets = self.objective.targets(index, self.train_labels[index])
+        groups = [cutmix(views, cfg.augment.cutmix_alpha, self.generator)
+                  for views in self.views(self.train_images[index], self.generator)]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            loss = self.module(groups, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def _batch_index(self, step_in_epoch: int) -> torch.Tensor:
+        b = self.config.batch_size
+        index = self.order[step_in_epoch * b:(step_in_epoch + 1) * b]
+        return index[self.dist.rank::self.dist.world]
+
+    def _end_epoch(self, emit: Emit, epoch: int, losses: list[float], started: float) -> float | None:
+        cfg = self.config
+        last = epoch == cfg.epochs
+        evaluate = last or (cfg.eval_every and epoch % cfg.eval_every == 0)
+        snapshot = cfg.snapshot_every and (last or epoch % cfg.snapshot_every == 0)
+        knn, features = self.knn() if evaluate or snapshot else (None, None)
+        emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1),
+                             knn if evaluate else None, time.perf_counter() - started))
+        if snapshot:
+            emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy()))
+        if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
+            self.save(emit)
+        return knn if evaluate else None
+
+    def run(self, emit: Emit, stop: threading.Event | None = None) -> ev.Finished | ev.Failed:
+        """Train to the configured number of epochs, or until `stop` is set; returns the last event."""
+        try:
+            return self._run(emit, stop or threading.Event())
+        except Exception as exc:  # reported as an event, and re-raised for the caller's traceback
+            failed = ev.Failed(f"{exc.__class__.__name__}: {exc}", self.step // self.steps_per_epoch,
+                               self.step, self.last_checkpoint)
+            emit(failed)
+            raise
+
+    def _run(self, emit: Emit, stop: threading.Event) -> ev.Finished | ev.Failed:
+        cfg, spe = self.config, self.steps_per_epoch
+        main_emit = emit if self.dist.is_main else (lambda event: None)
+        main_emit(ev.RunStarted(str(self.device), len(self.data.train), len(self.data.test), spe,
+                                self.total_steps, self.step, sum(p.numel() for p in self.module.parameters())))
+        if self.baselines is None and self.dist.is_main:
+            self.baselines = self._baselines()
+        if self.baselines is not None:
+            main_emit(self.baselines)
+        started, knn = time.perf_counter(), None
+        while self.step < self.total_steps:
+            epoch, first = divmod(self.step, spe)
+            if self.order_epoch != epoch:
+                self.order = torch.randperm(len(self.data.train), generator=self.order_generator).to(self.device)
+                self.order_epoch = epoch
+            losses = []
+            for step_in_epoch in range(first, spe):
+                if stop.is_set():
+                    return self._finish(emit, "stopped", knn)
+                tick = time.perf_counter()
+                loss = self._train_step(self._batch_index(step_in_epoch)).item()
+                if not math.isfinite(loss):
+                    return self._fail(emit, f"loss became {loss} at step {self.step + 1} "
+                                                 f"(lr {float(self.lrs[self.step]):.2e}); training stopped")
+                self.step += 1
+                losses.append(loss)
+                main_emit(ev.StepMetrics(self.step, epoch, loss, float(self.lrs[self.step - 1]),
+                                         cfg.batch_size / max(time.perf_counter() - tick, 1e-9)))
+            if self.dist.is_main:
+                knn = self._end_epoch(main_emit, epoch + 1, losses, started)
+        return self._finish(emit, "completed", knn)
+
+    def _finish(self, emit: Emit, reason: str, knn: float | None) -> ev.Finished:
+        if reason == "stopped":
+            self.save(emit)
+        done = ev.Finished(reason, self.step // self.steps_per_epoch, self.step, knn, self.last_checkpoint)
+        emit(done)
+        return done
+
+    def _fail(self, emit: Emit, message: str) -> ev.Failed:
+        kept = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+        failed = ev.Failed(message + kept, self.step // self.steps_per_epoch, self.step, self.last_checkpoint)
+        emit(failed)
+        return failed
+
+    def start(self, emit: Emit, stop: threading.Event) -> threading.Thread:
+        """Run in a daemon thread; errors arrive as a Failed event (the thread then ends)."""
+        def target() -> None:
+            try:
+                self.run(emit, stop)
+            except Exception:  # already emitted as Failed by run(); nothing else to tell
+                return
+        thread = threading.Thread(target=target, name="vit2040-trainer", daemon=True)
+        thread.start()
+        return thread

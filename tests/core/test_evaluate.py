@@ -1,0 +1,46 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from core.evaluate import embed, knn_accuracy, knn_predict
+
+
+def slow_knn(train, train_labels, query, n_classes, k, temperature):
+    scores = []
+    for q in query:
+        sims = [(F.cosine_similarity(q, t, dim=0).item(), int(label)) for t, label in zip(train, train_labels)]
+        sims.sort(key=lambda pair: -pair[0])
+        votes = [0.0] * n_classes
+        for sim, label in sims[:k]:
+            votes[label] += math.exp(sim / temperature)
+        scores.append(votes)
+    return torch.tensor(scores)
+
+
+def test_knn_matches_the_slow_reference_and_is_chunk_invariant():
+    g = torch.Generator().manual_seed(0)
+    train, query = torch.randn(50, 6, generator=g), torch.randn(17, 6, generator=g)
+    labels = torch.randint(0, 3, (50,), generator=g)
+    fast = knn_predict(train, labels, query, 3, k=7, temperature=0.5)
+    assert torch.allclose(fast, slow_knn(train, labels, query, 3, 7, 0.5), rtol=1e-4)
+    assert torch.allclose(fast, knn_predict(train, labels, query, 3, k=7, temperature=0.5, chunk=4))
+
+
+def test_knn_accuracy_on_separable_and_on_shuffled_labels():
+    g = torch.Generator().manual_seed(1)
+    centers = torch.randn(4, 16, generator=g) * 5
+    labels = torch.arange(200) % 4
+    feats = centers[labels] + torch.randn(200, 16, generator=g)
+    assert knn_accuracy(feats[:100], labels[:100], feats[100:], labels[100:], 4, k=5) == 1.0
+    shuffled = labels[:100][torch.randperm(100, generator=g)]
+    assert knn_accuracy(feats[:100], shuffled, feats[100:], labels[100:], 4, k=5) < 0.6
+
+
+def test_embed_batches_and_restores_train_mode():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    net.train()
+    images = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8)
+    out = embed(net, images, batch_size=3)
+    assert out.shape == (10, 3) and net.training
+    assert torch.allclose(out, net(images.float() / 255 * 2 - 1), atol=1e-6)
