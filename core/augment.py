@@ -33,9 +33,8 @@ def _coin(n: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
 def to_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 (or float in [0, 1]) -> float in [-1, 1].
 
-    A fixed affine map rather than dataset statistics: vit-pytorch's patch embedding starts with a
-    LayerNorm over each patch, so per-dataset mean/std would be normalised away anyway, and a fixed
-    map needs no state in checkpoints.
+    A fixed affine map rather than dataset statistics: the patch embedding's linear layer absorbs
+    any per-channel shift and scale, and a fixed map needs no state in checkpoints.
     """
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images
     return x * 2.0 - 1.0

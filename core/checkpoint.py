@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from core.config import TrainConfig, from_json, to_json
+from core.config import TrainConfig, from_json
 
 FORMAT = "vit2040-checkpoint-v1"
 REQUIRED = ("format", "config", "backbone", "step", "epoch", "data_fingerprint", "class_names")
@@ -48,6 +49,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a torch archive; empty or truncated?)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -66,10 +69,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from exc
     return payload
-
-
-def config_payload(config: TrainConfig) -> str:
-    return to_json(config)
 
 
 def check_matches(payload: dict[str, Any], fingerprint: str, class_names: tuple[str, ...]) -> None:

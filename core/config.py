@@ -37,6 +37,10 @@ class ModelConfig:
     mlp_dim: int = 256
     pool: str = "cls"
     dropout: float = 0.0
+    # vit-pytorch normalises each flattened patch before embedding it, which erases the patch's mean
+    # brightness (a flat white and a flat black patch become identical). DeiT, the paper's model,
+    # has no such norm, so it is off unless asked for.
+    patch_norm: bool = False
 
     def __post_init__(self) -> None:
         _check(self.image_size > 0 and self.patch_size > 0, "image_size and patch_size must be positive")
@@ -89,7 +93,7 @@ class TrainConfig:
     """One training run: data, model, views, objective and optimisation."""
 
     dataset: str = "fashion"
-    data_size: int = 0  # side for variable-size sources (flowers, folders); 0 = native size
+    data_size: int = 0  # side images are stored at; 0 = the source's default (28 fixed, 64 variable)
     objective: str = "instance"
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -100,6 +104,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.1
+    head_temperature: float = 0.0  # 0 = the paper's plain linear instance head; > 0 = cosine head
     seed: int = 0
     knn_k: int = 20
     knn_temperature: float = 0.07
@@ -117,6 +122,7 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "weight_decay must be >= 0")
         _check(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be within [0, epochs]")
         _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
+        _check(self.head_temperature >= 0, "head_temperature must be >= 0 (0 = plain linear head)")
         _check(self.knn_k >= 1 and self.knn_temperature > 0, "knn_k >= 1 and knn_temperature > 0")
         for name in ("eval_every", "snapshot_every", "checkpoint_every"):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0")

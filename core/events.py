@@ -45,9 +45,13 @@ class EpochMetrics:
 
 @dataclass(frozen=True)
 class EmbeddingSnapshot:
+    """Training-set embeddings and the backbone weights that produced them (a consistent pair:
+    what a listener publishes for classification while training goes on)."""
+
     epoch: int
     embeddings: np.ndarray  # (N, D) float16, training set in dataset order
     labels: np.ndarray  # (N,) int64
+    weights: dict  # backbone state_dict, detached CPU copies
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ class JsonlLog:
     def __call__(self, event: ev.Event) -> None:
         record = {"event": type(event).__name__}
         if isinstance(event, ev.EmbeddingSnapshot):
-            record.update(epoch=event.epoch, shape=list(event.embeddings.shape))
+            record.update(epoch=event.epoch, shape=list(event.embeddings.shape))  # arrays stay out of the log
         else:
             record.update(dataclasses.asdict(event))
         self._file.write(json.dumps(record) + "\n")

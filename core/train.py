@@ -7,7 +7,8 @@ import threading
 from pathlib import Path
 
 from core import events as ev
-from core.config import PRESETS, preset
+from core.checkpoint import load_checkpoint
+from core.config import PRESETS, TrainConfig, preset
 from core.data import load_dataset
 from core.objectives import OBJECTIVES
 from core.reporting import JsonlLog, ProgressBar, fan_out
@@ -16,7 +17,7 @@ from core.trainer import Trainer
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-quick")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-quick", help="ignored with --resume")
     parser.add_argument("--dataset", help="fashion | digits | flowers102 | folder:PATH (default: the preset's)")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES))
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint last.pt, metrics.jsonl")
@@ -27,15 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--data-root", type=Path, help="folder holding the dataset's files")
     parser.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
-    parser.add_argument("--resume", type=Path, help="checkpoint to continue from (same config and data)")
+    parser.add_argument("--resume", type=Path,
+                        help="checkpoint to continue from; its config is used (--epochs may extend it)")
     return parser
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset's config (or, with --resume, the checkpoint's) with the flags given applied."""
+    base = load_checkpoint(args.resume)["config"] if args.resume else preset(args.preset)
     overrides = {name: getattr(args, name) for name in ("dataset", "objective", "epochs", "batch_size",
                                                         "lr", "seed", "device")
                  if getattr(args, name) is not None}
-    return preset(args.preset).with_overrides(**overrides)
+    return base.with_overrides(**overrides)
 
 
 def run_with_interrupt(trainer: Trainer, emit) -> ev.Finished | ev.Failed:
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     where = f"; checkpoint {outcome.checkpoint}" if outcome.checkpoint else ""
     knn = f", kNN top-1 {outcome.knn_top1:.4f}" if outcome.knn_top1 is not None else ""
     print(f"{outcome.reason} at epoch {outcome.epoch}, step {outcome.step}{knn}{where}")
+    if outcome.reason == "stopped" and outcome.checkpoint:
+        print(f"resume with: python -m core.train --out {args.out} --resume {outcome.checkpoint}")
     return 130 if outcome.reason == "stopped" else 0
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -22,7 +21,7 @@ from core.checkpoint import check_matches, check_resumable, load_checkpoint, sav
 from core.config import TrainConfig, to_json
 from core.data import DataSplits
 from core.distributed import Dist, init_from_env, resolve_device
-from core.evaluate import embed, knn_accuracy, pixel_features
+from core.evaluate import eval_images, knn_accuracy, knn_eval, pixel_features
 from core.model import Backbone
 from core.objectives import build_objective
 from core.schedule import warmup_cosine
@@ -47,14 +46,6 @@ class _Joint(nn.Module):
         return loss
 
 
-def eval_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 images resized (antialiased) to the model's resolution for evaluation, uint8 out."""
-    if images.shape[-1] == size:
-        return images
-    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
-    return resized.round().clamp(0, 255).to(torch.uint8)
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, data: DataSplits, out_dir: str | Path | None = None,
                  resume_from: str | Path | None = None):
@@ -75,7 +66,8 @@ class Trainer:
         torch.manual_seed(config.seed)  # identical initial weights on every rank and every run
         self.backbone = Backbone(config.model, data.train.channels).to(self.device)
         self.objective = build_objective(config.objective, config.model.dim, len(data.train),
-                                         self.n_classes, config.label_smoothing).to(self.device)
+                                         self.n_classes, config.label_smoothing,
+                                         config.head_temperature).to(self.device)
         self.module: nn.Module = _Joint(self.backbone, self.objective)
         if self.dist.enabled:
             self.module = DistributedDataParallel(
@@ -115,6 +107,7 @@ class Trainer:
             "order_epoch": self.order_epoch,
             "data_fingerprint": self.data.fingerprint,
             "class_names": list(self.data.class_names),
+            "channels": self.data.train.channels,
             "baselines": [self.baselines.raw_pixels, self.baselines.random_init] if self.baselines else [],
         }
 
@@ -152,11 +145,8 @@ class Trainer:
     # -- measurement -------------------------------------------------------------------------
     def knn(self) -> tuple[float, torch.Tensor]:
         """kNN top-1 on the test split, and the training embeddings it used (N, D)."""
-        train = embed(self.backbone, self.eval_train)
-        test = embed(self.backbone, self.eval_test)
-        acc = knn_accuracy(train, self.data.train.labels, test, self.data.test.labels, self.n_classes,
-                           self.config.knn_k, self.config.knn_temperature)
-        return acc, train
+        return knn_eval(self.backbone, self.eval_train, self.data.train.labels, self.eval_test,
+                        self.data.test.labels, self.n_classes, self.config.knn_k, self.config.knn_temperature)
 
     def _baselines(self) -> ev.Baselines:
         cfg = self.config
@@ -194,7 +184,8 @@ class Trainer:
         emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1),
                              knn if evaluate else None, time.perf_counter() - started))
         if snapshot:
-            emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy()))
+            weights = {k: v.detach().to("cpu", copy=True) for k, v in self.backbone.state_dict().items()}
+            emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(), weights))
         if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
             self.save(emit)
         return knn if evaluate else None

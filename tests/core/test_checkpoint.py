@@ -51,6 +51,7 @@ def test_pickled_objects_are_refused_and_never_executed(tmp_path):
 @pytest.mark.parametrize("content, message", [
     (b"", "not a readable checkpoint"),
     (b"not a zip file at all", "not a readable checkpoint"),
+    (b"PK\x03\x04 truncated zip", "not a readable checkpoint"),
 ])
 def test_garbage_files_are_refused(tmp_path, content, message):
     (tmp_path / "bad.pt").write_bytes(content)

@@ -264,8 +264,7 @@ def test_digits_split_is_balanced_and_disjoint():
     train, test = digests(splits.train.images), digests(splits.test.images)
     source = digests(torch.from_numpy(mnist_data()[0].astype(np.uint8)).reshape(-1, 28, 28))
     assert len(source) == 5000  # no duplicates, so disjoint digests mean disjoint images
-    assert not set(train) & set(test) and train + test == Counter(
-        {k: v for k, v in source.items()})
+    assert not set(train) & set(test) and train + test == source
 
 
 # ---------------------------------------------------------------- flowers102

@@ -72,3 +72,23 @@ def test_named_sizes():
     assert (tiny.patch_size, tiny.dim, tiny.depth, tiny.heads, tiny.mlp_dim) == (16, 192, 12, 3, 768)
     params = sum(p.numel() for p in Backbone(tiny, 3).parameters())
     assert 5.0e6 < params < 6.0e6  # DeiT-Tiny is 5.7 M parameters
+
+
+def test_patch_norm_erases_flat_brightness_and_is_off_by_default():
+    white, black = torch.full((1, 1, 28, 28), 1.0), torch.full((1, 1, 28, 28), -1.0)
+    with_norm = backbone(ModelConfig(**{**SMALL.__dict__, "patch_norm": True}))
+    assert torch.allclose(with_norm(white), with_norm(black), atol=1e-5)  # why it is off
+    default = backbone()
+    assert not SMALL.patch_norm
+    assert not torch.allclose(default(white), default(black), atol=1e-3)
+
+
+def test_cosine_head_logits_are_scaled_cosines():
+    from core.model import CosineHead, instance_head
+    head = instance_head(8, 5, temperature=0.1)
+    assert isinstance(head, CosineHead) and head.out_features == 5
+    x = torch.randn(3, 8)
+    logits = head(x)
+    assert logits.abs().max() <= 10 + 1e-4
+    assert torch.allclose(head(x * 7), logits, atol=1e-5)  # independent of the feature norm
+    assert isinstance(instance_head(8, 5), torch.nn.Linear)  # the paper's head by default

@@ -96,7 +96,7 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tiny_config, 
 
 
 def test_absurd_learning_rate_stops_with_a_message(tiny_config, toy_data):
-    result = Trainer(tiny_config.with_overrides(lr=1e38, min_lr=0.0, warmup_epochs=0), toy_data).run(lambda e: None)
+    result = Trainer(tiny_config.with_overrides(lr=1e20, min_lr=0.0, warmup_epochs=0), toy_data).run(lambda e: None)
     assert isinstance(result, ev.Failed) and "loss became" in result.message
 
 

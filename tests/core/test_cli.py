@@ -1,0 +1,67 @@
+"""The command-line entry points, run as a user would run them (subprocesses on the digits set)."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def events(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_train_evaluate_and_resume(tmp_path):
+    out = tmp_path / "run"
+    done = cli("core.train", "--dataset", "digits", "--epochs", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "completed at epoch 2" in done.stdout
+    log = events(out / "metrics.jsonl")
+    assert log[0]["event"] == "RunStarted" and log[-1]["event"] == "Finished"
+    knn = [e["knn_top1"] for e in log if e["event"] == "EpochMetrics" and e["knn_top1"] is not None][-1]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+
+    evaluated = cli("core.evaluate", str(out / "last.pt"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"{knn:.4f}" in evaluated.stdout  # the same number the run reported
+    assert "baselines: raw pixels" in evaluated.stdout
+
+    more = cli("core.train", "--epochs", "3", "--out", str(out), "--resume", str(out / "last.pt"))
+    assert more.returncode == 0, more.stderr
+    started = [e for e in events(out / "metrics.jsonl") if e["event"] == "RunStarted"]
+    assert started[-1]["start_step"] == started[0]["steps_per_epoch"] * 2
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "core.train", "--dataset", "digits", "--epochs", "100",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and '"StepMetrics"' in log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "stopped at epoch" in stdout
+    assert load_checkpoint(out / "last.pt")["step"] >= 1
+
+
+def test_bad_input_gives_a_message_not_a_traceback(tmp_path):
+    missing = cli("core.train", "--dataset", f"folder:{tmp_path / 'nope'}", "--out", str(tmp_path / "o"))
+    assert missing.returncode == 2 and "error:" in missing.stderr and "Traceback" not in missing.stderr
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    refused = cli("core.evaluate", str(tmp_path / "junk.pt"))
+    assert refused.returncode == 2 and "not a readable checkpoint" in refused.stderr
