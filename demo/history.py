@@ -1,0 +1,230 @@
+"""One run's history for the app: a lock-protected fold of trainer events (written by the training
+and UMAP threads) that hands the UI thread immutable `RunView` snapshots for the plot builders."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from core import events as ev
+
+MESSAGE_STARTED = ("training on {device} · {millions:.2f} M parameters · "
+                   "{n_train} train / {n_test} test images")
+MESSAGE_RESUMED = "resumed at step {step} on {device}"
+MESSAGE_COMPLETED = "completed {epoch} epochs ({step} steps)"
+MESSAGE_STOPPED = "stopped at epoch {epoch} (step {step})"
+MESSAGE_KNN = " · kNN top-1 {knn:.1%}"
+
+IDLE, RUNNING, STOPPED, COMPLETED, FAILED = "idle", "running", "stopped", "completed", "failed"
+
+# The ETA follows the last half-minute of steps: recent enough to track a slowdown (another job on
+# the machine), long enough that one evaluation pause does not swing it wildly.
+RATE_WINDOW_S = 30.0
+# Per-step images/s is one batch over one step's time, so it jitters; the readout is an EMA.
+THROUGHPUT_SMOOTHING = 0.9
+INITIAL_CAPACITY = 1024
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing array fields with == is ambiguous
+class Layout:
+    """One UMAP picture of the training-set embeddings."""
+
+    epoch: int
+    xy: np.ndarray  # (N, 2) float32
+    labels: np.ndarray  # (N,) int64
+
+
+@dataclass(frozen=True, eq=False)
+class RunView:
+    """Immutable snapshot of one run's history; what the plot builders read."""
+
+    run_id: str
+    label: str
+    status: str  # idle | running | stopped | completed | failed
+    device: str
+    total_steps: int
+    steps_per_epoch: int
+    steps: np.ndarray  # (S,) int64, read-only
+    losses: np.ndarray  # (S,) float64, read-only
+    lrs: np.ndarray  # (S,) float64, read-only
+    images_per_s: float  # smoothed, latest
+    epochs: np.ndarray  # epochs completed (every EpochMetrics)
+    knn_epochs: np.ndarray  # epochs that were evaluated
+    knn: np.ndarray  # kNN top-1 (fraction) at those epochs
+    baselines: tuple[float, float] | None  # (raw pixels, random init)
+    layouts: tuple[Layout, ...]  # in epoch order
+    message: str
+    started_at: float | None  # wall clock (time.time()) of the first start
+    elapsed_s: float  # time spent running, over all starts
+    eta_s: float | None  # None unless running with a measured step rate
+    class_names: tuple[str, ...]
+    checkpoint: str | None  # latest checkpoint written
+    snapshot_epoch: int | None  # epoch of the latest EmbeddingSnapshot (ahead of layouts while UMAP runs)
+
+    @property
+    def step(self) -> int:
+        return int(self.steps[-1]) if len(self.steps) else 0
+
+
+class _Column:
+    """Append-only numpy buffer with amortised O(1) appends. A snapshot is a read-only slice that
+    stays valid forever: cells once written are never overwritten (growing and truncating
+    reallocate instead), so views need no copy."""
+
+    def __init__(self, dtype: type):
+        self._data = np.empty(INITIAL_CAPACITY, dtype=dtype)
+        self.size = 0
+
+    def append(self, value: float) -> None:
+        if self.size == len(self._data):
+            self._data = np.concatenate([self._data, np.empty_like(self._data)])
+        self._data[self.size] = value
+        self.size += 1
+
+    def truncate(self, size: int) -> None:
+        data = np.empty_like(self._data)
+        data[:size] = self._data[:size]
+        self._data, self.size = data, size
+
+    def snapshot(self) -> np.ndarray:
+        view = self._data[:self.size]
+        view.flags.writeable = False
+        return view
+
+
+class RunHistory:
+    """Mutable, lock-protected fold of trainer events for ONE run; `view()` returns an immutable
+    RunView. The lock only guards short appends and the snapshot, never long work."""
+
+    def __init__(self, run_id: str, label: str, class_names: tuple[str, ...] | list[str],
+                 clock: Callable[[], float] = time.monotonic):
+        self.run_id, self.label, self.class_names = run_id, label, tuple(class_names)
+        self._clock = clock  # injectable so tests can script the step rate
+        self._lock = threading.Lock()
+        self._steps, self._losses, self._lrs = _Column(np.int64), _Column(np.float64), _Column(np.float64)
+        self._epoch_rows: list[tuple[int, int, float | None]] = []  # (epoch, step, knn_top1)
+        self._layouts: tuple[Layout, ...] = ()
+        self._rate: deque[tuple[float, int]] = deque()  # (clock, step) over the last RATE_WINDOW_S
+        self._status, self._message, self._device = IDLE, "", ""
+        self._total_steps = self._steps_per_epoch = 0
+        self._images_per_s: float | None = None
+        self._baselines: tuple[float, float] | None = None
+        self._started_at: float | None = None
+        self._running_since: float | None = None
+        self._elapsed_before = 0.0  # running time of earlier starts (a resumed run adds up)
+        self._checkpoint: str | None = None
+        self._snapshot_epoch: int | None = None
+        self._handlers = {ev.RunStarted: self._started, ev.Baselines: self._baselines_known,
+                          ev.StepMetrics: self._stepped, ev.EpochMetrics: self._epoch_ended,
+                          ev.EmbeddingSnapshot: self._snapshot_taken, ev.CheckpointSaved: self._saved,
+                          ev.Finished: self._finished, ev.Failed: self._failed}
+
+    def __call__(self, event: ev.Event) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            return
+        now = self._clock()
+        with self._lock:
+            handler(event, now)
+
+    def add_layout(self, layout: Layout) -> None:
+        """Insert a UMAP layout (from the UMAP worker); a later layout for the same epoch replaces it."""
+        with self._lock:
+            kept = [old for old in self._layouts if old.epoch != layout.epoch]
+            self._layouts = tuple(sorted(kept + [layout], key=lambda item: item.epoch))
+
+    def view(self) -> RunView:
+        now = self._clock()
+        with self._lock:
+            rows = self._epoch_rows
+            knn_rows = [(epoch, knn) for epoch, _, knn in rows if knn is not None]
+            return RunView(
+                run_id=self.run_id, label=self.label, status=self._status, device=self._device,
+                total_steps=self._total_steps, steps_per_epoch=self._steps_per_epoch,
+                steps=self._steps.snapshot(), losses=self._losses.snapshot(), lrs=self._lrs.snapshot(),
+                images_per_s=self._images_per_s or 0.0,
+                epochs=np.array([epoch for epoch, _, _ in rows], dtype=np.int64),
+                knn_epochs=np.array([epoch for epoch, _ in knn_rows], dtype=np.int64),
+                knn=np.array([knn for _, knn in knn_rows], dtype=np.float64),
+                baselines=self._baselines, layouts=self._layouts, message=self._message,
+                started_at=self._started_at, elapsed_s=self._elapsed(now), eta_s=self._eta(),
+                class_names=self.class_names, checkpoint=self._checkpoint, snapshot_epoch=self._snapshot_epoch)
+
+    def _elapsed(self, now: float) -> float:
+        current = now - self._running_since if self._running_since is not None else 0.0
+        return self._elapsed_before + current
+
+    def _eta(self) -> float | None:
+        if self._status != RUNNING or len(self._rate) < 2:
+            return None
+        (t0, s0), (t1, s1) = self._rate[0], self._rate[-1]
+        if t1 <= t0 or s1 <= s0:
+            return None
+        return (self._total_steps - s1) * (t1 - t0) / (s1 - s0)
+
+    def _started(self, event: ev.RunStarted, now: float) -> None:
+        self._device = event.device
+        self._total_steps, self._steps_per_epoch = event.total_steps, event.steps_per_epoch
+        self._rewind(event.start_step)
+        self._status, self._running_since = RUNNING, now
+        if self._started_at is None:
+            self._started_at = time.time()
+        # The window starts at the first step: the time before it (baselines) is not step time.
+        self._rate.clear()
+        self._message = (MESSAGE_RESUMED.format(step=event.start_step, device=event.device) if event.start_step
+                         else MESSAGE_STARTED.format(device=event.device, millions=event.parameters / 1e6,
+                                                     n_train=event.n_train, n_test=event.n_test))
+
+    def _rewind(self, start_step: int) -> None:
+        """A run resumed from an older checkpoint redoes steps: forget what comes after it."""
+        keep = int(np.searchsorted(self._steps.snapshot(), start_step, side="right"))
+        if keep < self._steps.size:
+            for column in (self._steps, self._losses, self._lrs):
+                column.truncate(keep)
+        self._epoch_rows = [row for row in self._epoch_rows if row[1] <= start_step]
+        last_epoch = start_step // max(self._steps_per_epoch, 1)
+        self._layouts = tuple(layout for layout in self._layouts if layout.epoch <= last_epoch)
+
+    def _baselines_known(self, event: ev.Baselines, now: float) -> None:
+        self._baselines = (event.raw_pixels, event.random_init)
+
+    def _stepped(self, event: ev.StepMetrics, now: float) -> None:
+        self._steps.append(event.step)
+        self._losses.append(event.loss)
+        self._lrs.append(event.lr)
+        previous = self._images_per_s
+        self._images_per_s = event.images_per_s if previous is None else (
+            THROUGHPUT_SMOOTHING * previous + (1 - THROUGHPUT_SMOOTHING) * event.images_per_s)
+        self._rate.append((now, event.step))
+        while len(self._rate) > 2 and self._rate[0][0] < now - RATE_WINDOW_S:
+            self._rate.popleft()
+
+    def _epoch_ended(self, event: ev.EpochMetrics, now: float) -> None:
+        self._epoch_rows.append((event.epoch, event.step, event.knn_top1))
+
+    def _snapshot_taken(self, event: ev.EmbeddingSnapshot, now: float) -> None:
+        self._snapshot_epoch = event.epoch  # the arrays go to the UMAP worker, not into the history
+
+    def _saved(self, event: ev.CheckpointSaved, now: float) -> None:
+        self._checkpoint = event.path
+
+    def _finished(self, event: ev.Finished, now: float) -> None:
+        template = MESSAGE_COMPLETED if event.reason == COMPLETED else MESSAGE_STOPPED
+        message = template.format(epoch=event.epoch, step=event.step)
+        if event.knn_top1 is not None:
+            message += MESSAGE_KNN.format(knn=event.knn_top1)
+        self._stop(now, COMPLETED if event.reason == COMPLETED else STOPPED, message, event.checkpoint)
+
+    def _failed(self, event: ev.Failed, now: float) -> None:
+        self._stop(now, FAILED, event.message, event.checkpoint)
+
+    def _stop(self, now: float, status: str, message: str, checkpoint: str | None) -> None:
+        if self._running_since is not None:
+            self._elapsed_before += now - self._running_since
+        self._running_since = None
+        self._status, self._message = status, message
+        self._checkpoint = checkpoint or self._checkpoint

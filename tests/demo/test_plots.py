@@ -1,0 +1,238 @@
+import base64
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+from PIL import Image
+
+from core import events as ev
+from demo import plots
+from demo.history import Layout, RunHistory
+
+
+def make_run(run_id="r1", label="run 1", steps=12, steps_per_epoch=4, knn=(), baselines=None):
+    """A RunView built the way the app builds one: by folding trainer events."""
+    history = RunHistory(run_id, label, ["a", "b"])
+    history(ev.RunStarted("cpu", 40, 20, steps_per_epoch, steps, 0, 1000))
+    if baselines is not None:
+        history(ev.Baselines(*baselines))
+    for i in range(1, steps + 1):
+        history(ev.StepMetrics(i, (i - 1) // steps_per_epoch, 3.0 / i + 0.1 * (i % 2), 1e-3 * i, 100.0))
+    for epoch, value in enumerate(knn, start=1):
+        history(ev.EpochMetrics(epoch, epoch * steps_per_epoch, 1.0, value, 1.0))
+    return history.view()
+
+
+def annotation_texts(fig):
+    return [annotation.text for annotation in fig.layout.annotations]
+
+
+def layout_of(labels, epoch=3, seed=0):
+    labels = np.asarray(labels, dtype=np.int64)
+    xy = np.random.default_rng(seed).normal(size=(len(labels), 2)).astype(np.float32)
+    return Layout(epoch, xy, labels)
+
+
+# --- smoothing -------------------------------------------------------------------------------
+
+def test_ema_matches_a_hand_computed_series():
+    # s = 0.5 s + 0.5 x, debiased by 1 - 0.5^t: x = [0, 1, 1] -> s = [0, .5, .75] -> [0, .5/.75, .75/.875]
+    assert plots.ema(np.array([0.0, 1.0, 1.0]), weight=0.5) == pytest.approx([0.0, 2 / 3, 6 / 7])
+
+
+def test_ema_of_a_constant_is_the_constant_and_weight_zero_is_identity():
+    assert plots.ema(np.full(50, 2.5)) == pytest.approx(np.full(50, 2.5))
+    values = np.array([3.0, -1.0, 4.0])
+    assert plots.ema(values, weight=0.0) == pytest.approx(values)
+    assert len(plots.ema(np.array([]))) == 0
+
+
+# --- training figure -------------------------------------------------------------------------
+
+def test_training_figure_draws_raw_smoothed_and_lr_in_epochs():
+    run = make_run(steps=12, steps_per_epoch=4)
+    fig = plots.training_figure([run])
+    raw, smooth, lr = fig.data
+    assert [trace.name for trace in fig.data] == ["run 1" + plots.RAW_SUFFIX, "run 1", "run 1"]
+    assert raw.showlegend is False and smooth.showlegend is not False and lr.showlegend is False
+    assert np.allclose(raw.x, np.arange(1, 13) / 4) and np.allclose(raw.y, run.losses)
+    assert np.allclose(smooth.y, plots.ema(run.losses))
+    assert np.allclose(lr.y, run.lrs) and lr.yaxis == "y2" and raw.yaxis == "y"
+    assert raw.line.width < smooth.line.width and raw.opacity < 1
+    assert fig.layout.uirevision and fig.layout.template == pio.templates["plotly_white"]
+
+
+def test_training_figure_overlays_runs_in_their_own_colours():
+    old, current = make_run("r1", "run 1"), make_run("r2", "run 2", steps=24, steps_per_epoch=8)
+    fig = plots.training_figure([old, current])
+    assert len(fig.data) == 6
+    smooth = [trace for trace in fig.data if trace.showlegend is not False]
+    assert [trace.name for trace in smooth] == ["run 1", "run 2"]
+    assert len({trace.line.color for trace in smooth}) == 2
+    assert smooth[1].line.width > smooth[0].line.width  # the current run stands out
+    assert smooth[0].x[-1] == smooth[1].x[-1] == 3.0  # both end at epoch 3 despite other batch sizes
+
+
+def test_training_figure_thins_long_runs_but_keeps_the_newest_point():
+    run = make_run(steps=5 * plots.MAX_LINE_POINTS + 3, steps_per_epoch=10)
+    raw = plots.training_figure([run]).data[0]
+    assert len(raw.x) <= plots.MAX_LINE_POINTS + 1
+    assert raw.x[-1] == pytest.approx(run.steps[-1] / 10)
+
+
+def test_training_figure_placeholder_without_steps():
+    empty = make_run(steps=0)
+    fig = plots.training_figure([empty])
+    assert len(fig.data) == 0 and annotation_texts(fig) == [plots.EMPTY_TRAINING]
+    assert annotation_texts(plots.training_figure([])) == [plots.EMPTY_TRAINING]
+
+
+# --- kNN figure ------------------------------------------------------------------------------
+
+def test_knn_figure_has_runs_and_the_current_baselines():
+    old = make_run("r1", "run 1", knn=(0.4, 0.5, 0.6), baselines=(0.9, 0.9))
+    current = make_run("r2", "run 2", knn=(0.55, None, 0.7), baselines=(0.62, 0.31))
+    fig = plots.knn_figure([old, current])
+    by_name = {trace.name: trace for trace in fig.data}
+    raw_name, random_name = plots.BASELINE_RAW.format(value=0.62), plots.BASELINE_RANDOM.format(value=0.31)
+    assert set(by_name) == {"run 1", "run 2", raw_name, random_name}  # the old run's baselines are not drawn
+    assert list(by_name[raw_name].y) == [0.62, 0.62] and list(by_name[random_name].y) == [0.31, 0.31]
+    assert by_name[raw_name].line.dash and by_name[random_name].line.dash
+    assert list(by_name[raw_name].x) == [0, 3.0]
+    assert list(by_name["run 2"].x) == [1, 3] and list(by_name["run 2"].y) == [0.55, 0.7]
+    assert by_name["run 1"].line.color != by_name["run 2"].line.color
+    assert fig.layout.yaxis.tickformat.endswith("%")
+
+
+def test_knn_figure_shows_baselines_before_any_evaluation():
+    fig = plots.knn_figure([make_run(baselines=(0.6, 0.2))])
+    assert sorted(trace.y[0] for trace in fig.data) == [0.2, 0.6]
+
+
+def test_knn_figure_placeholder_without_data():
+    assert annotation_texts(plots.knn_figure([make_run()])) == [plots.EMPTY_KNN]
+    assert annotation_texts(plots.knn_figure([])) == [plots.EMPTY_KNN]
+
+
+# --- UMAP figure -----------------------------------------------------------------------------
+
+def test_umap_figure_has_one_trace_per_class_with_hover_indices():
+    labels = [0, 1, 0, 0, 1, 0, 0]
+    layout = layout_of(labels)
+    fig = plots.umap_figure(layout, ["shirt", "shoe", "bag"])
+    assert [trace.name for trace in fig.data] == ["shirt", "shoe", "bag"]
+    assert [len(trace.x) for trace in fig.data] == [5, 2, 0]
+    shirt = fig.data[0]
+    assert list(shirt.customdata) == [0, 2, 3, 5, 6]
+    assert np.allclose(shirt.x, layout.xy[shirt.customdata, 0])
+    assert np.allclose(shirt.y, layout.xy[shirt.customdata, 1])
+    assert "%{customdata}" in shirt.hovertemplate and "%{fullData.name}" in shirt.hovertemplate
+    assert len({trace.marker.color for trace in fig.data}) == 3
+    assert fig.layout.xaxis.showticklabels is False and fig.layout.yaxis.showticklabels is False
+    assert fig.layout.uirevision and not fig.layout.images
+    assert "3" in fig.layout.title.text
+
+
+def test_umap_figure_ranges_are_square_and_contain_the_points():
+    layout = layout_of([0] * 20)
+    fig = plots.umap_figure(layout, ["a"])
+    x_range, y_range = fig.layout.xaxis.range, fig.layout.yaxis.range
+    assert x_range[1] - x_range[0] == pytest.approx(y_range[1] - y_range[0])
+    assert x_range[0] < layout.xy[:, 0].min() and layout.xy[:, 0].max() < x_range[1]
+    assert y_range[0] < layout.xy[:, 1].min() and layout.xy[:, 1].max() < y_range[1]
+
+
+def test_umap_figure_names_classes_beyond_the_given_names():
+    fig = plots.umap_figure(layout_of([0, 2]), ["a"])
+    assert [trace.name for trace in fig.data] == ["a", plots.UNKNOWN_CLASS.format(index=1),
+                                                  plots.UNKNOWN_CLASS.format(index=2)]
+
+
+def test_umap_placeholder_without_layout():
+    for fig in (plots.umap_figure(None, ["a"]),
+                plots.umap_figure(Layout(0, np.zeros((0, 2), np.float32), np.zeros(0, np.int64)), ["a"])):
+        assert len(fig.data) == 0 and annotation_texts(fig) == [plots.EMPTY_UMAP]
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (8, 8, 3)])
+def test_sprites_draw_at_most_max_sprites_images_at_their_points(shape):
+    labels = np.repeat(np.arange(4), 25)
+    layout = layout_of(labels)
+    thumbnails = np.random.default_rng(1).integers(0, 256, size=(100, *shape), dtype=np.uint8)
+    fig = plots.umap_figure(layout, list("abcd"), thumbnails, sprites=True, max_sprites=10)
+    images = fig.layout.images
+    assert len(images) == 10
+    assert all(image.source.startswith("data:image/png;base64,") for image in images)
+    chosen = plots.sprite_indices(labels, 10)
+    assert [image.x for image in images] == pytest.approx(layout.xy[chosen, 0].tolist())
+    assert [image.y for image in images] == pytest.approx(layout.xy[chosen, 1].tolist())
+    span = fig.layout.xaxis.range[1] - fig.layout.xaxis.range[0]
+    assert images[0].sizex == pytest.approx(span * plots.SPRITE_FRACTION)
+    assert len(fig.data) == 4  # the markers stay, for hover
+
+
+def test_sprites_only_when_asked_and_given():
+    layout = layout_of([0, 1, 1])
+    thumbnails = np.zeros((3, 4, 4), np.uint8)
+    assert not plots.umap_figure(layout, ["a", "b"], thumbnails, sprites=False).layout.images
+    assert not plots.umap_figure(layout, ["a", "b"], None, sprites=True).layout.images
+    with pytest.raises(ValueError):
+        plots.umap_figure(layout, ["a", "b"], thumbnails[:2], sprites=True)
+
+
+def test_sprite_indices_share_evenly_across_classes():
+    labels = np.repeat([0, 1, 2], [50, 30, 2])
+    chosen = plots.sprite_indices(labels, 20)
+    assert np.bincount(labels[chosen]).tolist() == [9, 9, 2]  # the small class's spare share goes to the others
+    assert np.array_equal(chosen, np.unique(chosen)) and np.array_equal(chosen, plots.sprite_indices(labels, 20))
+    spread = chosen[labels[chosen] == 0]
+    assert spread[0] == 0 and spread[-1] == 49  # evenly spaced across the class, ends included
+    assert len(plots.sprite_indices(labels, 0)) == 0
+    assert plots.sprite_indices(labels, 500).tolist() == list(range(82))
+
+
+# --- thumbnails and palette -----------------------------------------------------------------
+
+def decode(png):
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_thumbnail_png_upscales_with_nearest_neighbour():
+    image = np.arange(6, dtype=np.uint8).reshape(2, 3) * 40
+    decoded = decode(plots.thumbnail_png(image, scale=4))
+    assert decoded.shape == (8, 12)
+    assert np.array_equal(decoded, np.kron(image, np.ones((4, 4), np.uint8)))
+    rgb = np.zeros((5, 5, 3), np.uint8)
+    rgb[..., 0] = 200
+    assert decode(plots.thumbnail_png(rgb, scale=2)).shape == (10, 10, 3)
+    assert decode(plots.thumbnail_png(rgb[..., :1], scale=1)).shape == (5, 5)
+
+
+def test_thumbnail_png_shrinks_to_max_side_and_rejects_bad_input():
+    large = np.zeros((144, 144, 3), np.uint8)
+    assert decode(plots.thumbnail_png(large, scale=1, max_side=48)).shape == (48, 48, 3)
+    with pytest.raises(TypeError):
+        plots.thumbnail_png(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError):
+        plots.thumbnail_png(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_sprite_sources_decode_to_the_thumbnails():
+    thumbnails = np.random.default_rng(2).integers(0, 256, size=(3, 6, 6), dtype=np.uint8)
+    fig = plots.umap_figure(layout_of([0, 0, 1]), ["a", "b"], thumbnails, sprites=True)
+    payload = fig.layout.images[1].source.split(",", 1)[1]
+    assert np.array_equal(decode(base64.b64decode(payload)), thumbnails[1])
+
+
+@pytest.mark.parametrize("n", [3, 10, 102])
+def test_class_colours_are_distinct(n):
+    colours = plots.class_colours(n)
+    assert len(colours) == n == len(set(colours))
+
+
+def test_placeholder_is_a_light_figure():
+    fig = plots.empty_figure("hello")
+    assert isinstance(fig, go.Figure) and annotation_texts(fig) == ["hello"] and len(fig.data) == 0
+    assert fig.layout.xaxis.visible is False and fig.layout.template == pio.templates["plotly_white"]
