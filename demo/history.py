@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -130,6 +130,16 @@ class RunHistory:
         now = self._clock()
         with self._lock:
             handler(event, now)
+
+    def set_class_names(self, class_names: Sequence[str]) -> None:
+        """Known only once the run's dataset has loaded (in the training thread)."""
+        with self._lock:
+            self.class_names = tuple(class_names)
+
+    def note(self, message: str) -> None:
+        """A message for the status line that is not a trainer event (e.g. the UMAP worker's)."""
+        with self._lock:
+            self._message = message
 
     def add_layout(self, layout: Layout) -> None:
         """Insert a UMAP layout (from the UMAP worker); a later layout for the same epoch replaces it."""

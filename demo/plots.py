@@ -239,3 +239,16 @@ def umap_figure(layout: Layout | None, class_names: Sequence[str], thumbnails: n
                       title=dict(text=UMAP_TITLE.format(epoch=layout.epoch), x=0.01, font_size=14),
                       legend=dict(itemsizing="constant"))
     return fig
+
+
+def attention_overlay(model_input: np.ndarray, attention: np.ndarray, scale: int = 8,
+                      alpha: float = 0.55) -> np.ndarray:
+    """The model's input (H×W gray or H×W×3) with the attention map (H×W in [0, 1]) laid over it
+    in red; upscaled `scale`× (nearest) so 28 px inputs stay legible. uint8 H·s×W·s×3 out."""
+    base = model_input if model_input.ndim == 3 else np.repeat(model_input[..., None], 3, axis=2)
+    base = base.astype(np.float32)
+    heat = np.zeros_like(base)
+    heat[..., 0] = 255.0 * np.clip(attention, 0.0, 1.0)
+    weight = alpha * np.clip(attention, 0.0, 1.0)[..., None]
+    blended = (1 - weight) * base + weight * heat
+    return blended.round().astype(np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)

@@ -18,7 +18,7 @@ from PIL import Image
 from core.data import ImageSet, load_dataset
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
-GARMENTS = {"t-shirt": 0, "trouser": 1, "dress": 3, "sandal": 5, "sneaker": 7, "bag": 8, "ankle-boot": 9}
+GARMENTS = {"t-shirt": 0, "trouser": 1, "pullover": 2, "dress": 3, "sneaker": 7, "bag": 8, "ankle-boot": 9}
 DIGITS = (3, 7)
 PRODUCT_SCALE = 8  # 28 px -> 224 px
 PRODUCT_MARGIN = (40, 16)  # white margin left/right and top/bottom: a non-square photo

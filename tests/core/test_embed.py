@@ -8,6 +8,10 @@ import torch
 from core import embed
 from core.embed import Projector, exact_knn, procrustes_align
 
+# core.embed silences this umap warning process-wide, but pytest restores the warning filters
+# around every test.
+pytestmark = pytest.mark.filterwarnings("ignore:precomputed_knn\\[2\\]:UserWarning")
+
 
 def clustered(n_per=200, centres=3, dim=32, noise=1.0, seed=0):
     """Well-separated Gaussian clusters: (centres * n_per, dim) float32 and their labels."""
@@ -65,7 +69,7 @@ def test_exact_knn_puts_self_first_among_duplicates():
     x = np.ones((5, 3), dtype=np.float32)
     indices, distances = exact_knn(x, 3)
     assert (indices[:, 0] == np.arange(5)).all()
-    assert (distances == 0).all()
+    np.testing.assert_allclose(distances, 0.0, atol=1e-6)
 
 
 def test_exact_knn_rejects_bad_input():

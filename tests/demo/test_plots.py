@@ -236,3 +236,14 @@ def test_placeholder_is_a_light_figure():
     fig = plots.empty_figure("hello")
     assert isinstance(fig, go.Figure) and annotation_texts(fig) == ["hello"] and len(fig.data) == 0
     assert fig.layout.xaxis.visible is False and fig.layout.template == pio.templates["plotly_white"]
+
+
+def test_attention_overlay_reddens_where_attended_and_keeps_the_rest():
+    from demo.plots import attention_overlay
+    gray = np.full((4, 4), 100, dtype=np.uint8)
+    attention = np.zeros((4, 4), dtype=np.float32)
+    attention[0, 0] = 1.0
+    out = attention_overlay(gray, attention, scale=2)
+    assert out.shape == (8, 8, 3) and out.dtype == np.uint8
+    assert (out[2:, 2:] == 100).all()  # no attention: the input unchanged
+    assert out[0, 0, 0] > 100 and out[0, 0, 1] < 100  # full attention: pulled towards red

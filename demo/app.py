@@ -1,0 +1,280 @@
+"""`python -m demo.app`: the Gradio app. Wiring only: layout, callbacks, and a 1 s timer that reads
+a snapshot of the Session's state and redraws plots built by the pure functions in demo.plots.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from core.classify import ImageError, load_upload
+from core.config import PRESETS, preset
+from core.data import present_sources
+from core.objectives import OBJECTIVES
+from demo import plots, text
+from demo.session import Session
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "examples"
+MAX_UPLOAD = "20mb"
+DEFAULT_PORT = 7860
+TICK_S = 1.0
+THUMB_SCALE = 8  # 28 px training images shown at 224 px
+
+
+def _image_to_np(image: np.ndarray, scale: int = THUMB_SCALE) -> np.ndarray:
+    """Nearest-neighbour upscale so small images stay crisp in the browser."""
+    return image.repeat(scale, axis=0).repeat(scale, axis=1) if image.shape[0] < 96 else image
+
+
+class App:
+    """Callbacks bound to one Session; per-tab drawing state lives in gr.State, never in globals."""
+
+    def __init__(self, session: Session, data_root: str | None = None):
+        self.session = session
+        self.dataset_choices = [*present_sources(data_root), text.FOLDER_CHOICE]
+        self.export_dir = Path(tempfile.mkdtemp(prefix="vit2040-export-"))
+
+    # -- Train -------------------------------------------------------------------------------
+    def start(self, dataset, folder, objective, preset_name, epochs, batch_size, lr):
+        if dataset == text.FOLDER_CHOICE:
+            if not folder or not folder.strip():
+                raise gr.Error("Type the folder's path first (one subfolder per class).")
+            dataset = f"folder:{folder.strip()}"
+        try:
+            config = preset(preset_name).with_overrides(dataset=dataset, objective=objective, epochs=int(epochs),
+                                                        batch_size=int(batch_size), lr=float(lr))
+            message = self.session.start(config)
+        except (ValueError, RuntimeError) as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(message)
+
+    def stop(self):
+        gr.Info(self.session.stop())
+
+    def resume(self):
+        try:
+            gr.Info(self.session.resume())
+        except (LookupError, RuntimeError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+
+    @staticmethod
+    def preset_defaults(preset_name):
+        config = preset(preset_name)
+        return config.epochs, config.batch_size, config.lr
+
+    # -- Watch (timer) -----------------------------------------------------------------------
+    def tick(self, sprites, replay, drawn):
+        """Redraw what changed since this tab last drew; `drawn` is the tab's own memo."""
+        views = self.session.views()
+        current = views[-1] if views else None
+        drawn = dict(drawn or {})
+        outputs = [text.status_line(current), text.progress_html(current)]
+        curves_key = tuple((v.run_id, v.step, v.status, len(v.knn)) for v in views)
+        if curves_key != drawn.get("curves"):
+            drawn["curves"] = curves_key
+            outputs += [plots.training_figure(views), plots.knn_figure(views)]
+        else:
+            outputs += [gr.skip(), gr.skip()]
+        outputs += self._clusters(current, sprites, replay, drawn)
+        return [*outputs, drawn]
+
+    def _clusters(self, view, sprites, replay, drawn):
+        layouts = view.layouts if view else ()
+        n = len(layouts)
+        following = replay is None or replay >= drawn.get("n_layouts", 0)
+        index = n if following else max(1, min(int(replay), n))
+        drawn["n_layouts"] = n
+        slider = gr.update(maximum=max(n, 1), value=max(index, 1), interactive=n > 1)
+        layout = layouts[index - 1] if n else None
+        key = (view.run_id if view else None, layout.epoch if layout else None, bool(sprites))
+        if key == drawn.get("umap"):
+            return [gr.skip(), slider]
+        drawn["umap"] = key
+        thumbs = self.session.thumbnails() if sprites else None
+        names = view.class_names if view else ()
+        return [plots.umap_figure(layout, names, thumbnails=thumbs, sprites=bool(sprites)), slider]
+
+    def thumbnail(self, index):
+        thumbs = self.session.thumbnails()
+        if thumbs is None or index is None:
+            return None
+        if not 0 <= int(index) < len(thumbs):
+            raise gr.Error(text.THUMB_OUT_OF_RANGE.format(index=int(index), n=len(thumbs)))
+        return _image_to_np(thumbs[int(index)])
+
+    # -- Classify ----------------------------------------------------------------------------
+    def classify(self, upload, sketch):
+        source = upload if upload is not None else _sketch_image(sketch)
+        if source is None:
+            raise gr.Error(text.NOTHING_TO_CLASSIFY)
+        try:
+            prediction = self.session.classify(load_upload(source))
+        except ImageError as exc:
+            raise gr.Error(str(exc)) from None
+        except LookupError:
+            raise gr.Error(text.NO_MODEL) from None
+        classifier = self.session.classifier()
+        neighbours = [(_image_to_np(classifier.thumbnail(i)), f"#{i} · {name} · {sim:.2f}")
+                      for i, name, sim in prediction.neighbours]
+        return (_image_to_np(prediction.model_input), dict(prediction.top), neighbours,
+                plots.attention_overlay(prediction.model_input, prediction.attention), prediction.method)
+
+    # -- Keep --------------------------------------------------------------------------------
+    def save(self):
+        try:
+            return str(self.session.export_checkpoint(self.export_dir))
+        except LookupError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def load(self, path):
+        if not path:
+            return
+        try:
+            gr.Info(self.session.load(path))
+        except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError, DatasetError are ValueErrors
+            raise gr.Error(f"checkpoint refused: {exc}") from None
+
+
+def _sketch_image(sketch):
+    """The composite of a Sketchpad value, or None when nothing was drawn."""
+    if not sketch or sketch.get("composite") is None:
+        return None
+    composite = sketch["composite"]
+    return composite if np.asarray(composite).std() > 0 else None
+
+
+def _train_panel(app: App) -> dict:
+    default = preset("cpu-quick")
+    with gr.Column(scale=1, min_width=300):
+        gr.Markdown(f"### {text.TRAIN}")
+        dataset = gr.Dropdown(app.dataset_choices, value=app.dataset_choices[0], label=text.LABEL_DATASET,
+                              elem_id="dataset")
+        folder = gr.Textbox(label=text.FOLDER_HINT, placeholder="/path/to/images")
+        objective = gr.Dropdown(sorted(OBJECTIVES), value=default.objective, label=text.LABEL_OBJECTIVE)
+        preset_name = gr.Dropdown(sorted(PRESETS), value="cpu-quick", label=text.LABEL_PRESET)
+        with gr.Row():
+            epochs = gr.Number(default.epochs, label=text.LABEL_EPOCHS, precision=0, minimum=1, elem_id="epochs")
+            batch = gr.Number(default.batch_size, label=text.LABEL_BATCH, precision=0, minimum=2)
+            lr = gr.Number(default.lr, label=text.LABEL_LR, minimum=0)
+        with gr.Row():
+            start = gr.Button(text.BUTTON_START, variant="primary", elem_id="start")
+            stop = gr.Button(text.BUTTON_STOP, variant="stop", elem_id="stop")
+            resume = gr.Button(text.BUTTON_RESUME, elem_id="resume")
+        status = gr.Markdown(text.IDLE_STATUS, elem_id="status")
+        progress = gr.HTML(text.progress_html(None))
+    inputs = [dataset, folder, objective, preset_name, epochs, batch, lr]
+    start.click(app.start, inputs, None)
+    stop.click(app.stop, None, None)
+    resume.click(app.resume, None, None)
+    preset_name.change(App.preset_defaults, preset_name, [epochs, batch, lr])
+    return {"status": status, "progress": progress}
+
+
+def _watch_panel() -> dict:
+    with gr.Column(scale=2):
+        gr.Markdown(f"### {text.WATCH}")
+        training = gr.Plot(plots.empty_figure(plots.EMPTY_TRAINING), show_label=False, elem_id="training-plot")
+        knn = gr.Plot(plots.empty_figure(plots.EMPTY_KNN), show_label=False, elem_id="knn-plot")
+    return {"training": training, "knn": knn}
+
+
+def _clusters_panel(app: App) -> dict:
+    gr.Markdown(f"### {text.CLUSTERS}")
+    with gr.Row():
+        with gr.Column(scale=3):
+            umap = gr.Plot(plots.umap_figure(None, ()), show_label=False, elem_id="umap-plot")
+        with gr.Column(scale=1, min_width=240):
+            sprites = gr.Checkbox(False, label=text.LABEL_SPRITES)
+            replay = gr.Slider(1, 1, value=1, step=1, label=text.LABEL_REPLAY, interactive=False)
+            index = gr.Number(None, label=text.LABEL_INDEX, precision=0, minimum=0)
+            thumb = gr.Image(label=text.LABEL_THUMB, interactive=False, height=224)
+    index.change(app.thumbnail, index, thumb)
+    return {"umap": umap, "sprites": sprites, "replay": replay}
+
+
+def _classify_panel(app: App) -> None:
+    gr.Markdown(f"### {text.CLASSIFY}")
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.Image(type="filepath", label=text.LABEL_UPLOAD, sources=["upload", "clipboard"],
+                              elem_id="upload")
+            sketch = gr.Sketchpad(label=text.LABEL_SKETCH, type="numpy", height=280)
+            button = gr.Button(text.BUTTON_CLASSIFY, variant="primary", elem_id="classify")
+        with gr.Column(scale=2):
+            with gr.Row():
+                seen = gr.Image(label=text.LABEL_SEEN, interactive=False, height=224)
+                attention = gr.Image(label=text.LABEL_ATTENTION, interactive=False, height=224)
+                top5 = gr.Label(num_top_classes=5, label=text.LABEL_TOP5, elem_id="top5")
+            method = gr.Markdown()
+            neighbours = gr.Gallery(label=text.LABEL_NEIGHBOURS, columns=8, height=160, object_fit="contain")
+    outputs = [seen, top5, neighbours, attention, method]
+    button.click(app.classify, [upload, sketch], outputs)
+    upload.upload(app.classify, [upload, sketch], outputs)
+    examples = sorted(str(p) for p in ASSETS.glob("*.png"))
+    if examples:
+        gr.Examples(examples, inputs=upload, label=text.LABEL_EXAMPLES)
+
+
+def _keep_panel(app: App) -> None:
+    gr.Markdown(f"### {text.KEEP}")
+    with gr.Row():
+        save = gr.Button(text.BUTTON_SAVE)
+        download = gr.File(label=text.LABEL_DOWNLOAD, interactive=False)
+        load = gr.File(label=text.LABEL_LOAD, file_types=[".pt"], type="filepath")
+    save.click(app.save, None, download)
+    load.upload(app.load, load, None)
+
+
+def build(session: Session, data_root: str | None = None) -> gr.Blocks:
+    app = App(session, data_root)
+    with gr.Blocks(title=text.TITLE) as blocks:
+        gr.Markdown(f"## {text.TITLE}\n{text.INTRO}")
+        with gr.Row():
+            train = _train_panel(app)
+            watch = _watch_panel()
+        clusters = _clusters_panel(app)
+        _classify_panel(app)
+        _keep_panel(app)
+        drawn = gr.State({})
+        gr.Timer(TICK_S).tick(
+            app.tick, [clusters["sprites"], clusters["replay"], drawn],
+            [train["status"], train["progress"], watch["training"], watch["knn"], clusters["umap"],
+             clusters["replay"], drawn], show_progress="hidden")
+    return blocks
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m demo.app", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)))
+    parser.add_argument("--share", action="store_true", help="also publish through a Gradio share link")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/app"))
+    parser.add_argument("--data-root", type=Path)
+    parser.add_argument("--download", action="store_true", help="allow dataset downloads")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.share or args.host not in ("127.0.0.1", "localhost", "::1"):
+        warnings.warn(f"serving beyond this machine (host {args.host}, share {args.share}): anyone who can "
+                      "reach it can start training and upload files", stacklevel=1)
+    session = Session(args.runs_dir, data_root=args.data_root, download=args.download)
+    blocks = build(session, args.data_root)
+    try:
+        blocks.queue(default_concurrency_limit=4).launch(
+            server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD,
+            css=text.CSS, show_error=True)
+    finally:
+        session.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

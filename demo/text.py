@@ -1,0 +1,85 @@
+"""Every string the app shows, defined once, and the pure functions that format run state as text."""
+from __future__ import annotations
+
+from demo.history import RunView
+
+TITLE = "vit2040 · a Vision Transformer trained from scratch on 2,040 images"
+INTRO = (
+    "Pretrain a ViT by **instance discrimination** (every training image is its own class: the paper "
+    "*Training Vision Transformers with Only 2040 Images*), watch the loss, the kNN accuracy and the "
+    "embedding clusters form, then drop a photo to classify it."
+)
+FOLDER_CHOICE = "folder"
+FOLDER_HINT = "Folder with one subfolder per class (used when the dataset is 'folder')"
+
+TRAIN = "Train"
+WATCH = "Watch"
+CLUSTERS = "Embedding clusters"
+CLASSIFY = "Classify"
+KEEP = "Keep"
+
+LABEL_DATASET = "Dataset"
+LABEL_OBJECTIVE = "Objective"
+LABEL_PRESET = "Preset"
+LABEL_EPOCHS = "Epochs"
+LABEL_BATCH = "Batch size"
+LABEL_LR = "Learning rate"
+BUTTON_START = "Start"
+BUTTON_STOP = "Stop"
+BUTTON_RESUME = "Resume"
+LABEL_SPRITES = "Draw the images themselves"
+LABEL_REPLAY = "Snapshot (replay)"
+LABEL_INDEX = "Show training image #"
+LABEL_THUMB = "Training image"
+LABEL_UPLOAD = "Photo (drop, paste or pick)"
+LABEL_SKETCH = "…or draw (digits)"
+BUTTON_CLASSIFY = "Classify"
+LABEL_SEEN = "What the model sees"
+LABEL_TOP5 = "Top-5"
+LABEL_NEIGHBOURS = "8 nearest training images"
+LABEL_ATTENTION = "CLS attention"
+BUTTON_SAVE = "Save checkpoint"
+LABEL_DOWNLOAD = "Download"
+LABEL_LOAD = "Load a checkpoint (.pt)"
+LABEL_EXAMPLES = "Examples: click one"
+
+IDLE_STATUS = "Nothing running. Choose a dataset and press **Start**."
+NO_MODEL = "No model yet: start training (the first snapshot arrives after an epoch) or load a checkpoint."
+NOTHING_TO_CLASSIFY = "Drop a photo or draw something first."
+THUMB_OUT_OF_RANGE = "No training image #{index}: the set has {n}."
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def status_line(view: RunView | None) -> str:
+    """One line: stage, epoch, step, images/s, elapsed, ETA, device, then the run's latest message."""
+    if view is None:
+        return IDLE_STATUS
+    epochs = view.total_steps // view.steps_per_epoch if view.steps_per_epoch else 0
+    epoch = view.step // view.steps_per_epoch if view.steps_per_epoch else 0
+    parts = [f"**{view.status}** · {view.label}", f"epoch {epoch}/{epochs}", f"step {view.step}/{view.total_steps}"]
+    if view.status == "running":
+        parts += [f"{view.images_per_s:,.0f} img/s", f"elapsed {duration(view.elapsed_s)}",
+                  f"ETA {duration(view.eta_s)}"]
+    if view.device:
+        parts.append(view.device)
+    line = " · ".join(parts)
+    return f"{line}  \n{view.message}" if view.message else line
+
+
+def progress_html(view: RunView | None) -> str:
+    fraction = view.step / view.total_steps if view is not None and view.total_steps else 0.0
+    return (f'<div class="v2040-progress" role="progressbar" aria-valuenow="{fraction * 100:.0f}" '
+            f'aria-valuemin="0" aria-valuemax="100"><div style="width:{fraction * 100:.1f}%"></div></div>')
+
+
+CSS = """
+.v2040-progress { height: 10px; background: #e5e7eb; border-radius: 5px; overflow: hidden; }
+.v2040-progress > div { height: 100%; background: #4f46e5; transition: width 0.5s; }
+"""

@@ -1,0 +1,99 @@
+"""The app's Session, driven as the UI drives it, on the digits set with a tiny model."""
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.checkpoint import load_checkpoint
+from core.config import AugmentConfig, ModelConfig, TrainConfig
+from demo.session import LatestSlot, Session
+
+pytestmark = pytest.mark.slow
+
+TINY = TrainConfig(dataset="digits", model=ModelConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=32),
+                   augment=AugmentConfig(n_global=1, n_local=0), epochs=2, batch_size=256, warmup_epochs=0,
+                   knn_k=5, eval_every=1, snapshot_every=1, checkpoint_every=1)
+
+
+def wait_for(predicate, timeout=180.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def session(tmp_path):
+    s = Session(tmp_path / "runs")
+    yield s
+    s.close()
+
+
+def digit_photo() -> Image.Image:
+    """A dark '1' drawn on white paper, as a person would upload it."""
+    image = Image.new("L", (120, 160), 255)
+    image.paste(0, (55, 20, 68, 140))
+    return image
+
+
+def test_a_run_trains_publishes_a_classifier_and_projects_embeddings(session):
+    assert session.start(TINY) == "started run-1"
+    with pytest.raises(RuntimeError, match="already going"):
+        session.start(TINY)
+    wait_for(lambda: session.views()[-1].status == "completed")
+    wait_for(lambda: len(session.views()[-1].layouts) == 2)  # one UMAP layout per snapshot
+    view = session.views()[-1]
+    assert view.step == view.total_steps > 0 and len(view.knn) == 2 and view.baselines is not None
+    layout = view.layouts[-1]
+    assert layout.xy.shape == (2040, 2) and np.isfinite(layout.xy).all()
+    assert session.thumbnails().shape == (2040, 28, 28)
+    prediction = session.classify(digit_photo())
+    assert len(prediction.top) == 5 and prediction.top[0][1] >= prediction.top[-1][1]
+    assert len(prediction.neighbours) == 8
+
+
+def test_stop_then_resume_continues_the_same_run(session):
+    session.start(TINY.with_overrides(epochs=40))
+    wait_for(lambda: session.views()[-1].step >= 3)
+    assert "stopping" in session.stop()
+    wait_for(lambda: session.views()[-1].status == "stopped")
+    stopped_at = session.views()[-1].step
+    assert session.views()[-1].checkpoint is not None
+    assert session.resume().startswith("resuming run-1")
+    wait_for(lambda: session.views()[-1].step > stopped_at + 2)
+    session.stop()
+    wait_for(lambda: session.views()[-1].status == "stopped")
+    assert len(session.views()) == 1  # the same run, its curve carried on
+    steps = session.views()[-1].steps
+    assert (np.diff(steps) == 1).all() and steps[0] == 1
+
+
+def test_save_and_load_a_checkpoint(session, tmp_path):
+    session.start(TINY.with_overrides(epochs=1))
+    wait_for(lambda: session.views()[-1].status == "completed")
+    exported = session.export_checkpoint(tmp_path / "export")
+    assert load_checkpoint(exported)["epoch"] == 1
+    assert session.load(exported).startswith(f"loaded {exported.name}: digits")
+    wait_for(lambda: len(session.views()[-1].layouts) == 1)
+    assert session.views()[-1].status == "completed"
+    assert session.classify(digit_photo()).top
+
+
+def test_failures_reach_the_status_line(session, tmp_path):
+    session.start(TINY.with_overrides(dataset=f"folder:{tmp_path / 'missing'}"))
+    wait_for(lambda: session.views()[-1].status == "failed")
+    assert "missing" in session.views()[-1].message
+    with pytest.raises(LookupError, match="no model yet"):
+        session.classify(digit_photo())
+    with pytest.raises(LookupError, match="no checkpoint yet"):
+        session.export_checkpoint(tmp_path)
+
+
+def test_latest_slot_keeps_only_the_newest_item():
+    slot = LatestSlot()
+    slot.put(1)
+    slot.put(2)
+    assert slot.take() == 2
+    slot.close()
+    assert slot.take() is None
