@@ -16,8 +16,10 @@ import statistics
 import time
 import warnings
 
+import numba
 import numpy as np
 import torch
+import umap
 
 from core.embed import Projector
 
@@ -59,24 +61,23 @@ def label_agreement(layout: np.ndarray, labels: np.ndarray, k: int = 10) -> floa
 
 
 def time_default(points: np.ndarray):
-    from umap import UMAP
     # Its parallel, unseeded path has numba kernels of its own: compile them on a small
     # fit first so that, like ours, it is timed after warm-up.
-    UMAP().fit_transform(points[:300])
-    return timed(lambda: UMAP().fit_transform(points))
+    umap.UMAP().fit_transform(points[:300])
+    return timed(lambda: umap.UMAP().fit_transform(points))
 
 
 def machine_info() -> list[str]:
-    import numba
-    import umap
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return [f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
             f"- cores: {os.cpu_count()}, load average (1/5/15 min): {load}",
             f"- {platform.platform()}, Python {platform.python_version()}",
-            f"- torch {torch.__version__}, umap-learn {umap.__version__}, numba {numba.__version__}"]
+            f"- torch {torch.__version__}, umap-learn {umap.__version__}, "
+            f"numba {numba.__version__}"]
 
 
 def main() -> None:
+    # umap's advisory warnings (e.g. on its default, unseeded parallelism) would break up the table.
     warnings.filterwarnings("ignore", category=UserWarning, module="umap")
     points, labels = clustered_embeddings()
     snapshots = drifted(points, REFRESHES)

@@ -1,9 +1,10 @@
 """2-D UMAP projections of embedding snapshots that evolve smoothly during training.
 
-Speed: umap-learn's default fit spends most of its time on the neighbour graph (5-6 s for
-2,040 points). We compute the exact cosine kNN with one torch matmul instead and hand it to
-umap as `precomputed_knn`, warm-start each refresh from the previous layout with few epochs,
-and Procrustes-align the result so successive pictures do not rotate, flip or jump.
+Speed: umap-learn's default fit of 2,040 points spends most of its 5-18 s (depending on how
+busy the cores are) computing pairwise distances for its neighbour graph in Python. We
+compute the exact cosine kNN with one torch matmul instead and hand it to umap as
+`precomputed_knn`, warm-start each refresh from the previous layout with few epochs, and
+Procrustes-align the result so successive pictures do not rotate, flip or jump.
 """
 from __future__ import annotations
 

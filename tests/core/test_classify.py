@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -167,8 +169,12 @@ def test_classifier_holds_its_own_copy_of_the_weights_and_embeddings():
 
 def test_classify_leaves_the_callers_torch_thread_count_alone(classifier, published):
     threads = torch.get_num_threads()
-    classifier.classify(to_pil(published.train_images[0]))
-    assert torch.get_num_threads() == threads
+    torch.set_num_threads(3)  # any count but the 1 classification runs on
+    try:
+        classifier.classify(to_pil(published.train_images[0]))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_thumbnails_are_copies_of_the_training_images(classifier, published):
@@ -186,6 +192,12 @@ def test_an_rgb_model_sees_and_shows_colour():
     prediction = classifier.classify(to_pil(train[1]))
     assert prediction.model_input.shape == (14, 14, 3) and classifier.thumbnail(1).shape == (14, 14, 3)
     assert prediction.neighbours[0][0] == 1
+
+
+def test_a_light_on_dark_model_sees_paper_drawings_as_white_on_black():
+    classifier = Classifier(publish(light_on_dark=True))
+    seen = classifier.classify(drawing()).model_input
+    assert seen[[0, 0, -1, -1], [0, -1, 0, -1]].max() == 0 and seen.max() == 255
 
 
 def test_published_model_rejects_inconsistent_parts(published):
@@ -387,6 +399,16 @@ def test_the_pixel_limit_is_checked_before_decoding():
     data = encode(Image.new("L", (3000, 3000)))[:2000]
     with pytest.raises(ImageError, match="over the limit"):
         load_upload(data, max_pixels=1_000_000)
+
+
+def test_headers_beyond_pillows_own_bomb_limit_are_refused():
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)  # 10^10 gray pixels, 8 bit
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    with pytest.raises(ImageError, match="too large"):
+        load_upload(png, max_pixels=10**12)
 
 
 # --- example assets and the real datasets ---------------------------------------------------------

@@ -104,7 +104,12 @@ def test_projector_separates_clusters_and_stays_aligned(warm_up_seconds, blobs):
     nudged = points + np.random.default_rng(3).normal(size=points.shape).astype(np.float32) * 0.05
     second = projector.project(nudged)
     spread = np.sqrt((first ** 2).sum(1).mean())  # RMS radius; ~sqrt(2) for unit variance
-    assert np.linalg.norm(second - first, axis=1).mean() < 0.15 * spread
+    # Points reshuffle inside an isotropic cluster from fit to fit (~0.17 * spread), but the
+    # clusters must stay put; an unaligned refit moves them by ~0.25-0.45 * spread.
+    centroid_shift = [np.linalg.norm(second[labels == c].mean(0) - first[labels == c].mean(0))
+                      for c in np.unique(labels)]
+    assert max(centroid_shift) < 0.2 * spread
+    assert np.linalg.norm(second - first, axis=1).mean() < 0.25 * spread
 
 
 @pytest.mark.slow
