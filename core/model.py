@@ -86,29 +86,9 @@ class Backbone(nn.Module):
         self.config = type(self.config)(**{**self.config.__dict__, "image_size": image_size})
 
 
-class CosineHead(nn.Module):
-    """Logits = cos(embedding, weight_j) / temperature: a linear head on the unit sphere.
-
-    It trains the same geometry the cosine kNN reads, and its logits cannot grow with feature
-    norms, which makes short instance-discrimination runs converge much faster.
-    """
-
-    def __init__(self, dim: int, n_out: int, temperature: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(n_out, dim) / dim ** 0.5)
-        self.temperature = temperature
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).T / self.temperature
-
-
-def instance_head(dim: int, n_instances: int, temperature: float = 0.0) -> nn.Module:
-    """One weight vector per training image: the paper's plain Linear (temperature 0) or a CosineHead."""
-    return CosineHead(dim, n_instances, temperature) if temperature > 0 else nn.Linear(dim, n_instances)
+def instance_head(dim: int, n_instances: int) -> nn.Linear:
+    """Parametric instance discrimination: one weight vector (and bias) per training image."""
+    return nn.Linear(dim, n_instances)
 
 
 def class_head(dim: int, n_classes: int) -> nn.Linear:

@@ -24,21 +24,21 @@ def mixed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, partner_targ
 class InstanceDiscrimination(nn.Module):
     """Parametric instance discrimination (IDMM): every training image is its own class.
 
-    Logits come from an N-way head on the embedding: a plain linear layer as in the paper's code,
-    or, with a head temperature, a cosine head. The target of a view is the index of its image.
+    Logits are a plain N-way linear layer on the embedding (no normalisation, no temperature),
+    as in the paper's code; the target of a view is the index of the image it was cut from.
     """
 
     name = "instance"
 
-    def __init__(self, dim: int, n_instances: int, label_smoothing: float = 0.1, head_temperature: float = 0.0):
+    def __init__(self, dim: int, n_instances: int, label_smoothing: float = 0.1):
         super().__init__()
-        self.head = instance_head(dim, n_instances, head_temperature)
+        self.head = instance_head(dim, n_instances)
         self.label_smoothing = label_smoothing
 
     @classmethod
-    def build(cls, *, dim: int, n_instances: int, n_classes: int, label_smoothing: float,
-              head_temperature: float) -> "InstanceDiscrimination":
-        return cls(dim, n_instances, label_smoothing, head_temperature)
+    def build(cls, *, dim: int, n_instances: int, n_classes: int,
+              label_smoothing: float) -> "InstanceDiscrimination":
+        return cls(dim, n_instances, label_smoothing)
 
     def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return index
@@ -52,9 +52,8 @@ class InstanceDiscrimination(nn.Module):
 OBJECTIVES: dict[str, type[nn.Module]] = {InstanceDiscrimination.name: InstanceDiscrimination}
 
 
-def build_objective(name: str, dim: int, n_instances: int, n_classes: int, label_smoothing: float,
-                    head_temperature: float = 0.0) -> nn.Module:
+def build_objective(name: str, dim: int, n_instances: int, n_classes: int, label_smoothing: float) -> nn.Module:
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
     return OBJECTIVES[name].build(dim=dim, n_instances=n_instances, n_classes=n_classes,
-                                  label_smoothing=label_smoothing, head_temperature=head_temperature)
+                                  label_smoothing=label_smoothing)

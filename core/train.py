@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -43,23 +44,35 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_with_interrupt(trainer: Trainer, emit) -> ev.Finished | ev.Failed:
-    """Train in a worker thread so Ctrl-C in the main thread becomes a clean stop (and a checkpoint)."""
-    stop, outcome = threading.Event(), []
+    """Train in a worker thread; Ctrl-C or SIGTERM asks it to stop, which saves a checkpoint.
+
+    Explicit handlers rather than KeyboardInterrupt: an interrupted Thread.join() can return early,
+    and a shell's background job starts with SIGINT ignored. A second Ctrl-C quits at once.
+    """
+    stop, finished, outcome = threading.Event(), threading.Event(), []
 
     def record(event: ev.Event) -> None:
         emit(event)
         if isinstance(event, (ev.Finished, ev.Failed)):
             outcome.append(event)
+            finished.set()
 
-    thread = trainer.start(record, stop)
-    try:
-        while thread.is_alive():
-            thread.join(timeout=0.2)
-    except KeyboardInterrupt:
-        print("\ninterrupted: saving a checkpoint and stopping...", file=sys.stderr)
+    def on_signal(signum, frame) -> None:
+        print("\ninterrupted: saving a checkpoint and stopping (Ctrl-C again quits at once)...", file=sys.stderr)
         stop.set()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        thread = trainer.start(record, stop)
+        while not finished.wait(0.2) and thread.is_alive():
+            pass
         thread.join()
-    return outcome[-1]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return outcome[-1] if outcome else ev.Failed("the training thread ended without a result", 0, trainer.step,
+                                                 trainer.last_checkpoint)
 
 
 def main(argv: list[str] | None = None) -> int:

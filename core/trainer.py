@@ -66,8 +66,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # identical initial weights on every rank and every run
         self.backbone = Backbone(config.model, data.train.channels).to(self.device)
         self.objective = build_objective(config.objective, config.model.dim, len(data.train),
-                                         self.n_classes, config.label_smoothing,
-                                         config.head_temperature).to(self.device)
+                                         self.n_classes, config.label_smoothing).to(self.device)
         self.module: nn.Module = _Joint(self.backbone, self.objective)
         if self.dist.enabled:
             self.module = DistributedDataParallel(

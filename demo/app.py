@@ -86,12 +86,13 @@ class App:
 
     def _clusters(self, view, sprites, replay, drawn):
         layouts = view.layouts if view else ()
-        n = len(layouts)
-        following = replay is None or replay >= drawn.get("n_layouts", 0)
-        index = n if following else max(1, min(int(replay), n))
-        drawn["n_layouts"] = n
-        slider = gr.update(maximum=max(n, 1), value=max(index, 1), interactive=n > 1)
-        layout = layouts[index - 1] if n else None
+        last = max(len(layouts) - 1, 0)
+        # A slider left at the newest snapshot follows new ones; moved back, it stays put (replay).
+        following = replay is None or replay >= drawn.get("last_layout", 0)
+        index = last if following else min(int(replay), last)
+        drawn["last_layout"] = last
+        slider = gr.update(maximum=max(last, 1), value=index, interactive=len(layouts) > 1)
+        layout = layouts[index] if layouts else None
         key = (view.run_id if view else None, layout.epoch if layout else None, bool(sprites))
         if key == drawn.get("umap"):
             return [gr.skip(), slider]
@@ -109,6 +110,10 @@ class App:
         return _image_to_np(thumbs[int(index)])
 
     # -- Classify ----------------------------------------------------------------------------
+    def on_upload(self, upload):
+        """A new photo (dropped, pasted or an example clicked) classifies at once; clearing clears."""
+        return (None, None, None, None, "") if upload is None else self.classify(upload, None)
+
     def classify(self, upload, sketch):
         source = upload if upload is not None else _sketch_image(sketch)
         if source is None:
@@ -191,7 +196,7 @@ def _clusters_panel(app: App) -> dict:
             umap = gr.Plot(plots.umap_figure(None, ()), show_label=False, elem_id="umap-plot")
         with gr.Column(scale=1, min_width=240):
             sprites = gr.Checkbox(False, label=text.LABEL_SPRITES)
-            replay = gr.Slider(1, 1, value=1, step=1, label=text.LABEL_REPLAY, interactive=False)
+            replay = gr.Slider(0, 1, value=0, step=1, label=text.LABEL_REPLAY, interactive=False)
             index = gr.Number(None, label=text.LABEL_INDEX, precision=0, minimum=0)
             thumb = gr.Image(label=text.LABEL_THUMB, interactive=False, height=224)
     index.change(app.thumbnail, index, thumb)
@@ -211,11 +216,11 @@ def _classify_panel(app: App) -> None:
                 seen = gr.Image(label=text.LABEL_SEEN, interactive=False, height=224)
                 attention = gr.Image(label=text.LABEL_ATTENTION, interactive=False, height=224)
                 top5 = gr.Label(num_top_classes=5, label=text.LABEL_TOP5, elem_id="top5")
-            method = gr.Markdown()
+            method = gr.Markdown(elem_id="method")
             neighbours = gr.Gallery(label=text.LABEL_NEIGHBOURS, columns=8, height=160, object_fit="contain")
     outputs = [seen, top5, neighbours, attention, method]
     button.click(app.classify, [upload, sketch], outputs)
-    upload.upload(app.classify, [upload, sketch], outputs)
+    upload.change(app.on_upload, upload, outputs)
     examples = sorted(str(p) for p in ASSETS.glob("*.png"))
     if examples:
         gr.Examples(examples, inputs=upload, label=text.LABEL_EXAMPLES)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Set up (idempotent) and run the main job: a cpu-quick pretraining run on Fashion-MNIST.
-# Extra arguments go to `python -m core.train` (e.g. --dataset digits, --epochs 5).
+# Set up (idempotent) and launch the app on http://127.0.0.1:7860 (GRADIO_SERVER_PORT or --port to change).
+# Extra arguments go to `python -m demo.app` (e.g. --port 8000, --data-root DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m core.train --preset cpu-quick --out runs/cpu-quick "$@"
+exec .venv/bin/python -m demo.app "$@"

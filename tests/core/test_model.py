@@ -82,13 +82,3 @@ def test_patch_norm_erases_flat_brightness_and_is_off_by_default():
     assert not SMALL.patch_norm
     assert not torch.allclose(default(white), default(black), atol=1e-3)
 
-
-def test_cosine_head_logits_are_scaled_cosines():
-    from core.model import CosineHead, instance_head
-    head = instance_head(8, 5, temperature=0.1)
-    assert isinstance(head, CosineHead) and head.out_features == 5
-    x = torch.randn(3, 8)
-    logits = head(x)
-    assert logits.abs().max() <= 10 + 1e-4
-    assert torch.allclose(head(x * 7), logits, atol=1e-5)  # independent of the feature norm
-    assert isinstance(instance_head(8, 5), torch.nn.Linear)  # the paper's head by default

@@ -59,8 +59,7 @@ def test_train_watch_and_classify_in_a_browser(app_url):
         page.goto(app_url)
         expect(page.locator("#status")).to_contain_text("Nothing running", timeout=60_000)
 
-        page.locator("#dataset input").click()
-        page.get_by_role("option", name="digits").click()
+        # the default dataset (fashion), three epochs
         page.locator("#epochs input").fill("3")
         page.locator("#start").click()
         expect(page.locator("#status")).to_contain_text("running", timeout=60_000)
@@ -72,6 +71,7 @@ def test_train_watch_and_classify_in_a_browser(app_url):
 
         page.locator("#upload input[type=file]").set_input_files(str(EXAMPLE))
         expect(page.locator("#top5")).to_contain_text("%", timeout=60_000)
+        expect(page.locator("#method")).to_contain_text("kNN vote", timeout=10_000)
         page.locator("#top5").scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / "classified.png"), full_page=True)
         browser.close()
