@@ -25,6 +25,7 @@ MAX_UPLOAD = "20mb"
 DEFAULT_PORT = 7860
 TICK_S = 1.0
 THUMB_SCALE = 8  # 28 px training images shown at 224 px
+SNAPSHOT_EVERY = 2  # epochs between embedding snapshots (UMAP + published classifier) when a preset has none
 
 
 def _image_to_np(image: np.ndarray, scale: int = THUMB_SCALE) -> np.ndarray:
@@ -47,8 +48,10 @@ class App:
                 raise gr.Error("Type the folder's path first (one subfolder per class).")
             dataset = f"folder:{folder.strip()}"
         try:
-            config = preset(preset_name).with_overrides(dataset=dataset, objective=objective, epochs=int(epochs),
-                                                        batch_size=int(batch_size), lr=float(lr))
+            config = preset(preset_name)
+            config = config.with_overrides(dataset=dataset, objective=objective, epochs=int(epochs),
+                                           batch_size=int(batch_size), lr=float(lr),
+                                           snapshot_every=config.snapshot_every or SNAPSHOT_EVERY)
             message = self.session.start(config)
         except (ValueError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
