@@ -133,6 +133,24 @@ class App:
         return (_image_to_np(prediction.model_input), dict(prediction.top), neighbours,
                 plots.attention_overlay(prediction.model_input, prediction.attention), prediction.method)
 
+    def classify_many(self, paths):
+        """Several photos at once: each as the model sees it, captioned with its top class; an
+        unreadable file gets its reason as the caption instead of stopping the batch."""
+        if self.session.classifier() is None:
+            raise gr.Error(text.NO_MODEL)
+        results = []
+        for path in paths or []:
+            name = Path(path).name
+            try:
+                prediction = self.session.classify(load_upload(path))
+            except ImageError as exc:
+                results.append((np.zeros((28, 28), dtype=np.uint8), text.MANY_REFUSED.format(name=name, reason=exc)))
+                continue
+            label, probability = prediction.top[0]
+            results.append((_image_to_np(prediction.model_input),
+                            text.MANY_CAPTION.format(name=name, label=label, probability=probability)))
+        return results
+
     # -- Keep --------------------------------------------------------------------------------
     def save(self):
         try:
@@ -224,6 +242,12 @@ def _classify_panel(app: App) -> None:
     outputs = [seen, top5, neighbours, attention, method]
     button.click(app.classify, [upload, sketch], outputs)
     upload.change(app.on_upload, upload, outputs)
+    with gr.Row():
+        many = gr.File(label=text.LABEL_MANY, file_count="multiple", file_types=["image"], type="filepath",
+                       elem_id="many")
+        many_results = gr.Gallery(label=text.LABEL_MANY_RESULTS, columns=6, height=200, object_fit="contain",
+                                  elem_id="many-results")
+    many.upload(app.classify_many, many, many_results)
     examples = sorted(str(p) for p in ASSETS.glob("*.png"))
     if examples:
         gr.Examples(examples, inputs=upload, label=text.LABEL_EXAMPLES)
@@ -274,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.warn(f"serving beyond this machine (host {args.host}, share {args.share}): anyone who can "
                       "reach it can start training and upload files", stacklevel=1)
     session = Session(args.runs_dir, data_root=args.data_root, download=args.download)
+    session.preload(preset("cpu-quick"))  # the default dataset, ready before the first Start
     blocks = build(session, args.data_root)
     try:
         blocks.queue(default_concurrency_limit=4).launch(

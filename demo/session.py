@@ -78,6 +78,7 @@ class Session:
         self._ids = itertools.count(1)
         self._classifier: Classifier | None = None
         self._data_cache: dict[tuple, DataSplits] = {}
+        self._data_lock = threading.Lock()
         self._jobs = LatestSlot()
         self._projector = Projector()  # used only by the worker thread
         self._worker = threading.Thread(target=self._work, name="vit2040-umap", daemon=True)
@@ -158,12 +159,25 @@ class Session:
                                       name=f"vit2040-{run.history.run_id}", daemon=True)
         run.thread.start()
 
+    def preload(self, config: TrainConfig) -> threading.Thread:
+        """Decode a dataset in the background so the first Start does not wait for it."""
+        def target() -> None:
+            try:
+                self._dataset(config)
+            except ValueError:  # a missing dataset is reported when a run asks for it
+                return
+        thread = threading.Thread(target=target, name="vit2040-preload", daemon=True)
+        thread.start()
+        return thread
+
     def _dataset(self, config: TrainConfig) -> DataSplits:
         key = (config.dataset, config.data_size, config.seed)
-        if key not in self._data_cache:
-            self._data_cache[key] = load_dataset(config.dataset, root=self.data_root, download=self.download,
-                                                 size=config.data_size, seed=config.seed)
-        return self._data_cache[key]
+        with self._data_lock:  # one decode per dataset, even when preload and Start race
+            if key not in self._data_cache:
+                self._data_cache[key] = load_dataset(config.dataset, root=self.data_root,
+                                                     download=self.download, size=config.data_size,
+                                                     seed=config.seed)
+            return self._data_cache[key]
 
     def _train(self, run: _Run, resume_from: str | None) -> None:
         """Training thread: load data, train, route events. Failures end up in the run's history."""

@@ -97,3 +97,14 @@ def test_latest_slot_keeps_only_the_newest_item():
     assert slot.take() == 2
     slot.close()
     assert slot.take() is None
+
+
+def test_preload_decodes_the_dataset_once(session, monkeypatch):
+    import demo.session as module
+    calls = []
+    real = module.load_dataset
+    monkeypatch.setattr(module, "load_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
+    session.preload(TINY).join(timeout=120)
+    session.start(TINY.with_overrides(epochs=1))
+    wait_for(lambda: session.views()[-1].status == "completed")
+    assert calls == [("digits",)]  # the run reused the preloaded data
