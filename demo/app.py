@@ -218,9 +218,10 @@ def _clusters_panel(app: App) -> dict:
         with gr.Column(scale=1, min_width=240):
             sprites = gr.Checkbox(False, label=text.LABEL_SPRITES)
             replay = gr.Slider(0, 1, value=0, step=1, label=text.LABEL_REPLAY, interactive=False)
-            index = gr.Number(None, label=text.LABEL_INDEX, precision=0, minimum=0)
-            thumb = gr.Image(label=text.LABEL_THUMB, interactive=False, height=224)
+            index = gr.Number(None, label=text.LABEL_INDEX, precision=0, minimum=0, elem_id="thumb-index")
+            thumb = gr.Image(label=text.LABEL_THUMB, interactive=False, height=224, elem_id="thumb")
     index.change(app.thumbnail, index, thumb)
+    index.submit(app.thumbnail, index, thumb)
     return {"umap": umap, "sprites": sprites, "replay": replay}
 
 
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         blocks.queue(default_concurrency_limit=4).launch(
             server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD,
-            css=text.CSS, show_error=True)
+            css=text.CSS, js=text.CLICK_TO_THUMBNAIL_JS, show_error=True)
     finally:
         session.close()
     return 0

@@ -29,7 +29,7 @@ BUTTON_STOP = "Stop"
 BUTTON_RESUME = "Resume"
 LABEL_SPRITES = "Draw the images themselves"
 LABEL_REPLAY = "Snapshot (replay)"
-LABEL_INDEX = "Show training image #"
+LABEL_INDEX = "Training image # (or click a point)"
 LABEL_THUMB = "Training image"
 LABEL_UPLOAD = "Photo (drop, paste or pick)"
 LABEL_SKETCH = "…or draw (digits)"
@@ -82,6 +82,30 @@ def progress_html(view: RunView | None) -> str:
     return (f'<div class="v2040-progress" role="progressbar" aria-valuenow="{fraction * 100:.0f}" '
             f'aria-valuemin="0" aria-valuemax="100"><div style="width:{fraction * 100:.1f}%"></div></div>')
 
+
+# gr.Plot has no click event: this page script forwards a click on a UMAP point (its customdata is
+# the training index) to the index box, whose change event shows the thumbnail. It re-attaches
+# whenever the plot element is replaced by a redraw.
+CLICK_TO_THUMBNAIL_JS = """
+() => {
+  setInterval(() => {
+    const plot = document.querySelector('#umap-plot .js-plotly-plot');
+    if (!plot || plot.dataset.v2040Click || !plot.on) return;
+    plot.dataset.v2040Click = '1';
+    plot.on('plotly_click', (event) => {
+      const point = event.points && event.points[0];
+      const input = document.querySelector('#thumb-index input');
+      if (!point || point.customdata === undefined || !input) return;
+      // as if typed: the number box reacts to input, then Enter submits it
+      input.focus();
+      input.value = point.customdata;
+      input.dispatchEvent(new Event('input', {bubbles: true}));
+      input.dispatchEvent(new KeyboardEvent('keypress', {key: 'Enter', bubbles: true}));
+      input.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));
+    });
+  }, 500);
+}
+"""
 
 CSS = """
 .v2040-progress { height: 10px; background: #e5e7eb; border-radius: 5px; overflow: hidden; }

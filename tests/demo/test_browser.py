@@ -47,6 +47,20 @@ def app_url(tmp_path):
     proc.wait(timeout=60)
 
 
+def click_a_point_until(page, done, attempts=20):
+    page.locator("#umap-plot").scroll_into_view_if_needed()  # mouse clicks land only inside the viewport
+    for _ in range(attempts):
+        box = page.locator("#umap-plot .scatterlayer .point").first.bounding_box()
+        if box is not None:
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
+            page.mouse.click(x, y)
+        page.wait_for_timeout(1000)
+        if done():
+            return
+    raise AssertionError("clicking a UMAP point never showed its image")
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)")
 def test_train_watch_and_classify_in_a_browser(app_url):
     from playwright.sync_api import expect, sync_playwright
@@ -66,8 +80,13 @@ def test_train_watch_and_classify_in_a_browser(app_url):
         # the loss curve draws as steps arrive; the UMAP plot draws its first layout after an epoch
         expect(page.locator("#training-plot .scatterlayer .trace").first).to_be_visible(timeout=120_000)
         expect(page.locator("#status")).to_contain_text("completed", timeout=300_000)
-        expect(page.locator("#umap-plot .scatterlayer .point").first).to_be_visible(timeout=120_000)
+        point = page.locator("#umap-plot .scatterlayer .point").first
+        expect(point).to_be_visible(timeout=120_000)
         page.screenshot(path=str(SHOTS / "trained.png"), full_page=True)
+
+        # a click on a point shows that training image (retried: a late UMAP layout redraws the plot)
+        click_a_point_until(page, lambda: page.locator("#thumb img").count() > 0)
+        expect(page.locator("#thumb img")).to_be_visible()
 
         page.locator("#upload input[type=file]").set_input_files(str(EXAMPLE))
         expect(page.locator("#top5")).to_contain_text("%", timeout=60_000)
