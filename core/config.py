@@ -131,7 +131,7 @@ class TrainConfig:
 
     def with_overrides(self, **changes: Any) -> "TrainConfig":
         """A new validated config; keys `model` and `augment` take dicts of their own fields."""
-        for key, cls in (("model", ModelConfig), ("augment", AugmentConfig)):
+        for key in ("model", "augment"):
             if isinstance(changes.get(key), dict):
                 changes[key] = dataclasses.replace(getattr(self, key), **changes[key])
         return dataclasses.replace(self, **changes)

@@ -221,14 +221,15 @@ class Trainer:
                 if stop.is_set():
                     return self._finish(emit, "stopped", knn)
                 tick = time.perf_counter()
-                loss = self._train_step(self._batch_index(step_in_epoch)).item()
+                index = self._batch_index(step_in_epoch)
+                loss = self._train_step(index).item()
                 if not math.isfinite(loss):
                     return self._fail(emit, f"loss became {loss} at step {self.step + 1} "
                                                  f"(lr {float(self.lrs[self.step]):.2e}); training stopped")
                 self.step += 1
                 losses.append(loss)
                 main_emit(ev.StepMetrics(self.step, epoch, loss, float(self.lrs[self.step - 1]),
-                                         cfg.batch_size / max(time.perf_counter() - tick, 1e-9)))
+                                         len(index) * self.dist.world / max(time.perf_counter() - tick, 1e-9)))
             if self.dist.is_main:
                 knn = self._end_epoch(main_emit, epoch + 1, losses, started)
         return self._finish(emit, "completed", knn)
