@@ -266,7 +266,7 @@ def _keep_panel(app: App) -> None:
 
 def build(session: Session, data_root: str | None = None) -> gr.Blocks:
     app = App(session, data_root)
-    with gr.Blocks(title=text.TITLE) as blocks:
+    with gr.Blocks(title=text.TITLE, analytics_enabled=False) as blocks:  # a local demo phones no one
         gr.Markdown(f"## {text.TITLE}\n{text.INTRO}")
         with gr.Row():
             train = _train_panel(app)
