@@ -84,7 +84,9 @@ class Session:
         self._worker = threading.Thread(target=self._work, name="vit2040-umap", daemon=True)
         self._worker.start()
         # numba compiles UMAP's kernels on the first fit (~20 s): do it now, off the UI thread.
-        threading.Thread(target=Projector.warm_up, name="vit2040-umap-warmup", daemon=True).start()
+        self._warmup = threading.Thread(target=Projector.warm_up, name="vit2040-umap-warmup", daemon=True)
+        self._warmup.start()
+        self._helpers = [self._worker, self._warmup]  # joined by close()
 
     # -- reading (UI thread) -----------------------------------------------------------------
     def views(self) -> list[RunView]:
@@ -168,6 +170,7 @@ class Session:
                 return
         thread = threading.Thread(target=target, name="vit2040-preload", daemon=True)
         thread.start()
+        self._helpers.append(thread)
         return thread
 
     def _dataset(self, config: TrainConfig) -> DataSplits:
@@ -260,13 +263,16 @@ class Session:
         return f"loaded {Path(path).name}: {config.dataset}, {config.objective}, epoch {epoch}"
 
     def close(self) -> None:
-        """Stop every run (each saves a checkpoint) and the worker."""
+        """Stop every run (each saves a checkpoint), then wait for every thread of this session.
+
+        Joining matters: a daemon thread still inside torch or numba when the interpreter exits
+        aborts the process ("terminate called without an active exception").
+        """
         with self._lock:
             runs = list(self._runs)
         for run in runs:
             if run.stop is not None:
                 run.stop.set()
         self._jobs.close()
-        for run in runs:
-            if run.thread is not None:
-                run.thread.join(timeout=30)
+        for thread in [run.thread for run in runs if run.thread is not None] + self._helpers:
+            thread.join(timeout=120)

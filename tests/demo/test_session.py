@@ -108,3 +108,12 @@ def test_preload_decodes_the_dataset_once(session, monkeypatch):
     session.start(TINY.with_overrides(epochs=1))
     wait_for(lambda: session.views()[-1].status == "completed")
     assert calls == [("digits",)]  # the run reused the preloaded data
+
+
+def test_close_waits_for_every_thread(tmp_path):
+    s = Session(tmp_path / "runs")
+    s.start(TINY.with_overrides(epochs=40))
+    wait_for(lambda: s.views()[-1].step >= 1)
+    s.close()
+    assert not s.running()
+    assert not s._worker.is_alive() and not s._warmup.is_alive()
