@@ -105,7 +105,7 @@ class DataSplits:
         if (self.train.channels, self.train.size) != (self.test.channels, self.test.size):
             raise ValueError("train and test images must have the same channels and size")
 
-    @property
+    @functools.cached_property  # hashed once: checkpoints ask for it at every save
     def fingerprint(self) -> str:
         # The name is left out so that a moved or renamed folder still matches its checkpoints.
         both = f"{self.train.fingerprint()}:{self.test.fingerprint()}"
