@@ -155,11 +155,7 @@ def cutmix(x: torch.Tensor, alpha: float, gen: torch.Generator) -> MixedBatch:
     partner = torch.randperm(n, generator=gen, device=device)
     if alpha <= 0:
         return MixedBatch(x, partner, torch.ones(n, device=device))
-    # Beta(a, a) from two Gammas, drawn with our generator (torch.distributions has no generator).
-    g1 = torch._standard_gamma(torch.full((n,), alpha, device=device), generator=gen)
-    g2 = torch._standard_gamma(torch.full((n,), alpha, device=device), generator=gen)
-    lam0 = g1 / (g1 + g2)
-    lam0 = torch.maximum(lam0, 1 - lam0)
+    lam0 = _beta_max(n, alpha, gen, device)
     cut = torch.sqrt(1 - lam0)
     cut_w, cut_h = (cut * width).floor(), (cut * height).floor()
     cx = torch.randint(0, width, (n,), generator=gen, device=device)
@@ -174,6 +170,34 @@ def cutmix(x: torch.Tensor, alpha: float, gen: torch.Generator) -> MixedBatch:
     mixed = torch.where(inside[:, None], x[partner], x)
     lam = 1 - inside.flatten(1).float().mean(dim=1)
     return MixedBatch(mixed, partner, lam)
+
+
+def _beta_max(n: int, alpha: float, gen: torch.Generator, device) -> torch.Tensor:
+    """lam ~ Beta(alpha, alpha), folded to max(lam, 1 - lam) so the own image always dominates.
+
+    Drawn from two Gammas with our generator (torch.distributions takes no generator)."""
+    g1 = torch._standard_gamma(torch.full((n,), alpha, device=device), generator=gen)
+    g2 = torch._standard_gamma(torch.full((n,), alpha, device=device), generator=gen)
+    lam = g1 / (g1 + g2)
+    return torch.maximum(lam, 1 - lam)
+
+
+def mixup(x: torch.Tensor, alpha: float, gen: torch.Generator) -> MixedBatch:
+    """Mixup per sample: lam * own + (1 - lam) * partner, lam as in `cutmix`; alpha = 0 leaves x as is."""
+    n = len(x)
+    partner = torch.randperm(n, generator=gen, device=x.device)
+    if alpha <= 0:
+        return MixedBatch(x, partner, torch.ones(n, device=x.device))
+    lam = _beta_max(n, alpha, gen, x.device)
+    return MixedBatch(torch.lerp(x[partner], x, lam[:, None, None, None]), partner, lam)
+
+
+def mix(x: torch.Tensor, config: AugmentConfig, epoch: int, gen: torch.Generator) -> MixedBatch:
+    """The paper's fine-tuning mixes with Mixup on even epochs and CutMix on odd ones when both are
+    on; otherwise whichever is on (CutMix alone is the pretraining setting)."""
+    if config.mixup_alpha > 0 and (config.cutmix_alpha <= 0 or epoch % 2 == 0):
+        return mixup(x, config.mixup_alpha, gen)
+    return cutmix(x, config.cutmix_alpha, gen)
 
 
 class ViewMaker:

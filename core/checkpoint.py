@@ -54,8 +54,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's first line advises retrying with weights_only=False, exactly what must not happen;
+        # the line naming the refused global says what the file carries.
+        lines = str(exc).splitlines() or [""]
+        detail = next((line for line in lines if "GLOBAL" in line), lines[0])
         raise CheckpointError(f"{path} is not a plain-data checkpoint and was refused unexecuted "
-                              f"(it carries pickled objects): {str(exc).splitlines()[0]}") from exc
+                              f"(it carries pickled objects): {detail}") from exc
     except (RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint ({exc.__class__.__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else 'truncated'})") from exc
@@ -85,7 +89,7 @@ def check_matches(payload: dict[str, Any], fingerprint: str, class_names: tuple[
 def check_resumable(payload: dict[str, Any], config: TrainConfig) -> None:
     """Resuming needs the same run: only `epochs` and bookkeeping intervals may change."""
     saved = payload["config"]
-    free = {"epochs", "eval_every", "snapshot_every", "checkpoint_every", "device"}
+    free = {"epochs", "eval_every", "snapshot_every", "checkpoint_every", "sync_every", "compile", "device"}
     differing = [name for name in TrainConfig.__dataclass_fields__
                  if name not in free and getattr(saved, name) != getattr(config, name)]
     if differing:
@@ -93,3 +97,27 @@ def check_resumable(payload: dict[str, Any], config: TrainConfig) -> None:
                               "with this config")
     if "optimizer" not in payload:
         raise CheckpointError("checkpoint has no optimizer state (weights only); it cannot be resumed")
+
+
+# Model fields a pretrained backbone may differ in: the resolution (positions are interpolated), and
+# settings that leave the weights' meaning unchanged.
+_FINETUNE_FREE = {"image_size", "attention", "dropout"}
+
+
+def check_pretrained(payload: dict[str, Any], config: TrainConfig, fingerprint: str,
+                     class_names: tuple[str, ...]) -> None:
+    """Refuse a pretrained checkpoint that cannot start `config` (stage 2) on the data at hand."""
+    saved = payload["config"]
+    if saved.dataset != config.dataset:
+        raise CheckpointError(f"checkpoint was pretrained on {saved.dataset!r}, not on {config.dataset!r}")
+    if tuple(payload["class_names"]) != tuple(class_names):
+        raise CheckpointError("checkpoint's class names differ from the dataset's")
+    # Stored at another size, the same images hash differently; at the same size they must match.
+    if saved.data_size == config.data_size and payload["data_fingerprint"] != fingerprint:
+        raise CheckpointError(f"checkpoint was pretrained on other data (fingerprint {payload['data_fingerprint']}) "
+                              f"than the dataset loaded now ({fingerprint})")
+    differing = [name for name in type(config.model).__dataclass_fields__
+                 if name not in _FINETUNE_FREE and getattr(saved.model, name, None) != getattr(config.model, name)]
+    if differing:
+        raise CheckpointError(f"checkpoint's backbone differs in model.{', model.'.join(differing)}; "
+                              "fine-tuning keeps the architecture (only the resolution may change)")

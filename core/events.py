@@ -15,6 +15,8 @@ class RunStarted:
     total_steps: int
     start_step: int
     parameters: int
+    objective: str = ""  # the objective's registry name; "supervised" with init_from is fine-tuning
+    init_from: str = ""  # the pretrained checkpoint a fine-tuning run started from
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class EpochMetrics:
     loss: float  # mean training loss over the epoch
     knn_top1: float | None  # None when this epoch was not evaluated
     elapsed_s: float
+    test_top1: float | None = None  # class-head accuracy on the test split (objectives with a class head)
+    # Class-head confusion on the test split at this epoch, rows = true class, columns = predicted
+    # (nested tuples of ints: plain data for the JSONL log and the app); None when not measured.
+    confusion: tuple[tuple[int, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class EmbeddingSnapshot:
     embeddings: np.ndarray  # (N, D) float16, training set in dataset order
     labels: np.ndarray  # (N,) int64
     weights: dict  # backbone state_dict, detached CPU copies
+    head: dict | None = None  # the objective's state_dict when it predicts classes (a class head), else None
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class Finished:
     step: int
     knn_top1: float | None
     checkpoint: str | None
+    test_top1: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
 """Training objectives, one class each, selected by name through `OBJECTIVES`.
 
 An objective owns its head (if any) and turns embeddings of mixed views into a scalar loss. The
-targets of a view are given as (own target, partner target, lam): CutMix shows `lam` of the
+targets of a view are given as (own target, partner target, lam): CutMix and Mixup show `lam` of the
 sample's own image and `1 - lam` of its partner's, so the target is soft in the same proportion.
+
+Every objective has the same surface: `recipe(config)` (a config adapted so the objective can
+train with it, e.g. two views for contrastive), `build(config, n_instances=, n_classes=)` (which
+refuses a config it cannot train with), `targets(index, labels)`, and `forward(embeddings, target,
+partner_target, lam)`. One that predicts class labels also has `class_logits(embeddings)`.
 """
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.model import instance_head
+from core.config import TrainConfig, supervised_config
+from core.model import class_head, instance_head
 
 
 def mixed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, partner_target: torch.Tensor,
@@ -19,6 +25,23 @@ def mixed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, partner_targ
     own = F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
     other = F.cross_entropy(logits, partner_target, reduction="none", label_smoothing=label_smoothing)
     return (lam * own + (1 - lam) * other).mean()
+
+
+def nt_xent(z: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent / InfoNCE over all views of a batch (SimCLR), vectorised.
+
+    z: (n, d) projections; target: (n,) the source image of each row. For an anchor i, the positives
+    are the other rows of the same image and the negatives every other row; with two views per image
+    this is SimCLR's loss over 2B views. With more views, each anchor averages -log p over its
+    positives (SupCon's "outside" form), which reduces to NT-Xent at two.
+    """
+    z = F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)  # bf16 under autocast -> fp32
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))  # (n, n); self is no candidate
+    log_p = sim - sim.logsumexp(dim=1, keepdim=True)
+    positive = (target[:, None] == target[None, :]) & ~self_mask
+    # where(), not multiply: the diagonal of log_p is -inf and -inf * 0 is nan
+    return -(torch.where(positive, log_p, 0.0).sum(dim=1) / positive.sum(dim=1)).mean()
 
 
 class InstanceDiscrimination(nn.Module):
@@ -36,9 +59,12 @@ class InstanceDiscrimination(nn.Module):
         self.label_smoothing = label_smoothing
 
     @classmethod
-    def build(cls, *, dim: int, n_instances: int, n_classes: int,
-              label_smoothing: float) -> "InstanceDiscrimination":
-        return cls(dim, n_instances, label_smoothing)
+    def recipe(cls, config: TrainConfig) -> TrainConfig:
+        return config.with_overrides(objective=cls.name)
+
+    @classmethod
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> "InstanceDiscrimination":
+        return cls(config.model.dim, n_instances, config.label_smoothing)
 
     def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return index
@@ -49,11 +75,91 @@ class InstanceDiscrimination(nn.Module):
         return mixed_cross_entropy(logits, target, partner_target, lam, self.label_smoothing)
 
 
-OBJECTIVES: dict[str, type[nn.Module]] = {InstanceDiscrimination.name: InstanceDiscrimination}
+class Supervised(nn.Module):
+    """Cross-entropy on the class labels through a linear class head (soft targets under mixing)."""
+
+    name = "supervised"
+
+    def __init__(self, dim: int, n_classes: int, label_smoothing: float = 0.1):
+        super().__init__()
+        self.head = class_head(dim, n_classes)
+        self.label_smoothing = label_smoothing
+
+    @classmethod
+    def recipe(cls, config: TrainConfig) -> TrainConfig:
+        """The fine-tuning recipe (label smoothing, Mixup/CutMix) from scratch, for the same epochs."""
+        return supervised_config(config, epochs=config.epochs)
+
+    @classmethod
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> "Supervised":
+        return cls(config.model.dim, n_classes, config.label_smoothing)
+
+    def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return labels
+
+    def class_logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.head(embeddings).float()  # (n, n_classes)
+
+    def forward(self, embeddings: torch.Tensor, target: torch.Tensor, partner_target: torch.Tensor,
+                lam: torch.Tensor) -> torch.Tensor:
+        return mixed_cross_entropy(self.class_logits(embeddings), target, partner_target, lam,
+                                   self.label_smoothing)
 
 
-def build_objective(name: str, dim: int, n_instances: int, n_classes: int, label_smoothing: float) -> nn.Module:
+class Contrastive(nn.Module):
+    """SimCLR: NT-Xent between the views of each image, through an optional projection MLP.
+
+    Needs at least two views per image in every crop group and unmixed views: a CutMix or Mixup
+    view has no single positive, so the config is refused rather than silently mis-trained.
+    """
+
+    name = "contrastive"
+
+    def __init__(self, dim: int, projection_dim: int = 128, temperature: float = 0.2):
+        super().__init__()
+        self.temperature = temperature
+        # SimCLR's 2-layer MLP; the embedding before it is what kNN, probes and fine-tuning use.
+        self.projection = (nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, projection_dim))
+                           if projection_dim else nn.Identity())
+
+    @classmethod
+    def recipe(cls, config: TrainConfig) -> TrainConfig:
+        """SimCLR's pair of views per image, unmixed; the rest of the recipe as given."""
+        return config.with_overrides(objective=cls.name, augment={"n_global": max(2, config.augment.n_global),
+                                                                  "cutmix_alpha": 0.0, "mixup_alpha": 0.0})
+
+    @classmethod
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> "Contrastive":
+        aug = config.augment
+        if aug.n_global < 2 or aug.n_local == 1:
+            raise ValueError("the contrastive objective needs at least 2 views per image in each crop group "
+                             f"(augment.n_global = {aug.n_global}, n_local = {aug.n_local})")
+        if aug.cutmix_alpha > 0 or aug.mixup_alpha > 0:
+            raise ValueError("the contrastive objective needs unmixed views: set augment.cutmix_alpha and "
+                             "augment.mixup_alpha to 0")
+        return cls(config.model.dim, config.projection_dim, config.contrastive_temperature)
+
+    def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return index
+
+    def forward(self, embeddings: torch.Tensor, target: torch.Tensor, partner_target: torch.Tensor,
+                lam: torch.Tensor) -> torch.Tensor:
+        return nt_xent(self.projection(embeddings), target, self.temperature)
+
+
+OBJECTIVES: dict[str, type[nn.Module]] = {
+    cls.name: cls for cls in (InstanceDiscrimination, Contrastive, Supervised)}
+
+
+def build_objective(config: TrainConfig, n_instances: int, n_classes: int) -> nn.Module:
+    """The objective `config.objective` names; ValueError if unknown or if the config cannot train it."""
+    if config.objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {config.objective!r}; choose one of {sorted(OBJECTIVES)}")
+    return OBJECTIVES[config.objective].build(config, n_instances=n_instances, n_classes=n_classes)
+
+
+def with_objective(config: TrainConfig, name: str) -> TrainConfig:
+    """`config` adapted to train objective `name` (ValueError if unknown)."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name].build(dim=dim, n_instances=n_instances, n_classes=n_classes,
-                                  label_smoothing=label_smoothing)
+    return OBJECTIVES[name].recipe(config)

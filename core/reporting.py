@@ -57,7 +57,8 @@ class ProgressBar:
             self._bar.set_postfix(self._postfix, refresh=False)
         elif isinstance(event, ev.EpochMetrics) and event.knn_top1 is not None:
             self._postfix["knn"] = f"{event.knn_top1:.4f}"
-            self._bar.write(f"epoch {event.epoch}: loss {event.loss:.4f}, kNN top-1 {event.knn_top1:.4f}, "
+            top1 = f", test top-1 {event.test_top1:.4f}" if event.test_top1 is not None else ""
+            self._bar.write(f"epoch {event.epoch}: loss {event.loss:.4f}, kNN top-1 {event.knn_top1:.4f}{top1}, "
                             f"{event.elapsed_s:.0f} s")
         elif isinstance(event, (ev.Finished, ev.Failed)):
             self._bar.close()

@@ -1,4 +1,4 @@
-"""`python -m core.train`: pretrain from the command line (or under torchrun for DDP)."""
+"""`python -m core.train`: pretrain from the command line (or under torchrun for DDP); also resumes any run."""
 from __future__ import annotations
 
 import argparse
@@ -75,20 +75,20 @@ def run_with_interrupt(trainer: Trainer, emit) -> ev.Finished | ev.Failed:
                                                  trainer.last_checkpoint)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, download: bool = False,
+            resume: Path | None = None) -> int:
+    """Load the data, train with a progress bar and a JSONL log, report; the exit code of the CLIs."""
     try:
-        config = config_from_args(args)
-        data = load_dataset(config.dataset, root=args.data_root, download=args.download,
-                            size=config.data_size, seed=config.seed)
-        trainer = Trainer(config, data, out_dir=args.out, resume_from=args.resume)
+        data = load_dataset(config.dataset, root=data_root, download=download, size=config.data_size,
+                            seed=config.seed)
+        trainer = Trainer(config, data, out_dir=out, resume_from=resume)
     except (ValueError, RuntimeError, OSError) as exc:  # DatasetError and CheckpointError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name in data.skipped:
         print(f"skipped unreadable file: {name}", file=sys.stderr)
     if trainer.dist.is_main:
-        log = JsonlLog(args.out / "metrics.jsonl")
+        log = JsonlLog(out / "metrics.jsonl")
         outcome = run_with_interrupt(trainer, fan_out(log, ProgressBar()))
         log.close()
     else:
@@ -98,10 +98,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     where = f"; checkpoint {outcome.checkpoint}" if outcome.checkpoint else ""
     knn = f", kNN top-1 {outcome.knn_top1:.4f}" if outcome.knn_top1 is not None else ""
-    print(f"{outcome.reason} at epoch {outcome.epoch}, step {outcome.step}{knn}{where}")
+    top1 = f", test top-1 {outcome.test_top1:.4f}" if outcome.test_top1 is not None else ""
+    print(f"{outcome.reason} at epoch {outcome.epoch}, step {outcome.step}{knn}{top1}{where}")
     if outcome.reason == "stopped" and outcome.checkpoint:
-        print(f"resume with: python -m core.train --out {args.out} --resume {outcome.checkpoint}")
+        print(f"resume with: python -m core.train --out {out} --resume {outcome.checkpoint}")
     return 130 if outcome.reason == "stopped" else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except (ValueError, OSError) as exc:  # CheckpointError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return execute(config, out=args.out, data_root=args.data_root, download=args.download, resume=args.resume)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """The training loop: views -> backbone -> objective, with a stop event, a NaN guard and events.
 
+One loop for both stages: pretraining (any objective in core.objectives) and fine-tuning, which is
+a supervised run whose backbone starts from a pretrained checkpoint (`config.init_from`) with its
+position embedding interpolated to the new resolution.
+
 `Trainer.run(emit, stop)` runs in the caller's thread; `Trainer.start(emit, stop)` runs it in a
 background thread. Events are plain records from core.events; the trainer knows no listener.
 """
@@ -16,17 +20,22 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from core import events as ev
-from core.augment import ViewMaker, cutmix
-from core.checkpoint import check_matches, check_resumable, load_checkpoint, save_checkpoint
+from core.augment import ViewMaker, mix
+from core.checkpoint import check_matches, check_pretrained, check_resumable, load_checkpoint, save_checkpoint
 from core.config import TrainConfig, to_json
 from core.data import DataSplits
 from core.distributed import Dist, init_from_env, resolve_device
-from core.evaluate import embed, eval_images, knn_accuracy, knn_eval, pixel_features
+from core.evaluate import confusion_matrix, embed, eval_images, knn_accuracy, pixel_features
 from core.model import Backbone
 from core.objectives import build_objective
 from core.schedule import warmup_cosine
 
 Emit = Callable[[ev.Event], None]
+
+
+def _cpu_copy(module: nn.Module) -> dict:
+    """Detached CPU copies of a module's state: what a listener may keep while training goes on."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 class _Joint(nn.Module):
@@ -65,12 +74,15 @@ class Trainer:
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank and every run
         self.backbone = Backbone(config.model, data.train.channels).to(self.device)
-        self.objective = build_objective(config.objective, config.model.dim, len(data.train),
-                                         self.n_classes, config.label_smoothing).to(self.device)
+        self.objective = build_objective(config, len(data.train), self.n_classes).to(self.device)
+        if config.init_from and resume_from is None:
+            self._init_backbone(config.init_from)
         self.module: nn.Module = _Joint(self.backbone, self.objective)
         if self.dist.enabled:
             self.module = DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.forward = torch.compile(self.module) if config.compile else self.module
+        self.sync_every = config.sync_every or (1 if self.device.type == "cpu" else 16)
         self.optimizer = torch.optim.AdamW(self.module.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay,
                                            fused=self.device.type == "cuda")
@@ -91,6 +103,15 @@ class Trainer:
             self._restore(resume_from)
 
     # -- state -------------------------------------------------------------------------------
+    def _init_backbone(self, path: str) -> None:
+        """Stage 2: start from a pretrained backbone; its instance head (or any head) is dropped."""
+        payload = load_checkpoint(path)
+        check_pretrained(payload, self.config, self.data.fingerprint, self.data.class_names)
+        pretrained = Backbone(payload["config"].model, self.data.train.channels)
+        pretrained.load_state_dict(payload["backbone"])
+        pretrained.set_image_size(self.config.model.image_size)  # bicubic position grid, e.g. 7x7 -> 14x14
+        self.backbone.load_state_dict(pretrained.state_dict())
+
     def _payload(self) -> dict:
         return {
             "config": to_json(self.config),
@@ -142,28 +163,36 @@ class Trainer:
         return self.last_checkpoint
 
     # -- measurement -------------------------------------------------------------------------
-    def knn(self) -> tuple[float, torch.Tensor]:
-        """kNN top-1 on the test split, and the training embeddings it used (N, D)."""
-        return knn_eval(self.backbone, self.eval_train, self.data.train.labels, self.eval_test,
-                        self.data.test.labels, self.n_classes, self.config.knn_k, self.config.knn_temperature)
+    def evaluate(self) -> tuple[float, torch.Tensor, torch.Tensor | None]:
+        """kNN top-1 on the test split, the training embeddings it used (N, D), and the class head's
+        test confusion matrix (n_classes, n_classes) when the objective has one (else None)."""
+        train, test = embed(self.backbone, self.eval_train), embed(self.backbone, self.eval_test)
+        knn = knn_accuracy(train, self.data.train.labels, test,
+                           self.data.test.labels, self.n_classes, self.config.knn_k, self.config.knn_temperature)
+        confusion = None
+        if hasattr(self.objective, "class_logits"):
+            with torch.no_grad():
+                predicted = self.objective.class_logits(test).argmax(dim=1)
+            confusion = confusion_matrix(predicted, self.data.test.labels, self.n_classes)
+        return knn, train, confusion
 
     def _baselines(self) -> ev.Baselines:
         cfg = self.config
         raw = knn_accuracy(pixel_features(self.eval_train), self.data.train.labels,
                            pixel_features(self.eval_test), self.data.test.labels, self.n_classes,
                            cfg.knn_k, cfg.knn_temperature)
-        return ev.Baselines(raw_pixels=raw, random_init=self.knn()[0])
+        return ev.Baselines(raw_pixels=raw, random_init=self.evaluate()[0])
 
     # -- the loop ----------------------------------------------------------------------------
-    def _train_step(self, index: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
+    def _train_step(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """One optimiser step; returns the loss as a device tensor (reading it would wait for the device)."""
         for group in self.optimizer.param_groups:
             group["lr"] = float(self.lrs[self.step])
         targets = self.objective.targets(index, self.train_labels[index])
-        groups = [cutmix(views, cfg.augment.cutmix_alpha, self.generator)
+        groups = [mix(views, self.config.augment, epoch, self.generator)
                   for views in self.views(self.train_images[index], self.generator)]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss = self.module(groups, targets)
+            loss = self.forward(groups, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -174,22 +203,40 @@ class Trainer:
         index = self.order[step_in_epoch * b:(step_in_epoch + 1) * b]
         return index[self.dist.rank::self.dist.world]
 
-    def _end_epoch(self, emit: Emit, epoch: int, losses: list[float], started: float) -> float | None:
+    def _read_back(self, emit: Emit, window: list, epoch: int, since: float, losses: list[float]) -> str | None:
+        """Read a window of step losses back at once (one device sync), emit them, and return an error
+        message if one is not finite. window: (loss tensor, lr, images) per step, the last at self.step."""
+        values = torch.stack([loss for loss, _, _ in window]).tolist()
+        rate = sum(n for _, _, n in window) / max(time.perf_counter() - since, 1e-9)
+        for offset, (value, (_, lr, _)) in enumerate(zip(values, window)):
+            step = self.step - len(window) + offset + 1
+            if not math.isfinite(value):
+                return f"loss became {value} at step {step} (lr {lr:.2e}); training stopped"
+            losses.append(value)
+            emit(ev.StepMetrics(step, epoch, value, lr, rate))
+        window.clear()
+        return None
+
+    def _end_epoch(self, emit: Emit, epoch: int, losses: list[float], started: float) -> tuple:
+        """Evaluate, snapshot and checkpoint as configured; returns (kNN, test top-1), None where not measured."""
         cfg = self.config
         last = epoch == cfg.epochs
         evaluate = last or (cfg.eval_every and epoch % cfg.eval_every == 0)
         snapshot = cfg.snapshot_every and (last or epoch % cfg.snapshot_every == 0)
-        knn, features = self.knn() if evaluate else (None, None)
+        knn, features, confusion = self.evaluate() if evaluate else (None, None, None)
+        top1 = None if confusion is None else (confusion.diag().sum() / confusion.sum()).item()
         if snapshot and features is None:  # a snapshot needs only the training embeddings
             features = embed(self.backbone, self.eval_train)
-        emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1),
-                             knn if evaluate else None, time.perf_counter() - started))
+        emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1), knn,
+                             time.perf_counter() - started, top1,
+                             None if confusion is None else tuple(map(tuple, confusion.tolist()))))
         if snapshot:
-            weights = {k: v.detach().to("cpu", copy=True) for k, v in self.backbone.state_dict().items()}
-            emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(), weights))
+            emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(),
+                                      _cpu_copy(self.backbone),
+                                      _cpu_copy(self.objective) if hasattr(self.objective, "class_logits") else None))
         if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
             self.save(emit)
-        return knn if evaluate else None
+        return knn, top1
 
     def run(self, emit: Emit, stop: threading.Event | None = None) -> ev.Finished | ev.Failed:
         """Train to the configured number of epochs, or until `stop` is set; returns the last event."""
@@ -205,39 +252,43 @@ class Trainer:
         cfg, spe = self.config, self.steps_per_epoch
         main_emit = emit if self.dist.is_main else (lambda event: None)
         main_emit(ev.RunStarted(str(self.device), len(self.data.train), len(self.data.test), spe,
-                                self.total_steps, self.step, sum(p.numel() for p in self.module.parameters())))
+                                self.total_steps, self.step, sum(p.numel() for p in self.module.parameters()),
+                                cfg.objective, cfg.init_from))
         if self.baselines is None and self.dist.is_main:
             self.baselines = self._baselines()
         if self.baselines is not None:
             main_emit(self.baselines)
-        started, knn = time.perf_counter(), None
+        started, measured = time.perf_counter(), (None, None)
         while self.step < self.total_steps:
             epoch, first = divmod(self.step, spe)
             if self.order_epoch != epoch:
                 self.order = torch.randperm(len(self.data.train), generator=self.order_generator).to(self.device)
                 self.order_epoch = epoch
-            losses = []
+            losses, window, since, interrupted = [], [], time.perf_counter(), False
             for step_in_epoch in range(first, spe):
-                if stop.is_set():
-                    return self._finish(emit, "stopped", knn)
-                tick = time.perf_counter()
+                if interrupted := stop.is_set():
+                    break
                 index = self._batch_index(step_in_epoch)
-                loss = self._train_step(index).item()
-                if not math.isfinite(loss):
-                    return self._fail(emit, f"loss became {loss} at step {self.step + 1} "
-                                                 f"(lr {float(self.lrs[self.step]):.2e}); training stopped")
+                window.append((self._train_step(index, epoch), float(self.lrs[self.step]),
+                               len(index) * self.dist.world))
                 self.step += 1
-                losses.append(loss)
-                main_emit(ev.StepMetrics(self.step, epoch, loss, float(self.lrs[self.step - 1]),
-                                         len(index) * self.dist.world / max(time.perf_counter() - tick, 1e-9)))
+                if len(window) == self.sync_every:
+                    if error := self._read_back(main_emit, window, epoch, since, losses):
+                        return self._fail(emit, error)
+                    since = time.perf_counter()
+            # Steps done since the last read-back are checked before any stop, evaluation or save.
+            if window and (error := self._read_back(main_emit, window, epoch, since, losses)):
+                return self._fail(emit, error)
+            if interrupted:
+                return self._finish(emit, "stopped", *measured)
             if self.dist.is_main:
-                knn = self._end_epoch(main_emit, epoch + 1, losses, started)
-        return self._finish(emit, "completed", knn)
+                measured = self._end_epoch(main_emit, epoch + 1, losses, started)
+        return self._finish(emit, "completed", *measured)
 
-    def _finish(self, emit: Emit, reason: str, knn: float | None) -> ev.Finished:
+    def _finish(self, emit: Emit, reason: str, knn: float | None, top1: float | None) -> ev.Finished:
         if reason == "stopped":
             self.save(emit)
-        done = ev.Finished(reason, self.step // self.steps_per_epoch, self.step, knn, self.last_checkpoint)
+        done = ev.Finished(reason, self.step // self.steps_per_epoch, self.step, knn, self.last_checkpoint, top1)
         emit(done)
         return done
 

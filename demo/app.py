@@ -7,16 +7,17 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
-from core.classify import ImageError, load_upload
+from core.classify import HEAD, KNN, ImageError, load_upload
 from core.config import PRESETS, preset
 from core.data import present_sources
-from core.objectives import OBJECTIVES
+from core.objectives import OBJECTIVES, with_objective
 from demo import plots, text
 from demo.session import Session
 
@@ -40,6 +41,8 @@ class App:
         self.session = session
         self.dataset_choices = [*present_sources(data_root), text.FOLDER_CHOICE]
         self.export_dir = Path(tempfile.mkdtemp(prefix="vit2040-export-"))
+        self._curves_lock = threading.Lock()
+        self._curves: tuple = (None, [])  # (key, [training figure, kNN figure]), shared by every tab
 
     # -- Train -------------------------------------------------------------------------------
     def start(self, dataset, folder, objective, preset_name, epochs, batch_size, lr):
@@ -49,9 +52,12 @@ class App:
             dataset = f"folder:{folder.strip()}"
         try:
             config = preset(preset_name)
-            config = config.with_overrides(dataset=dataset, objective=objective, epochs=int(epochs),
+            # A run shorter than the preset's warmup warms up over the whole run instead of being refused.
+            config = config.with_overrides(dataset=dataset, epochs=int(epochs),
+                                           warmup_epochs=min(config.warmup_epochs, int(epochs)),
                                            batch_size=int(batch_size), lr=float(lr),
                                            snapshot_every=config.snapshot_every or SNAPSHOT_EVERY)
+            config = with_objective(config, objective)  # e.g. contrastive needs two views per image
             message = self.session.start(config)
         except (ValueError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
@@ -59,6 +65,12 @@ class App:
 
     def stop(self):
         gr.Info(self.session.stop())
+
+    def finetune(self, epochs):
+        try:
+            gr.Info(self.session.finetune(int(epochs) if epochs else None))
+        except (LookupError, RuntimeError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
 
     def resume(self):
         try:
@@ -78,14 +90,23 @@ class App:
         current = views[-1] if views else None
         drawn = dict(drawn or {})
         outputs = [text.status_line(current), text.progress_html(current)]
-        curves_key = tuple((v.run_id, v.step, v.status, len(v.knn)) for v in views)
+        curves_key = tuple((v.run_id, v.step, v.status, len(v.knn), len(v.top1), v.label) for v in views)
         if curves_key != drawn.get("curves"):
             drawn["curves"] = curves_key
-            outputs += [plots.training_figure(views), plots.knn_figure(views)]
+            outputs += self._curve_figures(curves_key, views)
         else:
-            outputs += [gr.skip(), gr.skip()]
+            outputs += [gr.skip()] * 3
         outputs += self._clusters(current, sprites, replay, drawn)
         return [*outputs, drawn]
+
+    def _curve_figures(self, key, views) -> list:
+        """The curves for `key`, built once and shared by every tab: each open tab polls every second,
+        and building them per tab (~0.15 s each) saturated two cores with 20 tabs open."""
+        with self._curves_lock:
+            if self._curves[0] != key:
+                self._curves = (key, [plots.training_figure(views), plots.knn_figure(views),
+                                      plots.confusion_figure(views[-1] if views else None)])
+            return list(self._curves[1])
 
     def _clusters(self, view, sprites, replay, drawn):
         layouts = view.layouts if view else ()
@@ -113,16 +134,21 @@ class App:
         return _image_to_np(thumbs[int(index)])
 
     # -- Classify ----------------------------------------------------------------------------
-    def on_upload(self, upload):
+    # The photo and the drawing arrive as gradio's raw upload dicts (their events set preprocess=False):
+    # gr.Image's own preprocessing opens the file with Pillow and converts it to RGB, so an empty,
+    # corrupt or non-image upload failed inside gradio with a raw Pillow error naming a server temp
+    # path, transparency turned black, 16-bit images were clipped, and a decompression bomb was
+    # decoded before its pixel limit was checked. load_upload does all of that properly.
+    def on_upload(self, upload, method):
         """A new photo (dropped, pasted or an example clicked) classifies at once; clearing clears."""
-        return (None, None, None, None, "") if upload is None else self.classify(upload, None)
+        return (None, None, None, None, "") if upload is None else self.classify(upload, None, method)
 
-    def classify(self, upload, sketch):
-        source = upload if upload is not None else _sketch_image(sketch)
-        if source is None:
-            raise gr.Error(text.NOTHING_TO_CLASSIFY)
+    def classify(self, upload, sketch, method):
         try:
-            prediction = self.session.classify(load_upload(source))
+            image = load_upload(upload["path"]) if upload is not None else _sketch_image(sketch)
+            if image is None:
+                raise gr.Error(text.NOTHING_TO_CLASSIFY)
+            prediction = self.session.classify(image, method)  # kNN when the model has no class head yet
         except ImageError as exc:
             raise gr.Error(str(exc)) from None
         except LookupError:
@@ -133,7 +159,7 @@ class App:
         return (_image_to_np(prediction.model_input), dict(prediction.top), neighbours,
                 plots.attention_overlay(prediction.model_input, prediction.attention), prediction.method)
 
-    def classify_many(self, paths):
+    def classify_many(self, paths, method):
         """Several photos at once: each as the model sees it, captioned with its top class; an
         unreadable file gets its reason as the caption instead of stopping the batch."""
         if self.session.classifier() is None:
@@ -142,7 +168,7 @@ class App:
         for path in paths or []:
             name = Path(path).name
             try:
-                prediction = self.session.classify(load_upload(path))
+                prediction = self.session.classify(load_upload(path), method)
             except ImageError as exc:
                 results.append((np.zeros((28, 28), dtype=np.uint8), text.MANY_REFUSED.format(name=name, reason=exc)))
                 continue
@@ -164,15 +190,17 @@ class App:
         try:
             gr.Info(self.session.load(path))
         except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError, DatasetError are ValueErrors
-            raise gr.Error(f"checkpoint refused: {exc}") from None
+            # The file's name, not the server temp path gradio stored the upload under.
+            raise gr.Error(f"checkpoint refused: {str(exc).replace(str(path), Path(path).name)}") from None
 
 
 def _sketch_image(sketch):
-    """The composite of a Sketchpad value, or None when nothing was drawn."""
-    if not sketch or sketch.get("composite") is None:
+    """The composite of a raw Sketchpad value as an 'L' or 'RGB' image, or None when nothing was drawn."""
+    composite = (sketch or {}).get("composite")
+    if composite is None:
         return None
-    composite = sketch["composite"]
-    return composite if np.asarray(composite).std() > 0 else None
+    image = load_upload(composite["path"])
+    return image if np.asarray(image).std() > 0 else None
 
 
 def _train_panel(app: App) -> dict:
@@ -192,12 +220,16 @@ def _train_panel(app: App) -> dict:
             start = gr.Button(text.BUTTON_START, variant="primary", elem_id="start")
             stop = gr.Button(text.BUTTON_STOP, variant="stop", elem_id="stop")
             resume = gr.Button(text.BUTTON_RESUME, elem_id="resume")
+        with gr.Row():
+            finetune_epochs = gr.Number(0, label=text.LABEL_FINETUNE_EPOCHS, precision=0, minimum=0)
+            finetune = gr.Button(text.BUTTON_FINETUNE, elem_id="finetune")
         status = gr.Markdown(text.IDLE_STATUS, elem_id="status")
         progress = gr.HTML(text.progress_html(None))
     inputs = [dataset, folder, objective, preset_name, epochs, batch, lr]
     start.click(app.start, inputs, None)
     stop.click(app.stop, None, None)
     resume.click(app.resume, None, None)
+    finetune.click(app.finetune, finetune_epochs, None)
     preset_name.change(App.preset_defaults, preset_name, [epochs, batch, lr])
     return {"status": status, "progress": progress}
 
@@ -207,7 +239,10 @@ def _watch_panel() -> dict:
         gr.Markdown(f"### {text.WATCH}")
         training = gr.Plot(plots.empty_figure(plots.EMPTY_TRAINING), show_label=False, elem_id="training-plot")
         knn = gr.Plot(plots.empty_figure(plots.EMPTY_KNN), show_label=False, elem_id="knn-plot")
-    return {"training": training, "knn": knn}
+        with gr.Accordion(text.LABEL_CONFUSION, open=False):
+            confusion = gr.Plot(plots.empty_figure(plots.EMPTY_CONFUSION), show_label=False,
+                                elem_id="confusion-plot")
+    return {"training": training, "knn": knn, "confusion": confusion}
 
 
 def _clusters_panel(app: App) -> dict:
@@ -232,6 +267,7 @@ def _classify_panel(app: App) -> None:
             upload = gr.Image(type="filepath", label=text.LABEL_UPLOAD, sources=["upload", "clipboard"],
                               elem_id="upload")
             sketch = gr.Sketchpad(label=text.LABEL_SKETCH, type="numpy", height=280)
+            method_choice = gr.Radio([HEAD, KNN], value=HEAD, label=text.LABEL_METHOD, elem_id="method-choice")
             button = gr.Button(text.BUTTON_CLASSIFY, variant="primary", elem_id="classify")
         with gr.Column(scale=2):
             with gr.Row():
@@ -241,14 +277,14 @@ def _classify_panel(app: App) -> None:
             method = gr.Markdown(elem_id="method")
             neighbours = gr.Gallery(label=text.LABEL_NEIGHBOURS, columns=8, height=160, object_fit="contain")
     outputs = [seen, top5, neighbours, attention, method]
-    button.click(app.classify, [upload, sketch], outputs)
-    upload.change(app.on_upload, upload, outputs)
+    button.click(app.classify, [upload, sketch, method_choice], outputs, preprocess=False)  # see App.classify
+    upload.change(app.on_upload, [upload, method_choice], outputs, preprocess=False)
     with gr.Row():
         many = gr.File(label=text.LABEL_MANY, file_count="multiple", file_types=["image"], type="filepath",
                        elem_id="many")
         many_results = gr.Gallery(label=text.LABEL_MANY_RESULTS, columns=6, height=200, object_fit="contain",
                                   elem_id="many-results")
-    many.upload(app.classify_many, many, many_results)
+    many.upload(app.classify_many, [many, method_choice], many_results)
     examples = sorted(str(p) for p in ASSETS.glob("*.png"))
     if examples:
         gr.Examples(examples, inputs=upload, label=text.LABEL_EXAMPLES)
@@ -277,7 +313,7 @@ def build(session: Session, data_root: str | None = None) -> gr.Blocks:
         drawn = gr.State({})
         gr.Timer(TICK_S).tick(
             app.tick, [clusters["sprites"], clusters["replay"], drawn],
-            [train["status"], train["progress"], watch["training"], watch["knn"], clusters["umap"],
+            [train["status"], train["progress"], watch["training"], watch["knn"], watch["confusion"], clusters["umap"],
              clusters["replay"], drawn], show_progress="hidden")
     return blocks
 

@@ -2,6 +2,7 @@
 and UMAP threads) that hands the UI thread immutable `RunView` snapshots for the plot builders."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -18,6 +19,7 @@ MESSAGE_RESUMED = "resumed at step {step} on {device}"
 MESSAGE_COMPLETED = "completed {epoch} epochs ({step} steps)"
 MESSAGE_STOPPED = "stopped at epoch {epoch} (step {step})"
 MESSAGE_KNN = " · kNN top-1 {knn:.1%}"
+MESSAGE_TOP1 = " · test top-1 {top1:.1%}"
 
 IDLE, RUNNING, STOPPED, COMPLETED, FAILED = "idle", "running", "stopped", "completed", "failed"
 
@@ -55,6 +57,11 @@ class RunView:
     epochs: np.ndarray  # epochs completed (every EpochMetrics)
     knn_epochs: np.ndarray  # epochs that were evaluated
     knn: np.ndarray  # kNN top-1 (fraction) at those epochs
+    top1_epochs: np.ndarray  # epochs with a class-head test accuracy (fine-tuning, supervised)
+    top1: np.ndarray  # class-head test top-1 (fraction) at those epochs
+    confusion: np.ndarray | None  # latest class-head test confusion (true x predicted counts)
+    confusion_epoch: int | None
+    stages: tuple[tuple[str, int], ...]  # (label, first epoch) of each stage after the first, e.g. fine-tuning
     baselines: tuple[float, float] | None  # (raw pixels, random init)
     layouts: tuple[Layout, ...]  # in epoch order
     message: str
@@ -106,7 +113,9 @@ class RunHistory:
         self._clock = clock  # injectable so tests can script the step rate
         self._lock = threading.Lock()
         self._steps, self._losses, self._lrs = _Column(np.int64), _Column(np.float64), _Column(np.float64)
-        self._epoch_rows: list[tuple[int, int, float | None]] = []  # (epoch, step, knn_top1)
+        self._epoch_rows: list[tuple[int, int, float | None, float | None]] = []  # (epoch, step, knn, top1)
+        self._confusion: tuple[int, np.ndarray] | None = None  # (epoch, matrix)
+        self._stages: tuple[tuple[str, int], ...] = ()
         self._layouts: tuple[Layout, ...] = ()
         self._rate: deque[tuple[float, int]] = deque()  # (clock, step) over the last RATE_WINDOW_S
         self._status, self._message, self._device = IDLE, "", ""
@@ -141,6 +150,17 @@ class RunHistory:
         with self._lock:
             self._message = message
 
+    def begin_stage(self, label: str) -> tuple[int, int]:
+        """Mark where a new stage (fine-tuning) starts, and name it in the run's label; returns the
+        (steps, epochs) done so far, which the stage's events are shifted by (`shift`) so that its
+        curves continue this run's."""
+        with self._lock:
+            self.label = f"{self.label} → {label}"
+            steps = int(self._steps.snapshot()[-1]) if self._steps.size else 0
+            epochs = self._epoch_rows[-1][0] if self._epoch_rows else 0
+            self._stages += ((label, epochs),)
+            return steps, epochs
+
     def add_layout(self, layout: Layout) -> None:
         """Insert a UMAP layout (from the UMAP worker); a later layout for the same epoch replaces it."""
         with self._lock:
@@ -151,15 +171,20 @@ class RunHistory:
         now = self._clock()
         with self._lock:
             rows = self._epoch_rows
-            knn_rows = [(epoch, knn) for epoch, _, knn in rows if knn is not None]
+            knn_rows = [(epoch, knn) for epoch, _, knn, _ in rows if knn is not None]
+            top1_rows = [(epoch, top1) for epoch, _, _, top1 in rows if top1 is not None]
+            confusion_epoch, confusion = self._confusion or (None, None)
             return RunView(
                 run_id=self.run_id, label=self.label, status=self._status, device=self._device,
                 total_steps=self._total_steps, steps_per_epoch=self._steps_per_epoch,
                 steps=self._steps.snapshot(), losses=self._losses.snapshot(), lrs=self._lrs.snapshot(),
                 images_per_s=self._images_per_s or 0.0,
-                epochs=np.array([epoch for epoch, _, _ in rows], dtype=np.int64),
+                epochs=np.array([row[0] for row in rows], dtype=np.int64),
                 knn_epochs=np.array([epoch for epoch, _ in knn_rows], dtype=np.int64),
                 knn=np.array([knn for _, knn in knn_rows], dtype=np.float64),
+                top1_epochs=np.array([epoch for epoch, _ in top1_rows], dtype=np.int64),
+                top1=np.array([top1 for _, top1 in top1_rows], dtype=np.float64),
+                confusion=confusion, confusion_epoch=confusion_epoch, stages=self._stages,
                 baselines=self._baselines, layouts=self._layouts, message=self._message,
                 started_at=self._started_at, elapsed_s=self._elapsed(now), eta_s=self._eta(),
                 class_names=self.class_names, checkpoint=self._checkpoint, snapshot_epoch=self._snapshot_epoch)
@@ -196,6 +221,8 @@ class RunHistory:
             for column in (self._steps, self._losses, self._lrs):
                 column.truncate(keep)
         self._epoch_rows = [row for row in self._epoch_rows if row[1] <= start_step]
+        if self._confusion and self._confusion[0] > start_step // max(self._steps_per_epoch, 1):
+            self._confusion = None
         last_epoch = start_step // max(self._steps_per_epoch, 1)
         self._layouts = tuple(layout for layout in self._layouts if layout.epoch <= last_epoch)
 
@@ -214,7 +241,11 @@ class RunHistory:
             self._rate.popleft()
 
     def _epoch_ended(self, event: ev.EpochMetrics, now: float) -> None:
-        self._epoch_rows.append((event.epoch, event.step, event.knn_top1))
+        self._epoch_rows.append((event.epoch, event.step, event.knn_top1, event.test_top1))
+        if event.confusion is not None:
+            matrix = np.array(event.confusion, dtype=np.int64)
+            matrix.flags.writeable = False
+            self._confusion = (event.epoch, matrix)
 
     def _snapshot_taken(self, event: ev.EmbeddingSnapshot, now: float) -> None:
         self._snapshot_epoch = event.epoch  # the arrays go to the UMAP worker, not into the history
@@ -227,6 +258,8 @@ class RunHistory:
         message = template.format(epoch=event.epoch, step=event.step)
         if event.knn_top1 is not None:
             message += MESSAGE_KNN.format(knn=event.knn_top1)
+        if event.test_top1 is not None:
+            message += MESSAGE_TOP1.format(top1=event.test_top1)
         self._stop(now, COMPLETED if event.reason == COMPLETED else STOPPED, message, event.checkpoint)
 
     def _failed(self, event: ev.Failed, now: float) -> None:
@@ -238,3 +271,14 @@ class RunHistory:
         self._running_since = None
         self._status, self._message = status, message
         self._checkpoint = checkpoint or self._checkpoint
+
+
+def shift(event: ev.Event, steps: int, epochs: int) -> ev.Event:
+    """An event of a later stage renumbered to continue the run: stage-local steps and epochs plus the
+    (steps, epochs) the earlier stages did. Events without steps or epochs pass unchanged."""
+    if not (steps or epochs):
+        return event
+    changes = {name: getattr(event, name) + offset
+               for name, offset in (("step", steps), ("start_step", steps), ("total_steps", steps), ("epoch", epochs))
+               if hasattr(event, name)}
+    return dataclasses.replace(event, **changes) if changes else event

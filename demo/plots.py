@@ -21,7 +21,13 @@ from demo.history import Layout, RunView
 AXIS_EPOCH = "epoch"
 AXIS_LOSS = "loss"
 AXIS_LR = "learning rate"
-AXIS_KNN = "kNN top-1 on test"
+AXIS_KNN = "top-1 on test"
+HEAD_SUFFIX = " · class head"
+CONFUSION_TITLE = "Class-head confusion on the test split · epoch {epoch} · top-1 {top1:.1%}"
+AXIS_TRUE, AXIS_PREDICTED = "true class", "predicted class"
+EMPTY_CONFUSION = "No class head yet — fine-tune a pretrained run (or train with the supervised objective)"
+HOVER_TOP1 = "%{fullData.name}<br>epoch %{x}<br>test top-1 %{y:.1%}<extra></extra>"
+HOVER_CELL = "true %{y}<br>predicted %{x}<br>%{customdata} images (%{z:.1%} of the class)<extra></extra>"
 RAW_SUFFIX = " (per step)"
 BASELINE_RAW = "raw pixels baseline ({value:.1%})"
 BASELINE_RANDOM = "random-init baseline ({value:.1%})"
@@ -125,18 +131,26 @@ def _baseline_traces(run: RunView, x_end: float) -> list[go.Scatter]:
 
 
 def knn_figure(runs: Sequence[RunView]) -> go.Figure:
-    """kNN top-1 per evaluated epoch, one line per run, over the current run's two baselines."""
-    evaluated = [(position, run) for position, run in enumerate(runs) if len(run.knn)]
+    """Test accuracy per evaluated epoch, one colour per run, over the current run's two baselines:
+    kNN top-1 solid, the class head's top-1 (fine-tuning, supervised) dashed; a vertical line marks
+    where a later stage (fine-tuning) begins."""
+    evaluated = [(position, run) for position, run in enumerate(runs) if len(run.knn) or len(run.top1)]
     current = runs[-1] if runs else None
     if not evaluated and (current is None or current.baselines is None):
         return empty_figure(EMPTY_KNN)
     planned = current.total_steps / max(current.steps_per_epoch, 1) if current else 0
-    x_end = max([planned, 1.0] + [float(run.knn_epochs.max()) for _, run in evaluated])
+    x_end = max([planned, 1.0] + [float(run.epochs.max()) for _, run in evaluated])
     fig = go.Figure(_baseline_traces(current, x_end) if current else [])
     for position, run in evaluated:
-        fig.add_trace(go.Scatter(x=run.knn_epochs, y=run.knn, mode="lines+markers", name=run.label,
-                                 line=dict(color=_run_colour(position), width=2.5 if run is current else 1.5),
-                                 hovertemplate=HOVER_KNN))
+        line = dict(color=_run_colour(position), width=2.5 if run is current else 1.5)
+        fig.add_trace(go.Scatter(x=run.knn_epochs, y=run.knn, mode="lines+markers", name=run.label, line=line,
+                                 legendgroup=run.run_id, hovertemplate=HOVER_KNN))
+        if len(run.top1):
+            fig.add_trace(go.Scatter(x=run.top1_epochs, y=run.top1, mode="lines+markers", name=run.label + HEAD_SUFFIX,
+                                     line=dict(line, dash="dash"), legendgroup=run.run_id, hovertemplate=HOVER_TOP1))
+    for label, epoch in current.stages if current else ():
+        fig.add_vline(x=epoch, line=dict(color="#777777", width=1, dash="dot"), annotation_text=label,
+                      annotation_position="top left")
     fig.update_xaxes(title_text=AXIS_EPOCH, range=[0, x_end])
     fig.update_yaxes(title_text=AXIS_KNN, tickformat=".0%")
     fig.update_layout(template=TEMPLATE, margin=MARGIN, uirevision="knn", hovermode="closest",
@@ -252,3 +266,22 @@ def attention_overlay(model_input: np.ndarray, attention: np.ndarray, scale: int
     weight = alpha * np.clip(attention, 0.0, 1.0)[..., None]
     blended = (1 - weight) * base + weight * heat
     return blended.round().astype(np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def confusion_figure(run: RunView | None) -> go.Figure:
+    """The latest class-head confusion of a run: colour = share of the true class, text = counts."""
+    if run is None or run.confusion is None:
+        return empty_figure(EMPTY_CONFUSION)
+    counts = run.confusion
+    n = len(counts)
+    names = list(run.class_names) if len(run.class_names) == n else [UNKNOWN_CLASS.format(index=i) for i in range(n)]
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # rows: true class
+    fig = go.Figure(go.Heatmap(z=share, x=names, y=names, customdata=counts, colorscale="Blues", zmin=0, zmax=1,
+                               text=counts if n <= 20 else None, texttemplate="%{text}" if n <= 20 else None,
+                               hovertemplate=HOVER_CELL, colorbar=dict(tickformat=".0%")))
+    top1 = np.trace(counts) / max(counts.sum(), 1)
+    fig.update_xaxes(title_text=AXIS_PREDICTED, side="bottom", tickangle=-45)
+    fig.update_yaxes(title_text=AXIS_TRUE, autorange="reversed")
+    fig.update_layout(template=TEMPLATE, margin=dict(MARGIN, t=40), uirevision="confusion",
+                      title=dict(text=CONFUSION_TITLE.format(epoch=run.confusion_epoch, top1=top1), font_size=13))
+    return fig

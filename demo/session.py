@@ -18,14 +18,16 @@ import torch
 from core import events as ev
 from core.checkpoint import check_matches, load_checkpoint
 from core.classify import Classifier, Prediction, PublishedModel
-from core.config import TrainConfig
+from core.config import TrainConfig, supervised_config
 from core.data import DataSplits, load_dataset
 from core.embed import Projector
 from core.evaluate import backbone_from_checkpoint, embed, eval_images
+from core.objectives import OBJECTIVES
 from core.trainer import Trainer
-from demo.history import Layout, RunHistory, RunView
+from demo.history import Layout, RunHistory, RunView, shift
 
 LIGHT_ON_DARK = ("fashion", "digits")  # datasets whose images are a light object on black
+STAGE_FINETUNE = "fine-tuning"
 
 
 class LatestSlot:
@@ -63,6 +65,7 @@ class _Run:
     data: DataSplits | None = None
     thread: threading.Thread | None = None
     stop: threading.Event | None = None
+    offset: tuple[int, int] = (0, 0)  # (steps, epochs) of earlier stages, added to this stage's events
 
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
@@ -103,12 +106,13 @@ class Session:
         with self._lock:
             return self._classifier
 
-    def classify(self, image) -> Prediction:
+    def classify(self, image, method: str | None = None) -> Prediction:
+        """Classify with the published model; `method` is one of its `methods` (default: its first)."""
         classifier = self.classifier()
         if classifier is None:
             raise LookupError("no model yet: start training (the first snapshot arrives after an epoch) "
                               "or load a checkpoint")
-        return classifier.classify(image)
+        return classifier.classify(image, method if method in classifier.methods else None)
 
     def thumbnails(self) -> np.ndarray | None:
         """The current run's training images as (N, H, W) or (N, H, W, 3) uint8; None before they load."""
@@ -142,6 +146,23 @@ class Session:
                 raise LookupError("the last run completed: start a new one")
             self._launch(run, resume_from=view.checkpoint)
         return f"resuming {run.history.run_id} from step {view.step}"
+
+    def finetune(self, epochs: int | None = None) -> str:
+        """Stage 2 on the last run: supervised fine-tuning from its checkpoint, as the same run (its
+        curves continue). The pretrained checkpoint stays where it is; stage 2 writes to a subfolder."""
+        with self._lock:
+            self._refuse_if_running()
+            run = self._runs[-1] if self._runs else None
+            view = run.history.view() if run else None
+            if view is None or view.checkpoint is None or view.status not in ("completed", "stopped"):
+                raise LookupError("nothing to fine-tune: pretrain a run (or load a checkpoint) first")
+            if run.config.objective == "supervised":
+                raise LookupError("this run already trains on the labels: fine-tune a pretrained run")
+            run.config = supervised_config(run.config, init_from=view.checkpoint, epochs=epochs)
+            run.out_dir = run.out_dir / "finetune"
+            run.offset = run.history.begin_stage(STAGE_FINETUNE)
+            self._launch(run, resume_from=None)
+        return f"fine-tuning {run.history.run_id} for {run.config.epochs} epochs from {Path(view.checkpoint).name}"
 
     def stop(self) -> str:
         with self._lock:
@@ -185,6 +206,7 @@ class Session:
     def _train(self, run: _Run, resume_from: str | None) -> None:
         """Training thread: load data, train, route events. Failures end up in the run's history."""
         def emit(event: ev.Event) -> None:
+            event = shift(event, *run.offset)
             run.history(event)
             if isinstance(event, ev.EmbeddingSnapshot):
                 self._jobs.put((run, event))
@@ -219,7 +241,7 @@ class Session:
             class_names=data.class_names, train_images=eval_images(data.train.images, config.model.image_size),
             train_labels=data.train.labels,
             train_embeddings=torch.from_numpy(snapshot.embeddings.astype(np.float32)),
-            epoch=snapshot.epoch, light_on_dark=config.dataset in LIGHT_ON_DARK)
+            epoch=snapshot.epoch, light_on_dark=config.dataset in LIGHT_ON_DARK, head=snapshot.head)
         classifier = Classifier(published)
         with self._lock:
             self._classifier = classifier
@@ -258,8 +280,9 @@ class Session:
         if payload.get("baselines"):
             run.history(ev.Baselines(*payload["baselines"]))
         run.history(ev.Finished("completed", epoch, step, None, str(path)))
+        head = payload["objective"] if hasattr(OBJECTIVES.get(config.objective), "class_logits") else None
         self._jobs.put((run, ev.EmbeddingSnapshot(epoch, features.half().numpy(), data.train.labels.numpy(),
-                                                  payload["backbone"])))
+                                                  payload["backbone"], head)))
         return f"loaded {Path(path).name}: {config.dataset}, {config.objective}, epoch {epoch}"
 
     def close(self) -> None:

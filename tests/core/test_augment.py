@@ -1,6 +1,6 @@
 import torch
 
-from core.augment import (ViewMaker, color_jitter, crop_boxes, cutmix, gaussian_blur, random_flip,
+from core.augment import (ViewMaker, color_jitter, crop_boxes, cutmix, gaussian_blur, mix, mixup, random_flip,
                           resized_crops, to_model_input)
 from core.config import AugmentConfig
 
@@ -113,3 +113,28 @@ def test_view_maker_shapes_range_and_determinism():
 def test_model_input_range():
     x = torch.tensor([[[[0, 255]]]], dtype=torch.uint8)
     assert torch.equal(to_model_input(x), torch.tensor([[[[-1.0, 1.0]]]]))
+
+
+def test_mixup_blends_each_sample_with_its_partner_by_its_own_lam():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 6, 6, generator=g)
+    mixed = mixup(x, 0.5, g)
+    lam = mixed.lam[:, None, None, None]
+    assert torch.allclose(mixed.images, lam * x + (1 - lam) * x[mixed.partner], atol=1e-6)
+    assert (mixed.lam >= 0.5).all() and (mixed.lam <= 1).all() and mixed.lam.std() > 0
+    unmixed = mixup(x, 0.0, g)
+    assert torch.equal(unmixed.images, x) and (unmixed.lam == 1).all()
+
+
+def test_mix_alternates_mixup_and_cutmix_by_epoch_when_both_are_on():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 1, 8, 8, generator=g)
+    both = AugmentConfig(cutmix_alpha=0.5, mixup_alpha=0.5)
+
+    def is_cut(mixed):  # CutMix copies pixels: each is exactly the sample's own or its partner's
+        own, other = mixed.images == x, mixed.images == x[mixed.partner]
+        return bool((own | other).all())
+
+    assert not is_cut(mix(x, both, 0, g)) and is_cut(mix(x, both, 1, g)) and not is_cut(mix(x, both, 2, g))
+    assert is_cut(mix(x, AugmentConfig(cutmix_alpha=0.5), 0, g))
+    assert not is_cut(mix(x, AugmentConfig(cutmix_alpha=0.0, mixup_alpha=0.5), 1, g))

@@ -41,6 +41,21 @@ def test_train_evaluate_and_resume(tmp_path):
     assert started[-1]["start_step"] == started[0]["steps_per_epoch"] * 2
     assert load_checkpoint(out / "last.pt")["epoch"] == 3
 
+    tuned = tmp_path / "tuned"
+    ft = cli("core.finetune", str(out / "last.pt"), "--out", str(tuned), "--epochs", "2", "--resolution", "56")
+    assert ft.returncode == 0, ft.stderr
+    assert "completed at epoch 2" in ft.stdout and "test top-1" in ft.stdout
+    top1 = [e["test_top1"] for e in events(tuned / "metrics.jsonl") if e["event"] == "EpochMetrics"][-1]
+    config = load_checkpoint(tuned / "last.pt")["config"]
+    assert config.objective == "supervised" and config.model.image_size == 56
+    assert config.init_from == str(out / "last.pt")
+
+    report = cli("core.evaluate", str(tuned / "last.pt"))
+    assert report.returncode == 0, report.stderr
+    assert f"class-head top-1 on 2960 test images: {top1:.4f}" in report.stdout
+    assert "linear-probe top-1" in report.stdout
+    assert len([line for line in report.stdout.splitlines() if line.split()[:1] in (["0"], ["9"])]) == 2
+
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
@@ -65,3 +80,6 @@ def test_bad_input_gives_a_message_not_a_traceback(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     refused = cli("core.evaluate", str(tmp_path / "junk.pt"))
     assert refused.returncode == 2 and "not a readable checkpoint" in refused.stderr
+    not_there = cli("core.finetune", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o"))
+    assert not_there.returncode == 2 and "checkpoint not found" in not_there.stderr
+    assert "Traceback" not in not_there.stderr

@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from core.evaluate import embed, knn_accuracy, knn_predict
+from core.evaluate import confusion_matrix, embed, knn_accuracy, knn_predict, linear_probe, per_class_accuracy
 
 
 def slow_knn(train, train_labels, query, n_classes, k, temperature):
@@ -44,3 +44,36 @@ def test_embed_batches_and_restores_train_mode():
     out = embed(net, images, batch_size=3)
     assert out.shape == (10, 3) and net.training
     assert torch.allclose(out, net(images.float() / 255 * 2 - 1), atol=1e-6)
+
+
+def test_linear_probe_separates_separable_classes_and_fails_on_noise():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=g) * 3
+    labels = torch.arange(300) % 3
+    features = centres[labels] + torch.randn(300, 16, generator=g)
+    assert linear_probe(features[:200], labels[:200], features[200:], labels[200:], 3) > 0.95
+    shuffled = labels[torch.randperm(300, generator=g)]  # labels unrelated to the features
+    assert linear_probe(features[:200], shuffled[:200], features[200:], shuffled[200:], 3) < 0.55
+
+
+def test_linear_probe_agrees_with_sklearns_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    g = torch.Generator().manual_seed(1)
+    centres = torch.randn(4, 8, generator=g)
+    labels = torch.arange(400) % 4
+    features = centres[labels] + 1.2 * torch.randn(400, 8, generator=g)  # overlapping classes
+    ours = linear_probe(features[:300], labels[:300], features[300:], labels[300:], 4)
+    scaler = StandardScaler().fit(features[:300].numpy())
+    reference = LogisticRegression(max_iter=2000).fit(scaler.transform(features[:300].numpy()), labels[:300].numpy())
+    theirs = reference.score(scaler.transform(features[300:].numpy()), labels[300:].numpy())
+    assert abs(ours - theirs) <= 0.03
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    predicted = torch.tensor([0, 1, 1, 1, 0, 2])
+    confusion = confusion_matrix(predicted, labels, 4)
+    assert confusion.tolist() == [[1, 1, 0, 0], [1, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    recall = per_class_accuracy(confusion)
+    assert recall[:3].tolist() == [0.5, 2 / 3, 1.0] and torch.isnan(recall[3])

@@ -112,7 +112,7 @@ def test_background_thread_stops_on_request(tiny_config, toy_data, tmp_path):
 
 def test_errors_in_the_thread_arrive_as_failed_events(tiny_config, toy_data, monkeypatch):
     trainer = Trainer(tiny_config, toy_data)
-    monkeypatch.setattr(trainer, "_train_step", lambda index: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(trainer, "_train_step", lambda index, epoch: (_ for _ in ()).throw(RuntimeError("boom")))
     rec = Recorder()
     trainer.start(rec, threading.Event()).join(timeout=60)
     assert isinstance(rec[-1], ev.Failed) and "RuntimeError: boom" in rec[-1].message

@@ -15,8 +15,8 @@ class FakeSession:
     def classifier(self):
         return self._classifier
 
-    def classify(self, image):
-        return self._classifier.classify(image)
+    def classify(self, image, method=None):
+        return self._classifier.classify(image, method)
 
 
 def test_port_comes_from_the_environment_unless_given(monkeypatch):
@@ -29,7 +29,7 @@ def test_port_comes_from_the_environment_unless_given(monkeypatch):
 def test_classifying_before_any_model_says_what_to_do(tmp_path):
     app = App(FakeSession())
     with pytest.raises(gr.Error, match="start training"):
-        app.classify_many([str(app_module.ASSETS / "sneaker.png")])
+        app.classify_many([str(app_module.ASSETS / "sneaker.png")], "class head")
 
 
 def test_many_photos_each_get_a_caption_and_bad_files_do_not_stop_the_batch(tmp_path):
@@ -37,12 +37,39 @@ def test_many_photos_each_get_a_caption_and_bad_files_do_not_stop_the_batch(tmp_
     import numpy as np
 
     class Canned:
-        def classify(self, image):
+        def classify(self, image, method):
             return Prediction([("Sneaker", 0.9)] * 5, [], np.zeros((28, 28), np.uint8),
-                              np.zeros((28, 28), np.float32), "kNN")
+                              np.zeros((28, 28), np.float32), f"by {method}")
 
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
-    results = App(FakeSession(Canned())).classify_many([str(app_module.ASSETS / "sneaker.png"), str(bad)])
+    results = App(FakeSession(Canned())).classify_many([str(app_module.ASSETS / "sneaker.png"), str(bad)], "kNN vote")
     assert results[0][1] == "sneaker.png: Sneaker (90%)"
     assert results[1][1].startswith("broken.png: refused")
+
+
+def test_the_app_builds_with_the_finetune_button_method_choice_and_confusion_view(tmp_path):
+    from demo.app import build
+    blocks = build(FakeSession())
+    ids = {getattr(block, "elem_id", None) for block in blocks.blocks.values()}
+    assert {"finetune", "method-choice", "confusion-plot"} <= ids
+    radio = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "method-choice")
+    assert [choice[0] for choice in radio.choices] == ["class head", "kNN vote"]
+
+
+def test_each_objective_in_the_menu_starts_a_config_it_can_train(monkeypatch):
+    from core.objectives import OBJECTIVES, build_objective
+    started = []
+
+    class Recording(FakeSession):
+        def start(self, config):
+            build_objective(config, n_instances=2040, n_classes=10)  # raises if the objective cannot train it
+            started.append(config)
+            return "started"
+
+    monkeypatch.setattr(gr, "Info", lambda message: None)
+    app = App(Recording())
+    for name in sorted(OBJECTIVES):
+        app.start("fashion", "", name, "cpu-quick", 3, 64, 1e-3)
+    assert [c.objective for c in started] == sorted(OBJECTIVES)
+    assert all(c.epochs == 3 and c.batch_size == 64 for c in started)

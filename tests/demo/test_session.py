@@ -117,3 +117,28 @@ def test_close_waits_for_every_thread(tmp_path):
     s.close()
     assert not s.running()
     assert not s._worker.is_alive() and not s._warmup.is_alive()
+
+
+def test_finetuning_continues_the_run_and_publishes_a_class_head(session):
+    with pytest.raises(LookupError, match="nothing to fine-tune"):
+        session.finetune()
+    session.start(TINY)
+    wait_for(lambda: session.views()[-1].status == "completed")
+    pretrained = session.views()[-1]
+    assert session.finetune(epochs=2).startswith("fine-tuning run-1 for 2 epochs")
+    wait_for(lambda: session.views()[-1].status == "completed" and session.views()[-1].step > pretrained.step)
+    wait_for(lambda: "class head" in (session.classifier().methods if session.classifier() else ()))
+    view = session.views()[-1]
+    assert len(session.views()) == 1 and view.label.endswith("→ fine-tuning")  # the same run, continued
+    assert view.stages == (("fine-tuning", 2),)
+    steps = view.steps
+    assert (np.diff(steps) == 1).all() and steps[-1] == 2 * pretrained.step  # stage 2 appended after stage 1
+    assert list(view.top1_epochs) == [3, 4] and list(view.knn_epochs) == [1, 2, 3, 4]
+    assert view.confusion.shape == (10, 10) and view.confusion.sum() == 2960 and view.confusion_epoch == 4
+    assert load_checkpoint(pretrained.checkpoint)["config"].objective == "instance"  # stage 1 kept
+    assert load_checkpoint(view.checkpoint)["config"].init_from == pretrained.checkpoint
+    by_head = session.classify(digit_photo())
+    assert by_head.method.startswith("fine-tuned class head")
+    assert session.classify(digit_photo(), "kNN vote").method.startswith("kNN vote")
+    with pytest.raises(LookupError, match="already trains on the labels"):
+        session.finetune()

@@ -1,0 +1,54 @@
+"""`python -m core.finetune CKPT --out DIR`: stage 2, supervised fine-tuning of a pretrained backbone.
+
+The pretrained instance head is dropped, a class head is added, the position embedding is
+interpolated to `--resolution`, and the run trains on the class labels with the recipe of
+`core.config.supervised_config`. A stopped fine-tuning run resumes with `python -m core.train --resume`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.checkpoint import load_checkpoint
+from core.config import TrainConfig, supervised_config
+from core.train import execute
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core.finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a pretrained run's checkpoint (e.g. runs/x/last.pt)")
+    parser.add_argument("--out", type=Path, required=True, help="fine-tuning run folder")
+    parser.add_argument("--resolution", type=int, help="input side in pixels (default: the pretraining one)")
+    parser.add_argument("--epochs", type=int, help="default: a quarter of the pretraining epochs")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="default: the pretraining lr")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--data-root", type=Path, help="folder holding the dataset's files")
+    parser.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    pretrained = load_checkpoint(args.checkpoint)["config"]
+    config = supervised_config(pretrained, init_from=str(args.checkpoint), resolution=args.resolution,
+                               epochs=args.epochs)
+    overrides = {name: getattr(args, name) for name in ("batch_size", "lr", "seed", "device")
+                 if getattr(args, name) is not None}
+    return config.with_overrides(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except (ValueError, OSError) as exc:  # CheckpointError and config validation are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return execute(config, out=args.out, data_root=args.data_root, download=args.download)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The comparison: budgets in views, the summary over seeds, the report, and one small real run."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from core.compare import VARIANTS, _epochs, base_recipe, summarise
+from core.results import _verdict, write_results
+
+
+def run(top1, knn=0.8, pretrain=None):
+    stage = {"knn": knn, "probe": knn - 0.01, "top1": top1, "seconds": 60.0,
+             "curve": [[1000, knn - 0.1, top1 and top1 - 0.1], [2000, knn, top1]]}
+    return {"budget": 2000, "final": stage, "pretrain": pretrain}
+
+
+def test_budget_is_counted_in_views_so_two_view_objectives_get_half_the_epochs():
+    assert _epochs(100_000, 2040, 1) == 49 and _epochs(100_000, 2040, 2) == 25
+    assert _epochs(10, 2040, 1) == 1  # never zero epochs
+    contrastive = next(v for v in VARIANTS if v.name == "contrastive+ft")
+    assert contrastive.views_per_image == 2 == base_recipe("fashion", 0).with_overrides(
+        **contrastive.pretrain).augment.n_global
+
+
+def test_ablations_remove_what_the_base_recipe_has():
+    base = base_recipe("fashion", 0)
+    assert base.augment.cutmix_alpha == 0.5 and base.label_smoothing == 0.1 and base.objective == "instance"
+    variants = {v.name: v for v in VARIANTS}
+    assert base.with_overrides(**variants["idmm-no-cutmix+ft"].pretrain).augment.cutmix_alpha == 0
+    assert base.with_overrides(**variants["idmm-no-ls+ft"].pretrain).label_smoothing == 0
+    assert variants["scratch"].pretrain is None
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    pre = {"knn": 0.7, "probe": 0.72, "top1": None, "seconds": 30.0, "curve": []}
+    summary = summarise({"idmm+ft": [run(0.80, pretrain=pre), run(0.84, pretrain=pre)], "scratch": [run(0.78)]})
+    mean, std = summary["idmm+ft"]["top1"]
+    assert mean == pytest.approx(0.82) and std == pytest.approx(0.0282843, rel=1e-5)
+    assert summary["idmm+ft"]["pretrain_knn"][0] == pytest.approx(0.7)
+    assert summary["scratch"]["pretrain_knn"] is None and summary["scratch"]["top1"] == [0.78, 0.0]
+    assert summary["idmm+ft"]["minutes"][0] == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("ours, scratch, word", [
+    ([0.85, 0.01], [0.80, 0.01], "holds"),
+    ([0.80, 0.01], [0.85, 0.01], "does not hold"),
+    ([0.81, 0.02], [0.80, 0.02], "within one standard deviation"),
+])
+def test_verdict_states_the_ordering_plainly(ours, scratch, word):
+    assert word in _verdict({"idmm+ft": {"top1": ours}, "scratch": {"top1": scratch}})
+
+
+def test_report_has_the_table_the_command_and_the_plot(tmp_path):
+    runs = {"scratch": [run(0.80), run(0.82)], "idmm+ft": [run(0.83, pretrain=run(None)["final"])] * 2}
+    path = tmp_path / "RESULTS.md"
+    write_results(path, summary=summarise(runs), runs=runs, variants=VARIANTS, budget=2000, rate=900.0,
+                  minutes=2.0, command="python -m core.compare --x", dataset="fashion", n_train=2040,
+                  n_test=10000, seeds=2)
+    text = path.read_text()
+    assert "`python -m core.compare --x`" in text and "2,000 views per variant" in text
+    assert "| scratch | — | — | 80.0 ± 0.0 | 79.0 ± 0.0 | 81.0 ± 1.4 |" in text
+    assert "![curves](results_curves.png)" in text and (tmp_path / "results_curves.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_compare_runs_end_to_end_and_continues_where_it_stopped(tmp_path):
+    args = [sys.executable, "-m", "core.compare", "--dataset", "digits", "--views", "3000", "--seeds", "1",
+            "--variants", "scratch", "idmm+ft", "--out", str(tmp_path / "cmp"),
+            "--results", str(tmp_path / "RESULTS.md")]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    result = json.loads((tmp_path / "cmp" / "idmm+ft" / "seed0" / "result.json").read_text())
+    assert result["budget"] == 3000 and 0 <= result["final"]["top1"] <= 1 and result["pretrain"]["knn"] > 0
+    assert (tmp_path / "cmp" / "idmm+ft" / "seed0" / "finetune" / "last.pt").exists()
+    assert "| idmm+ft |" in (tmp_path / "RESULTS.md").read_text()
+    stamp = (tmp_path / "cmp" / "scratch" / "seed0" / "result.json").stat().st_mtime_ns
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "cmp" / "scratch" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+    assert again.stdout.splitlines()[-2:] == first.stdout.splitlines()[-2:]

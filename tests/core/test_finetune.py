@@ -1,0 +1,153 @@
+"""Stage 2: the supervised recipe, starting from a pretrained backbone, and the loop's read-back windows."""
+import threading
+
+import pytest
+import torch
+
+from core import events as ev
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.config import preset, supervised_config
+from core.model import interpolate_positions
+from core.trainer import Trainer
+from tests.core.conftest import make_splits
+
+
+class Recorder(list):
+    def __call__(self, event):
+        self.append(event)
+
+    def of(self, kind):
+        return [e for e in self if isinstance(e, kind)]
+
+
+def test_supervised_config_is_the_papers_stage_two_scaled_to_the_data():
+    quick = preset("cpu-quick")
+    ft = supervised_config(quick, init_from="runs/a/last.pt")
+    assert ft.objective == "supervised" and ft.init_from == "runs/a/last.pt"
+    assert ft.epochs == quick.epochs // 4 and ft.lr == quick.lr and ft.label_smoothing == 0.1
+    assert (ft.augment.n_global, ft.augment.n_local) == (1, 0)
+    assert ft.augment.mixup_alpha == ft.augment.cutmix_alpha == 0.5
+    assert ft.augment.global_scale == quick.augment.global_scale  # crops scaled to the data, as pretrained
+    assert ft.model.image_size == quick.model.image_size and ft.data_size == 0  # fashion stays 28 px
+    scratch = supervised_config(quick, epochs=7)
+    assert scratch.init_from == "" and scratch.epochs == 7 and scratch.warmup_epochs <= 7 / 4
+
+    paper = supervised_config(preset("paper"), init_from="x.pt", resolution=224)
+    assert paper.model.image_size == paper.augment.global_size == 224
+    assert paper.data_size == 256  # resize 256 -> crop 224, as the paper's test transform
+    assert paper.epochs == 200
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        supervised_config(quick, resolution=30)
+
+
+@pytest.fixture
+def pretrained(tiny_config, toy_data, tmp_path):
+    config = tiny_config.with_overrides(epochs=2, augment={"cutmix_alpha": 0.0})
+    Trainer(config, toy_data, out_dir=tmp_path / "pre").run(lambda e: None)
+    return config, tmp_path / "pre" / "last.pt"
+
+
+def test_finetuning_starts_from_the_pretrained_backbone_at_a_new_resolution(pretrained, toy_data, tmp_path):
+    config, path = pretrained
+    saved = load_checkpoint(path)["backbone"]
+    ft = supervised_config(config, init_from=str(path), resolution=28, epochs=3).with_overrides(eval_every=1,
+                                                                                                snapshot_every=1)
+    trainer = Trainer(ft, toy_data, out_dir=tmp_path / "ft")
+    state = trainer.backbone.state_dict()
+    assert torch.equal(state["vit.to_patch_embedding.2.weight"], saved["vit.to_patch_embedding.2.weight"])
+    # 2x2 patch grid at 14 px -> 4x4 at 28 px, CLS row kept
+    expected = interpolate_positions(saved["vit.pos_embedding"], 1, (2, 2), (4, 4))
+    assert state["vit.pos_embedding"].shape == (1 + 16, config.model.dim)
+    assert torch.allclose(state["vit.pos_embedding"], expected)
+    assert not any(key.startswith("head") for key in state)  # the instance head stays behind
+
+    rec = Recorder()
+    done = trainer.run(rec)
+    assert rec.of(ev.RunStarted)[0].objective == "supervised"
+    assert rec.of(ev.RunStarted)[0].init_from == str(path)
+    tops = [e.test_top1 for e in rec.of(ev.EpochMetrics)]
+    assert all(t is not None and 0 <= t <= 1 for t in tops)
+    assert done.reason == "completed" and done.test_top1 == tops[-1]
+    confusion = torch.tensor(rec.of(ev.EpochMetrics)[-1].confusion)  # rows: true class
+    assert confusion.shape == (4, 4) and confusion.sum() == len(toy_data.test)
+    assert confusion.sum(dim=1).tolist() == torch.bincount(toy_data.test.labels).tolist()
+    assert confusion.diag().sum().item() / len(toy_data.test) == pytest.approx(tops[-1])
+    snapshot = rec.of(ev.EmbeddingSnapshot)[-1]
+    assert snapshot.head["head.weight"].shape == (4, config.model.dim)  # the class head travels with it
+    assert load_checkpoint(done.checkpoint)["config"].init_from == str(path)
+
+
+def test_a_supervised_run_learns_the_labels(tiny_config):
+    data = make_splits(n_train=64, n_test=40)
+    config = supervised_config(tiny_config, epochs=30).with_overrides(eval_every=30, lr=3e-3)
+    done = Trainer(config, data).run(lambda e: None)
+    assert done.test_top1 > 0.8  # 4 classes: chance is 0.25
+
+
+def test_pretraining_objectives_report_no_class_accuracy(tiny_config, toy_data):
+    rec = Recorder()
+    Trainer(tiny_config.with_overrides(epochs=1, snapshot_every=1), toy_data).run(rec)
+    assert rec.of(ev.EpochMetrics)[0].test_top1 is None and rec.of(ev.Finished)[0].test_top1 is None
+    assert rec.of(ev.EpochMetrics)[0].confusion is None and rec.of(ev.EmbeddingSnapshot)[0].head is None
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"dataset": "other"}, "pretrained on 'toy'"),
+    ({"model": {"dim": 24, "dim_head": 12}}, "model.dim"),
+])
+def test_finetuning_refuses_an_incompatible_checkpoint(pretrained, toy_data, change, problem):
+    config, path = pretrained
+    ft = supervised_config(config.with_overrides(**change), init_from=str(path))
+    with pytest.raises(CheckpointError, match=problem):
+        Trainer(ft, toy_data)
+
+
+def test_finetuning_refuses_other_data(pretrained):
+    config, path = pretrained
+    other = make_splits(seed=1)
+    with pytest.raises(CheckpointError, match="other data"):
+        Trainer(supervised_config(config, init_from=str(path)), other)
+
+
+def test_contrastive_pretraining_runs_and_learns(tiny_config, toy_data):
+    config = tiny_config.with_overrides(objective="contrastive", epochs=3, projection_dim=8,
+                                        augment={"n_local": 0, "cutmix_alpha": 0.0})
+    rec = Recorder()
+    done = Trainer(config, toy_data).run(rec)
+    losses = [e.loss for e in rec.of(ev.EpochMetrics)]
+    assert done.reason == "completed" and losses[-1] < losses[0]
+
+
+def test_reading_losses_back_in_windows_changes_nothing_but_when(tiny_config, toy_data):
+    every = Recorder()
+    Trainer(tiny_config, toy_data).run(every)
+    windowed = Recorder()
+    Trainer(tiny_config.with_overrides(sync_every=3), toy_data).run(windowed)
+    assert [(s.step, s.loss, s.lr) for s in every.of(ev.StepMetrics)] == \
+        [(s.step, s.loss, s.lr) for s in windowed.of(ev.StepMetrics)]
+
+
+def test_a_nan_inside_a_window_names_its_step_and_saves_nothing(tiny_config, toy_data, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_config.with_overrides(sync_every=3, checkpoint_every=0), toy_data, out_dir=tmp_path)
+    real_step = Trainer._train_step
+    monkeypatch.setattr(trainer, "_train_step", lambda index, epoch: real_step(trainer, index, epoch)
+                        * (float("nan") if trainer.step == 4 else 1.0))  # the 5th step (step 5) goes bad
+    rec = Recorder()
+    result = trainer.run(rec)
+    assert isinstance(result, ev.Failed) and "at step 5" in result.message
+    assert [s.step for s in rec.of(ev.StepMetrics)] == [1, 2, 3, 4]
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_stop_mid_window_reads_back_and_saves(tiny_config, toy_data, tmp_path):
+    stop = threading.Event()
+    rec = Recorder()
+
+    def listen(event):
+        rec(event)
+        if isinstance(event, ev.StepMetrics) and event.step == 3:
+            stop.set()
+
+    done = Trainer(tiny_config.with_overrides(sync_every=3), toy_data, out_dir=tmp_path).run(listen, stop)
+    assert done.reason == "stopped" and done.step == 3
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
