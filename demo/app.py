@@ -221,7 +221,8 @@ def _train_panel(app: App) -> dict:
             stop = gr.Button(text.BUTTON_STOP, variant="stop", elem_id="stop")
             resume = gr.Button(text.BUTTON_RESUME, elem_id="resume")
         with gr.Row():
-            finetune_epochs = gr.Number(0, label=text.LABEL_FINETUNE_EPOCHS, precision=0, minimum=0)
+            finetune_epochs = gr.Number(0, label=text.LABEL_FINETUNE_EPOCHS, precision=0, minimum=0,
+                                        elem_id="finetune-epochs")
             finetune = gr.Button(text.BUTTON_FINETUNE, elem_id="finetune")
         status = gr.Markdown(text.IDLE_STATUS, elem_id="status")
         progress = gr.HTML(text.progress_html(None))

@@ -17,6 +17,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
 EXAMPLE = ROOT / "assets" / "examples" / "sneaker.png"
+EXAMPLE_2 = ROOT / "assets" / "examples" / "bag.png"  # a different file, so the upload changes
 
 
 def free_port() -> int:
@@ -61,7 +62,8 @@ def click_a_point_until(page, done, attempts=20):
     raise AssertionError("clicking a UMAP point never showed its image")
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)")
 def test_train_watch_and_classify_in_a_browser(app_url):
     from playwright.sync_api import expect, sync_playwright
 
@@ -93,4 +95,16 @@ def test_train_watch_and_classify_in_a_browser(app_url):
         expect(page.locator("#method")).to_contain_text("kNN vote", timeout=10_000)
         page.locator("#top5").scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / "classified.png"), full_page=True)
+
+        # stage 2 on the same run: fine-tune for two epochs, then the class head classifies
+        page.locator("#finetune-epochs input").fill("2")
+        page.locator("#finetune").click()
+        expect(page.locator("#status")).to_contain_text("test top-1", timeout=300_000)
+        expect(page.locator("#knn-plot")).to_contain_text("fine-tuning", timeout=30_000)  # the stage marker
+        page.get_by_text("Where the class head errs").click()
+        expect(page.locator("#confusion-plot .heatmaplayer")).to_be_visible(timeout=30_000)
+        page.locator("#upload input[type=file]").set_input_files(str(EXAMPLE_2))
+        expect(page.locator("#method")).to_contain_text("fine-tuned class head", timeout=60_000)
+        page.locator("#confusion-plot").scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "finetuned.png"), full_page=True)
         browser.close()
