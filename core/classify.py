@@ -6,6 +6,7 @@ consistent while training keeps changing its own weights.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from core.model import Backbone
 
 TOP_K = 5
 N_NEIGHBOURS = 8
+HEAD, KNN = "class head", "kNN vote"  # classification methods, the preferred first
 WORK_SIDE = 512  # light-on-dark uploads are analysed at most this large: a 28 px model needs no more
 MIN_CONTRAST = 16  # below this the "object" is noise: no cropping or stretching
 OBJECT_FRACTION = 0.1  # a pixel brighter than this share of the peak (above background) is object
@@ -47,6 +49,7 @@ class PublishedModel:
     train_embeddings: torch.Tensor  # float32 (N, D)
     epoch: int
     light_on_dark: bool  # white object on black: uploads are inverted when their background is light
+    head: dict[str, torch.Tensor] | None = None  # a fine-tuned run's class head ("head.weight", "head.bias")
 
     def __post_init__(self) -> None:
         n = len(self.train_labels)
@@ -63,7 +66,7 @@ class PublishedModel:
 class Prediction:
     """One classified upload, in plain Python and numpy for any front end."""
 
-    top: list[tuple[str, float]]  # top-5 (class name, probability from the normalised kNN votes)
+    top: list[tuple[str, float]]  # top-5 (class name, probability: class-head softmax or normalised kNN votes)
     neighbours: list[tuple[int, str, float]]  # 8 nearest training images: (index, class name, cosine)
     model_input: np.ndarray  # uint8 H×W (gray) or H×W×3: what the model saw
     attention: np.ndarray  # float32 H×W in [0, 1]: last layer's CLS attention to the patches, head mean
@@ -102,7 +105,8 @@ def _open(source: str | Path | bytes) -> Image.Image:
             raise ImageError("the upload is empty (0 bytes)")
         stream, name = io.BytesIO(source), "the upload"
     else:
-        stream = name = Path(source)
+        stream = Path(source)
+        name = stream.name  # only the file's name: in the app the rest is a server temp path
         if not stream.is_file():
             raise ImageError(f"{name} is not a readable file")
         if stream.stat().st_size == 0:
@@ -311,11 +315,15 @@ def _attention_map(attn: torch.Tensor, n_prefix: int, size: int) -> np.ndarray:
 
 
 class Classifier:
-    """kNN classification against one PublishedModel; immutable after __init__, shareable across threads."""
+    """Classification against one PublishedModel, by its class head (a fine-tuned run) or by a kNN
+    vote over the training embeddings; immutable after __init__, shareable across threads."""
 
     def __init__(self, published: PublishedModel):
         self.published = published
-        self._backbone = Backbone(published.config.model, published.channels)
+        # The attention map needs the softmax weights, which SDPA never materialises; the parameters
+        # are the same in both modes, so the published weights load into the explicit one.
+        self._backbone = Backbone(dataclasses.replace(published.config.model, attention="explicit"),
+                                  published.channels)
         self._backbone.load_state_dict(published.weights)  # copies: later edits to the dict do not reach us
         self._backbone.eval().requires_grad_(False)
         self._train = F.normalize(published.train_embeddings.float(), dim=1)  # (N, D), unit rows
@@ -327,19 +335,32 @@ class Classifier:
         # The attention hook sits on a module every call shares: one hooked forward at a time, so
         # a hook never records another thread's image.
         self._lock = threading.Lock()
-        self.method = f"kNN vote over {len(self._labels):,} training embeddings (k={self._k})"
+        self._head = None
+        if published.head is not None:
+            self._head = torch.nn.Linear(self._backbone.dim, len(published.class_names))
+            self._head.load_state_dict({"weight": published.head["head.weight"], "bias": published.head["head.bias"]})
+            self._head.eval().requires_grad_(False)
+        self.methods = (HEAD, KNN) if self._head is not None else (KNN,)
+        self._describe = {HEAD: f"fine-tuned class head, softmax over {len(published.class_names)} classes",
+                          KNN: f"kNN vote over {len(self._labels):,} training embeddings (k={self._k})"}
+        self.method = self._describe[self.methods[0]]
 
-    def classify(self, image: Image.Image) -> Prediction:
+    def classify(self, image: Image.Image, method: str | None = None) -> Prediction:
+        """Top-5 by `method` (one of `self.methods`; default the first: the class head when there is one)."""
+        method = method or self.methods[0]
+        if method not in self.methods:
+            raise ValueError(f"this model cannot classify by {method!r}: it offers {', '.join(self.methods)}")
         size = self.published.config.model.image_size
         pixels = preprocess(image, size, self.published.channels, self.published.light_on_dark,
                             framing=self._framing)  # uint8 (C, S, S)
         with self._lock, _one_torch_thread(), torch.inference_mode():
             embedding, attention = self._forward(pixels)
             similarity = self._train @ F.normalize(embedding, dim=0)  # (N,)
-            return Prediction(top=self._vote(similarity), neighbours=self._neighbours(similarity),
+            top = self._head_top(embedding) if method == HEAD else self._vote(similarity)
+            return Prediction(top=top, neighbours=self._neighbours(similarity),
                               model_input=_as_numpy_image(pixels),
                               attention=_attention_map(attention, self._backbone.n_prefix, size),
-                              method=self.method)
+                              method=self._describe[method])
 
     def thumbnail(self, index: int) -> np.ndarray:
         if not 0 <= index < len(self._labels):
@@ -365,6 +386,11 @@ class Classifier:
         weights = ((nearest - nearest[0]) / self.published.config.knn_temperature).exp()
         votes = torch.zeros(len(names)).scatter_add_(0, self._labels[index], weights)
         probability, classes = (votes / votes.sum()).topk(min(TOP_K, len(names)))
+        return [(names[c], p) for c, p in zip(classes.tolist(), probability.tolist())]
+
+    def _head_top(self, embedding: torch.Tensor) -> list[tuple[str, float]]:
+        names = self.published.class_names
+        probability, classes = self._head(embedding).softmax(dim=0).topk(min(TOP_K, len(names)))
         return [(names[c], p) for c, p in zip(classes.tolist(), probability.tolist())]
 
     def _neighbours(self, similarity: torch.Tensor) -> list[tuple[int, str, float]]:

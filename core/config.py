@@ -12,6 +12,7 @@ from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLS = ("cls", "mean")
+ATTENTIONS = ("sdpa", "explicit")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -41,6 +42,10 @@ class ModelConfig:
     # brightness (a flat white and a flat black patch become identical). DeiT, the paper's model,
     # has no such norm, so it is off unless asked for.
     patch_norm: bool = False
+    # How attention is computed; the parameters are the same, so a checkpoint loads in either mode.
+    # "sdpa": torch's fused scaled_dot_product_attention; "explicit": vit-pytorch's own softmax(QK^T)V,
+    # which materialises the attention weights (classification shows them).
+    attention: str = "sdpa"
 
     def __post_init__(self) -> None:
         _check(self.image_size > 0 and self.patch_size > 0, "image_size and patch_size must be positive")
@@ -50,6 +55,8 @@ class ModelConfig:
             _check(getattr(self, name) > 0, f"model.{name} must be positive")
         _check(self.pool in POOLS, f"model.pool must be one of {POOLS}, got {self.pool!r}")
         _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
+        _check(self.attention in ATTENTIONS,
+               f"model.attention must be one of {ATTENTIONS}, got {self.attention!r}")
 
     @property
     def grid(self) -> int:
@@ -73,6 +80,7 @@ class AugmentConfig:
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     cutmix_alpha: float = 0.5  # 0 disables CutMix
+    mixup_alpha: float = 0.0  # 0 disables Mixup; with CutMix also on, they alternate by epoch
 
     def __post_init__(self) -> None:
         _check(self.n_global >= 1, "augment.n_global must be at least 1")
@@ -85,7 +93,8 @@ class AugmentConfig:
             _check(0.0 <= getattr(self, name) <= 1.0, f"augment.{name} must be a probability")
         b, c, s, h = self.jitter
         _check(min(b, c, s) >= 0 and 0 <= h <= 0.5, f"augment.jitter out of range: {self.jitter}")
-        _check(self.cutmix_alpha >= 0, "augment.cutmix_alpha must be >= 0")
+        _check(self.cutmix_alpha >= 0 and self.mixup_alpha >= 0,
+               "augment.cutmix_alpha and augment.mixup_alpha must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -104,12 +113,19 @@ class TrainConfig:
     weight_decay: float = 1e-3
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.1
+    contrastive_temperature: float = 0.2  # NT-Xent's softmax temperature
+    projection_dim: int = 128  # contrastive projection head's output (0 = none: the loss sees the embedding)
+    init_from: str = ""  # a pretrained checkpoint whose backbone starts this run (stage 2: fine-tuning)
     seed: int = 0
     knn_k: int = 20
     knn_temperature: float = 0.07
     eval_every: int = 1  # epochs between kNN evaluations (0 = only at the end)
     snapshot_every: int = 1  # epochs between embedding snapshots (0 = never)
     checkpoint_every: int = 5  # epochs between checkpoints (the last epoch always saves)
+    # Steps between reading the loss back to the host: each read waits for the device, so a GPU
+    # run reads in windows (0 = auto: every step on the CPU, every 16 on an accelerator).
+    sync_every: int = 0
+    compile: bool = False  # torch.compile the training step (worth it on a GPU for long runs)
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -121,8 +137,10 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "weight_decay must be >= 0")
         _check(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be within [0, epochs]")
         _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
+        _check(self.contrastive_temperature > 0 and self.projection_dim >= 0,
+               "need contrastive_temperature > 0 and projection_dim >= 0")
         _check(self.knn_k >= 1 and self.knn_temperature > 0, "knn_k >= 1 and knn_temperature > 0")
-        for name in ("eval_every", "snapshot_every", "checkpoint_every"):
+        for name in ("eval_every", "snapshot_every", "checkpoint_every", "sync_every"):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0")
         _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
         for size in (self.augment.global_size, self.augment.local_size):
@@ -185,6 +203,31 @@ def _paper() -> TrainConfig:
 
 
 PRESETS = {"cpu-quick": _cpu_quick, "paper": _paper}
+
+
+def supervised_config(base: TrainConfig, *, init_from: str = "", resolution: int | None = None,
+                      epochs: int | None = None) -> TrainConfig:
+    """The supervised recipe on `base`'s data and model: stage 2 (fine-tuning `init_from`) or, with no
+    checkpoint, supervised training from scratch, so that both baselines share one recipe.
+
+    From ../shared/PAPER.md stage 2: label-smoothing CE 0.1, Mixup and CutMix (alpha 0.5) alternating
+    by epoch, jitter (0.4, 0.4, 0.4, 0.1) with p 0.4, grayscale p 0.2, one crop, the same lr as
+    pretraining, a quarter of its epochs (800 -> 200), at `resolution` (default: the pretraining one).
+    Scaled to the dataset: the crop scale and flips stay those the pretraining recipe uses for this
+    data (at 28 px the paper's (0.08, 1) crops destroy the garment); RandAugment is left out.
+    """
+    size = resolution or base.model.image_size
+    epochs = epochs or max(1, base.epochs // 4)
+    # Variable-size sources are stored a little larger than the crop (the paper: 256 for 224 px).
+    data_size = base.data_size and max(base.data_size, size * 8 // 7)
+    augment = dataclasses.replace(base.augment, n_global=1, global_size=size, n_local=0, local_size=size,
+                                  jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.4, gray_p=0.2, blur_p=0.0,
+                                  cutmix_alpha=0.5, mixup_alpha=0.5)
+    return dataclasses.replace(
+        base, objective="supervised", init_from=str(init_from), data_size=data_size,
+        model=dataclasses.replace(base.model, image_size=size), augment=augment, epochs=epochs,
+        warmup_epochs=min(base.warmup_epochs, epochs / 4), label_smoothing=0.1,
+        eval_every=base.eval_every and max(1, min(base.eval_every, epochs // 4)))
 
 
 def preset(name: str) -> TrainConfig:

@@ -117,15 +117,23 @@ class DataSplits:
 
 
 def load_dataset(spec: str, *, root: str | Path | None = None, download: bool = False,
-                 size: int = 0, seed: int = 0) -> DataSplits:
-    """Load a named source (`DATASETS`) or `folder:PATH`; `size` is the square side (0 = default)."""
+                 size: int = 0, seed: int = 0, per_class: int = TRAIN_PER_CLASS) -> DataSplits:
+    """Load a named source (`DATASETS`) or `folder:PATH`; `size` is the square side (0 = default).
+
+    `per_class`: training images drawn from each class by the sources that subsample a larger pool
+    (fashion, digits), e.g. to measure how cost grows with the training-set size.
+    """
     if size < 0:
         raise DatasetError(f"size must be >= 0 (0 = the source's default), got {size}")
+    if per_class < 1:
+        raise DatasetError(f"per_class must be >= 1, got {per_class}")
+    if per_class != TRAIN_PER_CLASS and spec not in ("fashion", "digits"):
+        raise DatasetError(f"per_class applies to fashion and digits only, not {spec!r}")
     root_path = Path(root).expanduser() if root is not None else None
     if spec == "fashion":
-        return _load_fashion(root_path, download, size, seed)
+        return _load_fashion(root_path, download, size, seed, per_class)
     if spec == "digits":
-        return _load_digits(size, seed)
+        return _load_digits(size, seed, per_class)
     if spec == "flowers102":
         return _load_flowers(root_path, download, size or DEFAULT_SIZE)
     if spec.startswith("folder:"):
@@ -147,6 +155,8 @@ def _balanced_indices(labels: torch.Tensor, per_class: int, seed: int) -> torch.
     picks = []
     for cls in range(int(labels.max()) + 1):
         members = torch.nonzero(labels == cls).flatten()
+        if len(members) < per_class:
+            raise DatasetError(f"class {cls} has {len(members)} images, fewer than the {per_class} asked for")
         picks.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
     return torch.sort(torch.cat(picks)).values
 
@@ -189,7 +199,7 @@ def _find_fashion(root: Path | None) -> list[Path] | None:
     return None
 
 
-def _load_fashion(root: Path | None, download: bool, size: int, seed: int) -> DataSplits:
+def _load_fashion(root: Path | None, download: bool, size: int, seed: int, per_class: int) -> DataSplits:
     files = _find_fashion(root)
     if files is None and download:
         target = (root or CACHE_DIR).expanduser()
@@ -212,7 +222,7 @@ def _load_fashion(root: Path | None, download: bool, size: int, seed: int) -> Da
             raise DatasetError(f"{images_path} and {labels_path} do not form an image/label pair")
         splits.append((torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()))
     (train_x, train_y), (test_x, test_y) = splits
-    pick = _balanced_indices(train_y, TRAIN_PER_CLASS, seed)
+    pick = _balanced_indices(train_y, per_class, seed)
     return DataSplits("fashion", _fixed_set(train_x[pick], train_y[pick], FASHION_CLASSES, size),
                       _fixed_set(test_x, test_y, FASHION_CLASSES, size))
 
@@ -225,11 +235,11 @@ def _fixed_set(images: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...
     return ImageSet(images, labels, names)
 
 
-def _load_digits(size: int, seed: int) -> DataSplits:
+def _load_digits(size: int, seed: int, per_class: int) -> DataSplits:
     pixels, targets = mnist_data()  # float64 holding whole numbers 0..255
     images = torch.from_numpy(pixels.astype(np.uint8)).reshape(-1, 1, MNIST_SIDE, MNIST_SIDE)
     labels = torch.from_numpy(targets).long()
-    pick = _balanced_indices(labels, TRAIN_PER_CLASS, seed)
+    pick = _balanced_indices(labels, per_class, seed)
     rest = torch.ones(len(labels), dtype=torch.bool)
     rest[pick] = False
     names = tuple(str(d) for d in range(10))

@@ -3,6 +3,10 @@
 vit-pytorch's own forward adds `pos_embedding[:seq]`: an input smaller than `image_size` silently
 gets the positions of the wrong patches, a larger one crashes. `Backbone` therefore runs the ViT's
 modules itself and interpolates the position grid whenever the input's patch grid differs.
+
+With `attention="sdpa"` every layer's vit-pytorch `Attention` is swapped for `SdpaAttention`, which
+holds the very same submodules (so the same state_dict keys) and computes softmax(QK^T/sqrt(d))V with
+torch's fused kernel instead of materialising the (B, heads, n, n) weights.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from vit_pytorch import ViT
+from vit_pytorch.vit import Attention
 
 from core.config import ModelConfig
 
@@ -34,6 +39,30 @@ def interpolate_positions(pos: torch.Tensor, n_prefix: int, old_grid: tuple[int,
     return torch.cat([prefix, grid], dim=0)
 
 
+class SdpaAttention(nn.Module):
+    """vit-pytorch's `Attention` computed by `F.scaled_dot_product_attention`, on the same parameters.
+
+    It adopts the original's `norm`, `to_qkv` and `to_out` modules, so parameters and state_dict keys
+    are unchanged. Dropout keeps vit-pytorch's semantics: on the attention weights (SDPA's
+    `dropout_p`, only in training) and again after the output projection (inside `to_out`).
+    """
+
+    def __init__(self, source: Attention):
+        super().__init__()
+        self.heads = source.heads
+        self.norm = source.norm
+        self.to_qkv = source.to_qkv
+        self.to_out = source.to_out
+        self.dropout_p = source.dropout.p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)  # (B, n, D)
+        qkv = self.to_qkv(x).unflatten(-1, (3, self.heads, -1))  # (B, n, 3, heads, d), as chunk(3) splits it
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, n, d)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout_p if self.training else 0.0)
+        return self.to_out(out.transpose(1, 2).flatten(2))  # (B, heads, n, d) -> (B, n, heads*d)
+
+
 class Backbone(nn.Module):
     """Image (B, C, H, W) in [-1, 1] -> pooled embedding (B, D)."""
 
@@ -47,6 +76,9 @@ class Backbone(nn.Module):
                        dropout=config.dropout, emb_dropout=config.dropout)
         if not config.patch_norm:
             self.vit.to_patch_embedding[1] = nn.Identity()  # Sequential(Rearrange, LayerNorm, Linear, LayerNorm)
+        if config.attention == "sdpa":
+            for layer in self.vit.transformer.layers:  # each a ModuleList [Attention, FeedForward]
+                layer[0] = SdpaAttention(layer[0])
         self.grid = (config.grid, config.grid)
 
     @property

@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU runs)")
     parser.add_argument("--data-root", type=Path, help="folder holding the dataset's files")
     parser.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
     parser.add_argument("--resume", type=Path,
@@ -40,6 +41,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {name: getattr(args, name) for name in ("dataset", "objective", "epochs", "batch_size",
                                                         "lr", "seed", "device")
                  if getattr(args, name) is not None}
+    if args.compile:
+        overrides["compile"] = True
     return base.with_overrides(**overrides)
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import struct
 import zlib
@@ -131,7 +132,7 @@ def test_attention_map_covers_the_input_in_zero_to_one(pool):
 
 def test_attention_is_the_last_layers_cls_row_averaged_over_heads(classifier, published):
     captured = []
-    backbone = Backbone(published.config.model, 1).eval()
+    backbone = Backbone(dataclasses.replace(published.config.model, attention="explicit"), 1).eval()
     backbone.load_state_dict(published.weights)
     backbone.vit.transformer.layers[-1][0].attend.register_forward_hook(lambda m, i, out: captured.append(out))
     image = published.train_images[5]
@@ -452,3 +453,23 @@ def test_rendered_test_images_come_back_close_to_the_originals(dataset):
     unrelated = (originals[1:].float() - originals[:-1].float()).abs().mean()
     assert torch.stack(errors).mean() < 0.4 * unrelated
     assert torch.stack(identity).mean() < 4  # a dataset image passes through (almost) unchanged
+
+
+def test_a_class_head_classifies_by_softmax_and_the_knn_vote_stays_available(published):
+    torch.manual_seed(1)
+    head = torch.nn.Linear(TINY_MODEL.dim, len(published.class_names))
+    with_head = Classifier(PublishedModel(**{**published.__dict__, "head": {"head.weight": head.weight.detach(),
+                                                                             "head.bias": head.bias.detach()}}))
+    assert with_head.methods == ("class head", "kNN vote") and Classifier(published).methods == ("kNN vote",)
+    image = to_pil(published.train_images[5])
+    by_head = with_head.classify(image)
+    assert by_head.method == "fine-tuned class head, softmax over 6 classes"
+    backbone = Backbone(published.config.model, 1)
+    backbone.load_state_dict(published.weights)
+    expected = head(embed(backbone, published.train_images[5:6])[0]).softmax(dim=0)
+    assert [name for name, _ in by_head.top] == [published.class_names[i] for i in expected.topk(5).indices]
+    assert [p for _, p in by_head.top] == pytest.approx(expected.topk(5).values.tolist(), abs=1e-5)
+    by_vote = with_head.classify(image, "kNN vote")
+    assert by_vote.top == Classifier(published).classify(image).top
+    with pytest.raises(ValueError, match="cannot classify by 'class head'"):
+        Classifier(published).classify(image, "class head")

@@ -227,6 +227,29 @@ def test_fashion_found_through_env_var(tmp_path, no_debian, monkeypatch):
     assert len(load_dataset("fashion").test) == 20
 
 
+def test_fashion_per_class_draws_nested_balanced_subsets(tmp_path, no_debian):
+    write_fake_fashion(tmp_path)  # 204 per class; each image stores its source index
+    index = {}
+    for per_class in (50, 204):
+        splits = load_dataset("fashion", root=tmp_path, per_class=per_class)
+        assert torch.bincount(splits.train.labels).tolist() == [per_class] * 10
+        pixels = splits.train.images[:, 0, 0, :2].long()
+        index[per_class] = set((pixels[:, 0] * 256 + pixels[:, 1]).tolist())
+    assert len(index[50]) == 500 and index[50] < index[204]  # a smaller set lies inside the larger
+    with pytest.raises(DatasetError, match="fewer than the 205 asked for"):
+        load_dataset("fashion", root=tmp_path, per_class=205)
+
+
+def test_per_class_is_checked_and_only_for_subsampled_sources(tmp_path):
+    splits = load_dataset("digits", per_class=100)
+    assert torch.bincount(splits.train.labels).tolist() == [100] * 10 and len(splits.test) == 4000
+    with pytest.raises(DatasetError, match="per_class must be >= 1"):
+        load_dataset("digits", per_class=0)
+    for spec in ("flowers102", f"folder:{tmp_path}"):
+        with pytest.raises(DatasetError, match="fashion and digits only"):
+            load_dataset(spec, per_class=10)
+
+
 def test_fashion_missing_explains_what_to_do(tmp_path, no_debian):
     with pytest.raises(DatasetError) as info:
         load_dataset("fashion", root=tmp_path)

@@ -151,3 +151,13 @@ def test_stop_mid_window_reads_back_and_saves(tiny_config, toy_data, tmp_path):
     done = Trainer(tiny_config.with_overrides(sync_every=3), toy_data, out_dir=tmp_path).run(listen, stop)
     assert done.reason == "stopped" and done.step == 3
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+
+
+@pytest.mark.slow
+def test_the_compiled_step_trains_like_the_eager_one(tiny_config, toy_data):
+    config = tiny_config.with_overrides(epochs=1, augment={"n_local": 0})
+    eager, compiled = Recorder(), Recorder()
+    Trainer(config, toy_data).run(eager)
+    Trainer(config.with_overrides(compile=True), toy_data).run(compiled)
+    assert [s.loss for s in compiled.of(ev.StepMetrics)] == pytest.approx([s.loss for s in eager.of(ev.StepMetrics)],
+                                                                           rel=1e-3)

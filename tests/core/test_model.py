@@ -1,8 +1,12 @@
+import dataclasses
+import json
+
 import pytest
 import torch
+from vit_pytorch.vit import Attention
 
-from core.config import ModelConfig
-from core.model import MODEL_SIZES, Backbone, interpolate_positions
+from core.config import ModelConfig, TrainConfig, from_json, to_json
+from core.model import MODEL_SIZES, Backbone, SdpaAttention, interpolate_positions
 
 SMALL = ModelConfig(image_size=28, patch_size=7, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64)
 
@@ -82,3 +86,87 @@ def test_patch_norm_erases_flat_brightness_and_is_off_by_default():
     assert not SMALL.patch_norm
     assert not torch.allclose(default(white), default(black), atol=1e-3)
 
+
+
+# -- attention: SDPA and vit-pytorch's explicit softmax ----------------------------------------
+
+def with_attention(mode, config=SMALL, **changes):
+    return ModelConfig(**{**config.__dict__, **changes, "attention": mode})
+
+
+def twin_backbones(config=SMALL):
+    """The same weights in both modes: explicit's state_dict loaded into an SDPA backbone."""
+    explicit = backbone(with_attention("explicit", config))
+    sdpa = Backbone(with_attention("sdpa", config), 1)
+    sdpa.load_state_dict(explicit.state_dict())
+    return explicit, sdpa
+
+
+def test_sdpa_mode_replaces_every_attention_module_and_explicit_keeps_vit_pytorchs():
+    explicit, sdpa = twin_backbones()
+    assert all(isinstance(layer[0], Attention) for layer in explicit.vit.transformer.layers)
+    assert all(isinstance(layer[0], SdpaAttention) for layer in sdpa.vit.transformer.layers)
+    assert ModelConfig().attention == "sdpa"
+
+
+def test_state_dict_keys_and_shapes_are_the_same_in_both_modes():
+    explicit, sdpa = twin_backbones()
+    shapes = {k: v.shape for k, v in explicit.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in sdpa.state_dict().items()}
+    explicit.load_state_dict(sdpa.state_dict())  # strict, in the other direction too
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_sdpa_and_explicit_give_equal_outputs_and_gradients(train, pool):
+    # float32 on the CPU: the two differ only in summation order, ~1e-7 relative; 1e-5 absolute
+    # on outputs and gradients of order 1 leaves room for that and nothing else.
+    explicit, sdpa = twin_backbones(with_attention("explicit", pool=pool))
+    images = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    outputs, grads = [], []
+    for net in (explicit, sdpa):
+        net.train(train)
+        out = net(images)
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()  # a loss that weighs dimensions unequally
+        outputs.append(out.detach())
+        grads.append({name: p.grad for name, p in net.named_parameters()})
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    assert grads[0].keys() == grads[1].keys()
+    qkv = "vit.transformer.layers.0.0.to_qkv.weight"
+    assert grads[0][qkv].abs().max() > 1e-3  # attention really receives gradient
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
+
+
+def test_attention_dropout_acts_on_the_weights_in_both_modes_and_only_in_training():
+    """Both modes drop attention weights with the same p (inverted scaling keeps the mean)."""
+    config = with_attention("explicit", dropout=0.3)
+    explicit, sdpa = twin_backbones(config)
+    x = torch.randn(1, 5, config.dim, generator=torch.Generator().manual_seed(2)).expand(4000, -1, -1)
+    spreads = []
+    for net in (explicit, sdpa):
+        attention = net.vit.transformer.layers[0][0]
+        expected = attention.eval()(x[:1])  # (1, 5, D) without dropout
+        torch.manual_seed(3)
+        draws = attention.train()(x)  # 4000 independent dropout masks
+        assert torch.allclose(draws.mean(dim=0), expected[0], atol=0.05)
+        spreads.append(draws.std(dim=0).mean())
+    assert spreads[0] > 0.05
+    assert 0.9 < spreads[1] / spreads[0] < 1.1
+    images = torch.randn(2, 1, 28, 28)
+    assert torch.allclose(explicit.eval()(images), sdpa.eval()(images), atol=1e-5)
+
+
+def test_unknown_attention_mode_is_refused():
+    with pytest.raises(ValueError, match="model.attention must be one of"):
+        with_attention("flash")
+
+
+def test_a_config_saved_before_the_attention_field_loads_with_sdpa():
+    config = TrainConfig(model=with_attention("explicit"))
+    raw = json.loads(to_json(config))
+    del raw["model"]["attention"]  # what checkpoints written before the field hold
+    old = from_json(json.dumps(raw))
+    assert old.model.attention == "sdpa"
+    assert old.model == dataclasses.replace(config.model, attention="sdpa")
+    Backbone(old.model, 1).load_state_dict(backbone(config.model).state_dict())
