@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.classify import Classifier, PublishedModel, load_upload
+from core.classify import Classifier, PublishedModel
+from core.upload import load_upload
 from core.config import preset
 from core.data import FASHION_CLASSES
 from core.model import Backbone

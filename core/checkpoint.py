@@ -27,7 +27,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write `payload` to `path` via a temp file in the same folder and an atomic rename.
 
-    A crash mid-write leaves the previous file at `path` untouched.
+    A crash mid-write leaves the previous file at `path` untouched (and its temp file, which the
+    next successful save removes).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +42,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    # A writer killed mid-write (kill -9, power loss) could not remove its temp file; one run writes
+    # to one path at a time, so any other temp file of this path is such a leftover.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     return path
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from core.classify import HEAD, KNN, ImageError, load_upload
+from core.classify import HEAD, KNN
+from core.upload import ImageError, load_upload
 from core.config import PRESETS, preset
 from core.data import present_sources
 from core.objectives import OBJECTIVES, with_objective
@@ -40,7 +41,9 @@ class App:
     def __init__(self, session: Session, data_root: str | None = None):
         self.session = session
         self.dataset_choices = [*present_sources(data_root), text.FOLDER_CHOICE]
-        self.export_dir = Path(tempfile.mkdtemp(prefix="vit2040-export-"))
+        # Removed with its files when the App is collected or the process exits (TemporaryDirectory's finaliser).
+        self._exports = tempfile.TemporaryDirectory(prefix="vit2040-export-")
+        self.export_dir = Path(self._exports.name)
         self._curves_lock = threading.Lock()
         self._curves: tuple = (None, [])  # (key, [training figure, kNN figure]), shared by every tab
 

@@ -57,6 +57,24 @@ class LatestSlot:
             self._cond.notify_all()
 
 
+def _folder_stamp(spec: str) -> int | None:
+    """For a folder dataset, a hash of its files' names, sizes and times, so that a folder changed
+    since it was decoded is decoded again (named datasets never change: None)."""
+    if not spec.startswith("folder:"):
+        return None
+    root = Path(spec[len("folder:"):]).expanduser()
+    if not root.is_dir():
+        return None  # load_dataset reports the missing folder
+    entries = []
+    for path in sorted(root.rglob("*")):
+        try:
+            stat = path.stat()
+        except OSError:  # vanished or unreadable: the decode will say so
+            continue
+        entries.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return hash(tuple(entries))
+
+
 @dataclass
 class _Run:
     history: RunHistory
@@ -195,9 +213,11 @@ class Session:
         return thread
 
     def _dataset(self, config: TrainConfig) -> DataSplits:
-        key = (config.dataset, config.data_size, config.seed)
+        key = (config.dataset, config.data_size, config.seed, _folder_stamp(config.dataset))
         with self._data_lock:  # one decode per dataset, even when preload and Start race
             if key not in self._data_cache:
+                for stale in [k for k in self._data_cache if k[:3] == key[:3]]:  # an older state of the folder
+                    del self._data_cache[stale]
                 self._data_cache[key] = load_dataset(config.dataset, root=self.data_root,
                                                      download=self.download, size=config.data_size,
                                                      seed=config.seed)

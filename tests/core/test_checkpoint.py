@@ -78,3 +78,10 @@ def test_data_mismatch_is_refused(tmp_path):
     check_matches(loaded, "abc", ("a", "b"))
     with pytest.raises(CheckpointError, match="other data"):
         check_matches(loaded, "xyz", ("a", "b"))
+
+
+def test_a_save_removes_temp_files_left_by_a_killed_writer(tmp_path):
+    (tmp_path / ".c.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / ".other.pt.x.tmp").write_bytes(b"another path's")
+    save_checkpoint(tmp_path / "c.pt", payload(1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.x.tmp", "c.pt"]

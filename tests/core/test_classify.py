@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from core.classify import (Classifier, Framing, ImageError, PublishedModel, framing_of, load_upload,
-                           preprocess)
+from core.classify import Classifier, PublishedModel
+from core.upload import Framing, ImageError, framing_of, load_upload, preprocess
 from core.config import ModelConfig, TrainConfig
 from core.evaluate import embed, knn_predict
 from core.model import Backbone

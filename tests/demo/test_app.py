@@ -73,3 +73,13 @@ def test_each_objective_in_the_menu_starts_a_config_it_can_train(monkeypatch):
         app.start("fashion", "", name, "cpu-quick", 3, 64, 1e-3)
     assert [c.objective for c in started] == sorted(OBJECTIVES)
     assert all(c.epochs == 3 and c.batch_size == 64 for c in started)
+
+
+def test_the_export_folder_goes_away_with_the_app():
+    import gc
+    app = App(FakeSession())
+    folder = app.export_dir
+    (folder / "vit2040-run-1.pt").write_bytes(b"a checkpoint copy")
+    del app
+    gc.collect()
+    assert not folder.exists()

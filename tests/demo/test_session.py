@@ -142,3 +142,17 @@ def test_finetuning_continues_the_run_and_publishes_a_class_head(session):
     assert session.classify(digit_photo(), "kNN vote").method.startswith("kNN vote")
     with pytest.raises(LookupError, match="already trains on the labels"):
         session.finetune()
+
+
+def test_a_folder_dataset_changed_since_its_decode_is_decoded_again(session, tmp_path):
+    folder = tmp_path / "photos"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (20, 20), (40 * i, 200 if cls == "a" else 0, 90)).save(folder / cls / f"{i}.png")
+    config = TINY.with_overrides(dataset=f"folder:{folder}")
+    first = session._dataset(config)
+    assert session._dataset(config) is first  # unchanged: decoded once
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(folder / "b" / "3.png")
+    again = session._dataset(config)
+    assert again is not first and len(again.train) + len(again.test) == 7

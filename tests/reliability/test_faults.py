@@ -81,9 +81,10 @@ def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path, record):
     assert previous["epoch"] == 1
     resumed = Trainer(CONFIG, make_splits(), out_dir=tmp_path, resume_from=tmp_path / "last.pt").run(lambda e: None)
     assert resumed.reason == "completed" and load_checkpoint(tmp_path / "last.pt")["epoch"] == CONFIG.epochs
+    assert not partial.exists()  # the next successful save removed the dead writer's temp file
     record(f"SIGKILL with {written:,} of {total:,} bytes of the epoch-2 checkpoint written: last.pt was still the "
-           f"epoch-1 checkpoint, loaded, and the run resumed from it to completion; the partial temp file "
-           f"{partial.name} stays beside it", bytes_written=written, bytes_total=total)
+           f"epoch-1 checkpoint, loaded, and the run resumed from it to completion; its next save removed the "
+           f"partial temp file {partial.name}", bytes_written=written, bytes_total=total)
 
 
 def running(client) -> None:
