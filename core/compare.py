@@ -61,9 +61,12 @@ def _epochs(views: float, n_images: int, views_per_image: int) -> int:
     return max(1, round(views / (n_images * views_per_image)))
 
 
-def _with_evals(config: TrainConfig) -> TrainConfig:
-    return config.with_overrides(eval_every=max(1, config.epochs // EVALS_PER_STAGE),
-                                 checkpoint_every=config.epochs)
+def _stage(config: TrainConfig, epochs: int) -> TrainConfig:
+    """`config` cut to `epochs`, evaluated EVALS_PER_STAGE times and saved once, at the end. Warmup
+    shrinks with a short stage (a quarter of it at most, as in supervised_config), so a tiny budget
+    still gives a valid schedule."""
+    return config.with_overrides(epochs=epochs, warmup_epochs=min(config.warmup_epochs, epochs / 4),
+                                 eval_every=max(1, epochs // EVALS_PER_STAGE), checkpoint_every=epochs)
 
 
 @dataclass
@@ -101,15 +104,15 @@ def run_variant(variant: Variant, data: DataSplits, seed: int, budget: int, out:
     base = base_recipe(data.name, seed)
     n = len(data.train)
     if variant.pretrain is None:
-        final = run_stage(_with_evals(supervised_config(base, epochs=_epochs(budget, n, 1))), data, out, 0, 1, stop)
+        scratch = supervised_config(base)
+        final = run_stage(_stage(scratch, _epochs(budget, n, 1)), data, out, 0, 1, stop)
         return {"final": final.__dict__, "pretrain": None}
-    pre_config = base.with_overrides(**variant.pretrain)
-    pre_config = _with_evals(pre_config.with_overrides(
-        epochs=_epochs(budget * PRETRAIN_SHARE, n, variant.views_per_image)))
+    pre_config = _stage(base.with_overrides(**variant.pretrain),
+                        _epochs(budget * PRETRAIN_SHARE, n, variant.views_per_image))
     pre = run_stage(pre_config, data, out / "pretrain", 0, variant.views_per_image, stop)
     pre_views = pre_config.epochs * n * variant.views_per_image
-    ft_config = _with_evals(supervised_config(pre_config, init_from=str(out / "pretrain" / "last.pt"),
-                                              epochs=_epochs(budget - pre_views, n, 1)))
+    ft_config = _stage(supervised_config(pre_config, init_from=str(out / "pretrain" / "last.pt")),
+                       _epochs(budget - pre_views, n, 1))
     final = run_stage(ft_config, data, out / "finetune", pre_views, 1, stop)
     return {"final": final.__dict__, "pretrain": pre.__dict__}
 

@@ -84,9 +84,19 @@ class _Run:
     thread: threading.Thread | None = None
     stop: threading.Event | None = None
     offset: tuple[int, int] = (0, 0)  # (steps, epochs) of earlier stages, added to this stage's events
+    # (data, side, images): the training images at the model's side, for the published classifier
+    _resized: tuple | None = None
 
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
+
+    def classifier_images(self) -> torch.Tensor:
+        """The training images at the model's resolution, resized once per (data, resolution) rather
+        than at every snapshot (Flowers: 2,040 images, 144 -> 112 px). Only the worker thread calls it."""
+        side = self.config.model.image_size
+        if self._resized is None or self._resized[0] is not self.data or self._resized[1] != side:
+            self._resized = (self.data, side, eval_images(self.data.train.images, side))
+        return self._resized[2]
 
 
 class Session:
@@ -258,7 +268,7 @@ class Session:
         data, config = run.data, run.config
         published = PublishedModel(
             config=config, weights=snapshot.weights, channels=data.train.channels,
-            class_names=data.class_names, train_images=eval_images(data.train.images, config.model.image_size),
+            class_names=data.class_names, train_images=run.classifier_images(),
             train_labels=data.train.labels,
             train_embeddings=torch.from_numpy(snapshot.embeddings.astype(np.float32)),
             epoch=snapshot.epoch, light_on_dark=config.dataset in LIGHT_ON_DARK, head=snapshot.head)

@@ -19,6 +19,16 @@ def make_splits(n_train=40, n_test=30, classes=4, size=14, channels=1, seed=0) -
     return DataSplits("toy", split(n_train), split(n_test))
 
 
+class Recorder(list):
+    """A listener that keeps every event; `of(kind)` picks one kind."""
+
+    def __call__(self, event):
+        self.append(event)
+
+    def of(self, kind):
+        return [e for e in self if isinstance(e, kind)]
+
+
 TINY_MODEL = ModelConfig(image_size=14, patch_size=7, dim=16, depth=1, heads=2, dim_head=8, mlp_dim=32)
 TINY_AUGMENT = AugmentConfig(n_global=2, global_size=14, n_local=2, local_size=7)
 

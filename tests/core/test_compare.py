@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from core.compare import VARIANTS, _epochs, base_recipe, summarise
+from core.compare import VARIANTS, _epochs, _stage, base_recipe, summarise
 from core.results import _verdict, write_results
 
 
@@ -21,6 +21,14 @@ def test_budget_is_counted_in_views_so_two_view_objectives_get_half_the_epochs()
     contrastive = next(v for v in VARIANTS if v.name == "contrastive+ft")
     assert contrastive.views_per_image == 2 == base_recipe("fashion", 0).with_overrides(
         **contrastive.pretrain).augment.n_global
+
+
+def test_a_stage_keeps_the_recipes_warmup_unless_the_stage_is_too_short_for_it():
+    base = base_recipe("fashion", 0)
+    long = _stage(base, 78)
+    assert (long.epochs, long.warmup_epochs, long.eval_every, long.checkpoint_every) == (78, 2.0, 15, 78)
+    short = _stage(base.with_overrides(objective="contrastive", augment={"n_global": 2, "cutmix_alpha": 0.0}), 1)
+    assert (short.epochs, short.warmup_epochs, short.eval_every) == (1, 0.25, 1)  # a valid one-epoch schedule
 
 
 def test_ablations_remove_what_the_base_recipe_has():

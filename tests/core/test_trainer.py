@@ -6,15 +6,7 @@ import torch
 from core import events as ev
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.trainer import Trainer
-from tests.core.conftest import make_splits
-
-
-class Recorder(list):
-    def __call__(self, event):
-        self.append(event)
-
-    def of(self, kind):
-        return [e for e in self if isinstance(e, kind)]
+from tests.core.conftest import Recorder, make_splits
 
 
 def stop_when(predicate, stop):
@@ -126,3 +118,49 @@ def test_resume_refuses_other_data_and_other_configs(tiny_config, toy_data, tmp_
         Trainer(tiny_config.with_overrides(lr=5e-3), toy_data, resume_from=tmp_path / "last.pt")
     # more epochs is allowed: the run is extended
     Trainer(tiny_config.with_overrides(epochs=2), toy_data, resume_from=tmp_path / "last.pt")
+
+
+# The GPU path on the CPU: losses read back in windows (one device sync each), and the compiled step.
+def test_reading_losses_back_in_windows_changes_nothing_but_when(tiny_config, toy_data):
+    every = Recorder()
+    Trainer(tiny_config, toy_data).run(every)
+    windowed = Recorder()
+    Trainer(tiny_config.with_overrides(sync_every=3), toy_data).run(windowed)
+    assert [(s.step, s.loss, s.lr) for s in every.of(ev.StepMetrics)] == \
+        [(s.step, s.loss, s.lr) for s in windowed.of(ev.StepMetrics)]
+
+
+def test_a_nan_inside_a_window_names_its_step_and_saves_nothing(tiny_config, toy_data, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_config.with_overrides(sync_every=3, checkpoint_every=0), toy_data, out_dir=tmp_path)
+    real_step = Trainer._train_step
+    monkeypatch.setattr(trainer, "_train_step", lambda index, epoch: real_step(trainer, index, epoch)
+                        * (float("nan") if trainer.step == 4 else 1.0))  # the 5th step (step 5) goes bad
+    rec = Recorder()
+    result = trainer.run(rec)
+    assert isinstance(result, ev.Failed) and "at step 5" in result.message
+    assert [s.step for s in rec.of(ev.StepMetrics)] == [1, 2, 3, 4]
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_stop_mid_window_reads_back_and_saves(tiny_config, toy_data, tmp_path):
+    stop = threading.Event()
+    rec = Recorder()
+
+    def listen(event):
+        rec(event)
+        if isinstance(event, ev.StepMetrics) and event.step == 3:
+            stop.set()
+
+    done = Trainer(tiny_config.with_overrides(sync_every=3), toy_data, out_dir=tmp_path).run(listen, stop)
+    assert done.reason == "stopped" and done.step == 3
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+
+
+@pytest.mark.slow
+def test_the_compiled_step_trains_like_the_eager_one(tiny_config, toy_data):
+    config = tiny_config.with_overrides(epochs=1, augment={"n_local": 0})
+    eager, compiled = Recorder(), Recorder()
+    Trainer(config, toy_data).run(eager)
+    Trainer(config.with_overrides(compile=True), toy_data).run(compiled)
+    assert [s.loss for s in compiled.of(ev.StepMetrics)] == pytest.approx([s.loss for s in eager.of(ev.StepMetrics)],
+                                                                           rel=1e-3)

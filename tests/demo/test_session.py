@@ -7,7 +7,9 @@ from PIL import Image
 
 from core.checkpoint import load_checkpoint
 from core.config import AugmentConfig, ModelConfig, TrainConfig
-from demo.session import LatestSlot, Session
+from demo.history import RunHistory
+from demo.session import LatestSlot, Session, _Run
+from tests.core.conftest import make_splits
 
 pytestmark = pytest.mark.slow
 
@@ -156,3 +158,16 @@ def test_a_folder_dataset_changed_since_its_decode_is_decoded_again(session, tmp
     Image.new("RGB", (20, 20), (1, 2, 3)).save(folder / "b" / "3.png")
     again = session._dataset(config)
     assert again is not first and len(again.train) + len(again.test) == 7
+
+
+def test_the_classifiers_training_images_are_resized_once_per_data_and_resolution(tmp_path):
+    data = make_splits(size=14)
+    run = _Run(RunHistory("run-1", "x", data.class_names), TINY.with_overrides(model={"image_size": 7, "patch_size": 7}),
+               tmp_path, data)
+    first = run.classifier_images()
+    assert first.shape[1:] == (1, 7, 7) and run.classifier_images() is first  # cached, not redone
+    run.config = run.config.with_overrides(model={"image_size": 14})  # fine-tuning at another side
+    at_14 = run.classifier_images()
+    assert at_14.shape[-1] == 14
+    run.data = make_splits(size=14, seed=1)  # other data
+    assert run.classifier_images() is not at_14 and run.classifier_images() is run.data.train.images
