@@ -11,6 +11,7 @@ CUDA and AdamW step, from the same initial weights); they differ only in where t
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from dataclasses import dataclass
 
@@ -24,7 +25,9 @@ from core.config import AugmentConfig, TrainConfig
 from core.data import DataSplits
 from core.trainer import Trainer
 
-REFERENCE_WORKERS = 2  # the machine's two cores; more workers than cores only adds switching
+# One DataLoader worker per usable core (two here), at most 8: more workers than cores only adds
+# switching, while a GPU host with many cores gives the reference a fair number of its own.
+REFERENCE_WORKERS = min(len(os.sched_getaffinity(0)), 8)
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,21 @@ def calibrate(dataset: str, data: DataSplits, seconds: float = 20.0) -> float:
     return statistics.median(rates[3:] or rates)
 
 
+def measured_rate(out: Path, dataset: str, data: DataSplits) -> float:
+    """The views/s that turns --minutes into views, measured once per output folder and kept in
+    OUT/calibration.json: a re-run then gets the same budget, so it reuses every finished result
+    instead of re-measuring a slightly different rate and starting over."""
+    path = out / "calibration.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("dataset") == dataset:
+            print(f"using the rate measured before: {saved['rate']:.0f} views/s (delete {path} to re-measure)")
+            return float(saved["rate"])
+    rate = calibrate(dataset, data)
+    path.write_text(json.dumps({"dataset": dataset, "rate": rate}))
+    return rate
+
+
 def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
     """Mean and sample std over seeds of each measure, per variant."""
     def stats(values):
@@ -180,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    rate = None if args.views else calibrate(args.dataset, splits[0])
+    rate = None if args.views else measured_rate(args.out, args.dataset, splits[0])
     budget = args.views or int(args.minutes * 60 * rate)
     print(f"budget: {budget} views per variant" + (f" ({args.minutes} min at {rate:.0f} views/s)" if rate else ""))
     results: dict[str, list[dict]] = {}

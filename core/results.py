@@ -28,22 +28,61 @@ def _cell(value, scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
+# (variant, the variant it is compared with, measure, what the difference measures)
+FINDINGS = (
+    ("idmm+ft", "scratch", "top1", "pretraining + fine-tuning vs supervised from scratch"),
+    ("idmm+ft", "contrastive+ft", "pretrain_knn", "IDMM vs contrastive pretraining"),
+    ("idmm+ft", "contrastive+ft", "top1", "IDMM vs contrastive pretraining, after fine-tuning"),
+    ("idmm+ft", "idmm-no-cutmix+ft", "pretrain_knn", "CutMix in IDMM"),
+    ("idmm+ft", "idmm-no-cutmix+ft", "top1", "CutMix in IDMM, after fine-tuning"),
+    ("idmm+ft", "idmm-no-ls+ft", "pretrain_knn", "label smoothing in IDMM"),
+    ("idmm+ft", "idmm-no-ls+ft", "top1", "label smoothing in IDMM, after fine-tuning"),
+)
+
+
+def _gap(summary: dict, first: str, second: str, key: str) -> tuple[float, float] | None:
+    """(mean of first - mean of second, the larger of their stds), or None if either was not run."""
+    a, b = summary.get(first, {}).get(key), summary.get(second, {}).get(key)
+    if not a or not b:
+        return None
+    return a[0] - b[0], max(a[1], b[1])
+
+
+def _reading(gap: float, noise: float) -> str:
+    if abs(gap) <= noise:
+        return "within one std: no difference shown"
+    return "first better" if gap > 0 else "second better"
+
+
 def _verdict(summary: dict) -> str:
     """The paper's claim, checked on these numbers: IDMM -> fine-tune beats scratch at equal compute."""
-    ours, scratch = summary.get("idmm+ft", {}).get("top1"), summary.get("scratch", {}).get("top1")
-    if not ours or not scratch:
+    gap = _gap(summary, "idmm+ft", "scratch", "top1")
+    if gap is None:
         return "The claim needs both `idmm+ft` and `scratch`; one of them was not run."
-    gap = ours[0] - scratch[0]
-    noise = max(ours[1], scratch[1])
-    if gap > noise:
+    (difference, noise), ours, scratch = gap, summary["idmm+ft"]["top1"][0], summary["scratch"]["top1"][0]
+    if difference > noise:
         outcome = "holds"
-    elif gap < -noise:
+    elif difference < -noise:
         outcome = "does not hold: scratch is better"
     else:
         outcome = "is not shown: the difference is within one standard deviation"
-    return (f"IDMM → fine-tune {ours[0] * 100:.1f} % vs supervised from scratch {scratch[0] * 100:.1f} % test top-1 "
-            f"(difference {gap * 100:+.1f} points, largest std {noise * 100:.1f}): the paper's ordering {outcome} "
-            "at this budget.")
+    return (f"IDMM → fine-tune {ours * 100:.1f} % vs supervised from scratch {scratch * 100:.1f} % test top-1 "
+            f"(difference {difference * 100:+.1f} points, largest std {noise * 100:.1f}): the paper's ordering "
+            f"{outcome} at this budget.")
+
+
+def findings(summary: dict) -> list[str]:
+    """The table's pairwise differences as markdown rows, each read against the seeds' spread."""
+    titles = dict(COLUMNS)
+    rows = ["| comparison (first − second) | measure | difference, points | largest std | reading |",
+            "|---|---|---|---|---|"]
+    for first, second, key, what in FINDINGS:
+        if (gap := _gap(summary, first, second, key)) is not None:
+            difference, noise = gap
+            points = round(difference * 100, 1) + 0.0  # + 0.0: a rounded -0.0 prints as +0.0
+            rows.append(f"| {what} (`{first}` − `{second}`) | {titles[key]} | {points:+.1f} | "
+                        f"{noise * 100:.1f} | {_reading(difference, noise)} |")
+    return rows if len(rows) > 2 else []
 
 
 def plot_curves(path: Path, runs: dict[str, list[dict]]) -> None:
@@ -53,7 +92,8 @@ def plot_curves(path: Path, runs: dict[str, list[dict]]) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for name, seeds in runs.items():
+    for index, (name, seeds) in enumerate(runs.items()):
+        color = f"C{index}"  # one colour per variant: its pretraining dashed, its final stage solid
         for stage, style in (("pretrain", "--"), ("final", "-")):
             curves = [r[stage]["curve"] for r in seeds if r[stage]]
             if not curves:
@@ -61,10 +101,10 @@ def plot_curves(path: Path, runs: dict[str, list[dict]]) -> None:
             length = min(len(c) for c in curves)
             views = [curves[0][i][0] / 1e3 for i in range(length)]
             knn = [sum(c[i][1] for c in curves) / len(curves) for i in range(length)]
-            line, = left.plot(views, knn, style, marker=".", label=f"{name} ({stage})")
+            left.plot(views, knn, style, marker=".", color=color, label=f"{name} ({stage})")
             if stage == "final":
                 top1 = [sum(c[i][2] for c in curves) / len(curves) for i in range(length)]
-                right.plot(views, top1, style, marker=".", color=line.get_color(), label=name)
+                right.plot(views, top1, style, marker=".", color=color, label=name)
     left.set(title="kNN top-1 (k = 20) on the test split", xlabel="views seen (thousands)", ylabel="top-1")
     right.set(title="class-head test top-1", xlabel="views seen (thousands)", ylabel="top-1")
     left.legend(fontsize=7)
@@ -106,6 +146,11 @@ embeddings); final columns measure the backbone after fine-tuning (or after supe
 {chr(10).join(rows)}
 
 {_verdict(summary)}
+
+{chr(10).join(findings(summary))}
+
+"minutes" is the wall-clock of both stages with their evaluations on this machine: it moves with the
+machine's load, while the budget in views, and so every accuracy, does not (runs are seeded).
 
 Variants:
 {chr(10).join(described)}

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from core.compare import VARIANTS, _epochs, _stage, base_recipe, summarise
-from core.results import _verdict, write_results
+from core import compare
+from core.compare import VARIANTS, _epochs, _stage, base_recipe, measured_rate, summarise
+from core.results import _verdict, findings, write_results
 
 
 def run(top1, knn=0.8, pretrain=None):
@@ -57,6 +58,26 @@ def test_summary_is_mean_and_sample_std_over_seeds():
 ])
 def test_verdict_states_the_ordering_plainly(ours, scratch, word):
     assert word in _verdict({"idmm+ft": {"top1": ours}, "scratch": {"top1": scratch}})
+
+
+def test_findings_read_each_difference_against_the_spread_over_seeds():
+    summary = {"idmm+ft": {"top1": [0.84, 0.003], "pretrain_knn": [0.826, 0.004]},
+               "scratch": {"top1": [0.85, 0.001]},
+               "idmm-no-ls+ft": {"top1": [0.838, 0.002], "pretrain_knn": [0.823, 0.003]}}
+    rows = findings(summary)
+    assert rows[2] == ("| pretraining + fine-tuning vs supervised from scratch (`idmm+ft` − `scratch`) | test top-1 | "
+                       "-1.0 | 0.3 | second better |")
+    assert "| label smoothing in IDMM (`idmm+ft` − `idmm-no-ls+ft`) | stage-1 kNN | +0.3 | 0.4 | within one std" in rows[3]
+    assert len(rows) == 5  # contrastive and CutMix were not run: no rows for them
+    assert findings({"scratch": {"top1": [0.85, 0.0]}}) == []
+
+
+def test_a_rerun_reuses_the_measured_rate_so_its_budget_and_results_stay(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(compare, "calibrate", lambda dataset, data: calls.append(dataset) or 1000.0 + len(calls))
+    assert measured_rate(tmp_path, "fashion", None) == 1001.0
+    assert measured_rate(tmp_path, "fashion", None) == 1001.0 and calls == ["fashion"]  # kept, not re-measured
+    assert measured_rate(tmp_path, "digits", None) == 1002.0  # another dataset is measured anew
 
 
 def test_report_has_the_table_the_command_and_the_plot(tmp_path):
