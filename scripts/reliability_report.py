@@ -69,8 +69,8 @@ def render(rows: list[dict], *, command: str, started: datetime.datetime, second
         f"- **Machine**: {machine()}",
         f"- **Command**: `{command}`",
         f"- **Run**: {len(rows)} cases, {held} held, {len(rows) - held} did not; pytest exit status {status}; "
-        f"{seconds / 60:.1f} min in all; machine load average {load_before:.1f} when it started "
-        "(other jobs shared the cores)",
+        f"{seconds / 60:.1f} min in all; machine load average {load_before:.1f} when it started"
+        + (" (other jobs shared the cores)" if load_before > 0.5 * (os.cpu_count() or 1) else ""),
         "",
         "Most cases drive the real app (`python -m demo.app`, started as a subprocess on 127.0.0.1) over HTTP "
         "with `gradio_client`, as a browser tab or a script reaches it.",
