@@ -36,6 +36,7 @@ from core.distributed import resolve_device
 from core.embed import Projector
 from core.model import MODEL_SIZES
 
+
 def default_out(device: torch.device) -> Path:
     """bench/RESULTS.md for the CPU, bench/RESULTS_CUDA.md for a GPU: one device's run keeps the other's."""
     name = "RESULTS.md" if device.type == "cpu" else f"RESULTS_{device.type.upper()}.md"
@@ -182,7 +183,7 @@ def paper_row(device: torch.device, quick: bool) -> Section:
         mode = "compiled" if stage.compiled else "eager"
         rate = stage.config.batch_size / stage.recipe_step_s
         section.rows.append(Row(
-            f"7{'abcd'[index]}", f"{stage.name}, {mode}: s per step at batch {stage.config.batch_size} "
+            f"7{'abcde'[index]}", f"{stage.name}, {mode}: s per step at batch {stage.config.batch_size} "
                                  f"(images/s, views/s)",
             f"{stage.recipe_step_s:.3f} ({rate:,.0f}, {rate * stage.views_per_image:,.0f})"))
     best = paper_projection.fastest(stages)
