@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.timing import synchronize, time_windows
+from core.augment import ViewMaker
 from core.config import TrainConfig, preset, supervised_config
 from core.data import DataSplits, ImageSet
 from core.evaluate import embed
@@ -81,7 +82,7 @@ class StageTime:
 
     @property
     def views_per_image(self) -> int:
-        return self.config.augment.n_global + self.config.augment.n_local
+        return ViewMaker(self.config.augment).views_per_image
 
 
 def random_flowers(size: int, n_test: int, seed: int = 0) -> DataSplits:
