@@ -1,7 +1,7 @@
 """End-to-end latency of classifying one upload on CPU: `python -m bench.classify_latency`.
 
 The default CPU model (random init: latency does not depend on the weights) against 2,040 random
-training embeddings; each call decodes the example's file bytes (load_upload) and classifies it.
+training embeddings; each call decodes the example's file bytes (core.images.decode) and classifies it.
 Prints a markdown table.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from core.classify import Classifier, PublishedModel
-from core.upload import load_upload
 from core.config import preset
-from core.data import FASHION_CLASSES
+from core.data import FASHION_CLASSES, ImageSet
+from core.images import decode
 from core.model import Backbone
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "sneaker.png"
@@ -28,14 +28,16 @@ WARMUP = 3  # first calls pay for lazy allocation and thread-pool start-up; not 
 
 
 def published_model() -> PublishedModel:
+    """Random weights over random light-on-dark images (a bright patch on black, as Fashion-MNIST's
+    garments), so an upload takes the framing path the app takes for Fashion-MNIST."""
     config = preset("cpu-quick")
     torch.manual_seed(0)
     backbone = Backbone(config.model, channels=1)
     side = config.model.image_size
-    return PublishedModel(config=config, weights=backbone.state_dict(), channels=1, class_names=FASHION_CLASSES,
-                          train_images=torch.randint(0, 256, (N_TRAIN, 1, side, side), dtype=torch.uint8),
-                          train_labels=torch.arange(N_TRAIN) % len(FASHION_CLASSES),
-                          train_embeddings=torch.randn(N_TRAIN, config.model.dim), epoch=0, light_on_dark=True)
+    images = torch.zeros(N_TRAIN, 1, side, side, dtype=torch.uint8)
+    images[:, :, 4:-4, 6:-6] = torch.randint(64, 256, (N_TRAIN, 1, side - 8, side - 12), dtype=torch.uint8)
+    train = ImageSet(images, torch.arange(N_TRAIN) % len(FASHION_CLASSES), FASHION_CLASSES)
+    return PublishedModel.build(config, train, backbone.state_dict(), torch.randn(N_TRAIN, config.model.dim), 0)
 
 
 def cpu_name() -> str:
@@ -49,13 +51,13 @@ def cpu_name() -> str:
 
 
 def time_calls(classifier: Classifier, data: bytes) -> np.ndarray:
-    """Milliseconds per load_upload + classify, RUNS of them after WARMUP untimed ones."""
+    """Milliseconds per decode + classify, RUNS of them after WARMUP untimed ones."""
     for _ in range(WARMUP):
-        classifier.classify(load_upload(data))
+        classifier.classify(decode(data))
     times = []
     for _ in range(RUNS):
         start = time.perf_counter()
-        classifier.classify(load_upload(data))
+        classifier.classify(decode(data))
         times.append((time.perf_counter() - start) * 1000)
     return np.array(times)
 

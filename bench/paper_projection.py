@@ -1,7 +1,7 @@
 """Row 7: the paper's whole recipe, timed for some steps of each stage and projected to its full length.
 
 Stage 1 is the `paper` preset (DeiT-Tiny, 2 + 4 crops at 112 px, CutMix, 800 epochs); stage 2 is
-`supervised_config` of it at 224 px (200 epochs). Flowers-102 is not on this machine, and a step
+supervised recipe of it at 224 px (core.recipe, 200 epochs). Flowers-102 is not on this machine, and a step
 costs the same whatever the pixels show, so each stage runs on random images of Flowers' shapes:
 2,040 training images in 102 classes stored at the stage's size (144 px, then 256 px) and 6,149
 test images. A stage's projection is
@@ -24,9 +24,11 @@ import torch
 
 from bench.timing import synchronize, time_windows
 from core.augment import ViewMaker
-from core.config import TrainConfig, preset, supervised_config
+from core.config import TrainConfig, preset
 from core.data import DataSplits, ImageSet
-from core.evaluate import embed
+from core.model import embed
+from core.objectives import Supervised
+from core.recipe import FINETUNE_SHARE, recipe
 from core.trainer import Trainer
 
 FLOWERS_TRAIN, FLOWERS_TEST, FLOWERS_CLASSES = 2040, 6149, 102
@@ -100,7 +102,8 @@ def random_flowers(size: int, n_test: int, seed: int = 0) -> DataSplits:
 def stage_configs(device: str) -> dict[str, TrainConfig]:
     first = preset("paper").with_overrides(device=device)
     return {"stage 1 (pretraining, 112 px)": first,
-            "stage 2 (fine-tuning, 224 px)": supervised_config(first, resolution=224)}
+            "stage 2 (fine-tuning, 224 px)": recipe(first, Supervised.name, resolution=224,
+                                                    epochs=first.epochs // FINETUNE_SHARE)}
 
 
 def time_stage(name: str, config: TrainConfig, plan: Plan, compile_step: bool) -> StageTime:

@@ -19,8 +19,8 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -33,8 +33,8 @@ from core.classify import Classifier
 from core.config import preset
 from core.data import load_dataset
 from core.distributed import resolve_device
-from core.embed import Projector
 from core.model import MODEL_SIZES
+from core.projection import Projector
 
 
 def default_out(device: torch.device) -> Path:
@@ -127,7 +127,7 @@ def classify_row(device: torch.device, quick: bool) -> Section:
     p95 = float(np.percentile(ms, 95))
     section.rows.append(Row("4", "classify one upload: ms (median / p95)",
                             f"{np.median(ms):.1f} / {p95:.1f}", bar="p95 ≤ 50 ms", passed=p95 <= 50))
-    section.details.append(f"- {len(ms)} calls of load_upload + Classifier.classify on {EXAMPLE.name} "
+    section.details.append(f"- {len(ms)} calls of core.images.decode + Classifier.classify on {EXAMPLE.name} "
                            f"({len(data):,} bytes, decoded every call) against 2,040 training embeddings, "
                            "cpu-quick model; classification always runs on the CPU, on one thread "
                            "(functions of bench/classify_latency.py)")

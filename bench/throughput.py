@@ -164,7 +164,7 @@ def measure(config: TrainConfig, data: DataSplits, plan: Plan) -> Throughput:
     for _ in range(plan.rounds):  # alternating blocks, so a change in the machine's load hits both
         our_seconds += time_windows(our_step, device, plan.warmup, plan.windows, plan.steps_per_window)
         batches = iter(loader)
-        reference_seconds += time_windows(lambda: reference_step(batches), device, plan.warmup,
+        reference_seconds += time_windows(lambda batches=batches: reference_step(batches), device, plan.warmup,
                                           plan.windows, plan.steps_per_window)
     images = plan.steps_per_window * batch
     return Throughput(batch, ours.views.views_per_image, [images / s for s in our_seconds],

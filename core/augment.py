@@ -92,22 +92,28 @@ def color_jitter(x: torch.Tensor, strength: tuple[float, float, float, float], p
                  gen: torch.Generator) -> torch.Tensor:
     """Brightness, contrast, saturation, hue with per-sample factors, applied with probability p.
 
-    Factors follow torchvision's ColorJitter: U(1-s, 1+s) for the first three, U(-h, h) turns for hue.
-    The order is fixed (torchvision shuffles it) to keep the batch vectorised. Saturation and hue
+    Factors follow torchvision's ColorJitter: U(max(0, 1-s), 1+s) for the first three (a strength
+    above 1 must not draw a negative factor, which would black out or invert the image), U(-h, h)
+    turns for hue. The order is fixed (torchvision shuffles it) to keep the batch vectorised. Saturation and hue
     need colour and are skipped for one-channel data.
     """
     n, device = len(x), x.device
     b, c, s, h = strength
     apply = _coin(n, p, gen, device)[:, None, None, None]
-    out = x * _uniform(n, 1 - b, 1 + b, gen, device)[:, None, None, None]
+    out = x * _factors(n, b, gen, device)
     out = out.clamp(0, 1)
     gray = out.mean(dim=(1, 2, 3), keepdim=True) if x.shape[1] == 1 else _gray(out).mean(dim=(2, 3), keepdim=True)
-    out = ((out - gray) * _uniform(n, 1 - c, 1 + c, gen, device)[:, None, None, None] + gray).clamp(0, 1)
+    out = ((out - gray) * _factors(n, c, gen, device) + gray).clamp(0, 1)
     if x.shape[1] == 3:
         luma = _gray(out)
-        out = ((out - luma) * _uniform(n, 1 - s, 1 + s, gen, device)[:, None, None, None] + luma).clamp(0, 1)
+        out = ((out - luma) * _factors(n, s, gen, device) + luma).clamp(0, 1)
         out = _rotate_hue(out, _uniform(n, -h, h, gen, device) * 2 * math.pi).clamp(0, 1)
     return torch.where(apply, out, x)
+
+
+def _factors(n: int, strength: float, gen: torch.Generator, device) -> torch.Tensor:
+    """Per-sample jitter factors (n, 1, 1, 1) ~ U(max(0, 1 - strength), 1 + strength)."""
+    return _uniform(n, max(0.0, 1 - strength), 1 + strength, gen, device)[:, None, None, None]
 
 
 def random_grayscale(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
@@ -188,8 +194,8 @@ def mixup(x: torch.Tensor, alpha: float, gen: torch.Generator) -> MixedBatch:
     partner = torch.randperm(n, generator=gen, device=x.device)
     if alpha <= 0:
         return MixedBatch(x, partner, torch.ones(n, device=x.device))
-    lam = _beta_max(n, alpha, gen, x.device)
-    return MixedBatch(torch.lerp(x[partner], x, lam[:, None, None, None]), partner, lam)
+    lam = _beta_max(n, alpha, gen, x.device)  # float32, as the loss weighs it
+    return MixedBatch(torch.lerp(x[partner], x, lam.to(x.dtype)[:, None, None, None]), partner, lam)
 
 
 def mix(x: torch.Tensor, config: AugmentConfig, epoch: int, gen: torch.Generator) -> MixedBatch:

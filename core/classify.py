@@ -3,7 +3,7 @@
 Training publishes a `PublishedModel` (weights, training-set embeddings and images, all copied at
 one moment); a `Classifier` built from it never touches the live model, so predictions stay
 consistent while training keeps changing its own weights. Turning the upload into model input is
-core.upload's job.
+core.framing's job; the kNN vote is core.metrics'; the class head is the run's own objective.
 """
 from __future__ import annotations
 
@@ -18,9 +18,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.augment import to_model_input
+from core.checkpoint import Checkpoint
 from core.config import TrainConfig
-from core.model import Backbone
-from core.upload import Framing, framing_of, preprocess
+from core.data import ImageSet
+from core.framing import Framing, preprocess
+from core.metrics import knn_votes
+from core.model import Backbone, embed
+from core.objectives import load_class_head
 
 TOP_K = 5
 N_NEIGHBOURS = 8
@@ -39,8 +43,8 @@ class PublishedModel:
     train_labels: torch.Tensor  # int64 (N,)
     train_embeddings: torch.Tensor  # float32 (N, D)
     epoch: int
-    light_on_dark: bool  # white object on black: uploads are inverted when their background is light
-    head: dict[str, torch.Tensor] | None = None  # a fine-tuned run's class head ("head.weight", "head.bias")
+    framing: Framing  # how the training images frame their object; uploads are framed alike
+    head: dict[str, torch.Tensor] | None = None  # the objective's state when it predicts classes, else None
 
     def __post_init__(self) -> None:
         n = len(self.train_labels)
@@ -51,6 +55,24 @@ class PublishedModel:
                              f"{len(self.train_images)}, {n}, {len(self.train_embeddings)}")
         if self.train_labels.min() < 0 or self.train_labels.max() >= len(self.class_names):
             raise ValueError(f"train_labels must lie in [0, {len(self.class_names)})")
+
+    @classmethod
+    def build(cls, config: TrainConfig, train: ImageSet, weights: dict[str, torch.Tensor],
+              embeddings: torch.Tensor, epoch: int, head: dict[str, torch.Tensor] | None = None) -> PublishedModel:
+        """A published model of `config`'s weights over the training set `train`, whose images are
+        resized to the model's side and whose framing is measured once per set (ImageSet caches both)."""
+        return cls(config=config, weights=weights, channels=train.channels, class_names=train.class_names,
+                   train_images=train.resized(config.model.image_size), train_labels=train.labels.cpu(),
+                   train_embeddings=embeddings.float().cpu(), epoch=epoch, framing=train.framing, head=head)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, train: ImageSet) -> PublishedModel:
+        """A checkpoint's model over its training set (one batched forward pass embeds the set); the
+        caller has checked that `train` is the data it was trained on (Checkpoint.check_matches)."""
+        backbone = checkpoint.build_backbone()
+        embeddings = embed(backbone, train.resized(checkpoint.config.model.image_size))
+        return cls.build(checkpoint.config, train, checkpoint.backbone, embeddings, checkpoint.epoch,
+                         checkpoint.objective if checkpoint.predicts_classes else None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,16 +138,12 @@ class Classifier:
         if self._train.shape[1] != self._backbone.dim:
             raise ValueError(f"train_embeddings have {self._train.shape[1]} dimensions, the model {self._backbone.dim}")
         self._labels = published.train_labels.clone()
-        self._framing = framing_of(published.train_images) if published.light_on_dark else Framing()
         self._k = min(published.config.knn_k, len(self._labels))
         # The attention hook sits on a module every call shares: one hooked forward at a time, so
         # a hook never records another thread's image.
         self._lock = threading.Lock()
-        self._head = None
-        if published.head is not None:
-            self._head = torch.nn.Linear(self._backbone.dim, len(published.class_names))
-            self._head.load_state_dict({"weight": published.head["head.weight"], "bias": published.head["head.bias"]})
-            self._head.eval().requires_grad_(False)
+        self._head = (None if published.head is None
+                      else load_class_head(published.config, len(published.class_names), published.head))
         self.methods = (HEAD, KNN) if self._head is not None else (KNN,)
         self._describe = {HEAD: f"fine-tuned class head, softmax over {len(published.class_names)} classes",
                           KNN: f"kNN vote over {len(self._labels):,} training embeddings (k={self._k})"}
@@ -137,12 +155,13 @@ class Classifier:
         if method not in self.methods:
             raise ValueError(f"this model cannot classify by {method!r}: it offers {', '.join(self.methods)}")
         size = self.published.config.model.image_size
-        pixels = preprocess(image, size, self.published.channels, self.published.light_on_dark,
-                            framing=self._framing)  # uint8 (C, S, S)
+        pixels = preprocess(image, size, self.published.channels, self.published.framing)  # uint8 (C, S, S)
         with self._lock, _one_torch_thread(), torch.inference_mode():
             embedding, attention = self._forward(pixels)
             similarity = self._train @ F.normalize(embedding, dim=0)  # (N,)
-            top = self._head_top(embedding) if method == HEAD else self._vote(similarity)
+            scores = (self._head.class_logits(embedding[None]).softmax(dim=1) if method == HEAD
+                      else self._vote(similarity))  # (1, n_classes), sums to 1
+            top = self._top(scores[0])
             return Prediction(top=top, neighbours=self._neighbours(similarity),
                               model_input=_as_numpy_image(pixels),
                               attention=_attention_map(attention, self._backbone.n_prefix, size),
@@ -155,29 +174,20 @@ class Classifier:
 
     def _forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 (C, S, S) -> embedding (D,) and the last layer's attention (1, heads, n, n)."""
-        captured = []
-        attend = self._backbone.vit.transformer.layers[-1][0].attend
-        handle = attend.register_forward_hook(lambda _module, _args, output: captured.append(output))
-        try:
+        with self._backbone.last_attention() as captured:
             embedding = self._backbone(to_model_input(pixels[None]))[0]
-        finally:
-            handle.remove()
         return embedding, captured[0]
 
-    def _vote(self, similarity: torch.Tensor) -> list[tuple[str, float]]:
-        """Votes exp(sim / T) from the k nearest, as core.evaluate.knn_predict, normalised to sum to 1."""
-        names = self.published.class_names
-        nearest, index = similarity.topk(self._k)
-        # Shifting by the largest similarity keeps exp() finite and cancels in the normalisation.
-        weights = ((nearest - nearest[0]) / self.published.config.knn_temperature).exp()
-        votes = torch.zeros(len(names)).scatter_add_(0, self._labels[index], weights)
-        probability, classes = (votes / votes.sum()).topk(min(TOP_K, len(names)))
-        return [(names[c], p) for c, p in zip(classes.tolist(), probability.tolist())]
+    def _vote(self, similarity: torch.Tensor) -> torch.Tensor:
+        """The kNN votes of core.metrics (the monitor's own rule), normalised to sum to 1: (1, n_classes)."""
+        votes = knn_votes(similarity[None], self._labels, len(self.published.class_names), self._k,
+                          self.published.config.knn_temperature)
+        return votes / votes.sum()
 
-    def _head_top(self, embedding: torch.Tensor) -> list[tuple[str, float]]:
+    def _top(self, probability: torch.Tensor) -> list[tuple[str, float]]:
         names = self.published.class_names
-        probability, classes = self._head(embedding).softmax(dim=0).topk(min(TOP_K, len(names)))
-        return [(names[c], p) for c, p in zip(classes.tolist(), probability.tolist())]
+        values, classes = probability.topk(min(TOP_K, len(names)))
+        return [(names[c], p) for c, p in zip(classes.tolist(), values.tolist())]
 
     def _neighbours(self, similarity: torch.Tensor) -> list[tuple[int, str, float]]:
         nearest, index = similarity.topk(min(N_NEIGHBOURS, len(similarity)))

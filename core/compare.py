@@ -20,9 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import events as ev
-from core.config import TrainConfig, preset, supervised_config
+from core.augment import ViewMaker
+from core.config import TrainConfig, preset
 from core.data import DataSplits, load_dataset
-from core.evaluate import embed, linear_probe
+from core.metrics import linear_probe
+from core.model import embed
+from core.objectives import Supervised
+from core.recipe import FINETUNE, recipe
 from core.results import write_results
 from core.trainer import Trainer
 
@@ -32,21 +36,29 @@ EVALS_PER_STAGE = 5
 
 @dataclass(frozen=True)
 class Variant:
+    """One arm of the comparison: a stage-1 objective (through the recipe) and what it ablates."""
+
     name: str
     description: str
-    pretrain: dict | None = None  # overrides of the base recipe for stage 1; None: supervised from scratch
-    views_per_image: int = 1
+    objective: str  # stage 1's objective; "supervised" is supervised from scratch, with no stage 2
+    ablation: dict = field(default_factory=dict)  # overrides of the base recipe for stage 1
+
+    @property
+    def pretrains(self) -> bool:
+        return self.objective != Supervised.name
+
+    def views_per_image(self, base: TrainConfig) -> int:
+        """Views of each image per stage-1 step, as the recipe gives them (contrastive: a pair)."""
+        return ViewMaker(recipe(base.with_overrides(**self.ablation), self.objective).augment).views_per_image
 
 
 VARIANTS = (
-    Variant("scratch", "supervised from scratch: the fine-tuning recipe for the whole budget"),
-    Variant("idmm+ft", "IDMM (CutMix 0.5, label smoothing 0.1), then fine-tuning", {"objective": "instance"}),
-    Variant("contrastive+ft", "SimCLR NT-Xent (2 views, T 0.2, 128-d projection), then fine-tuning",
-            {"objective": "contrastive", "augment": {"n_global": 2, "cutmix_alpha": 0.0}}, views_per_image=2),
-    Variant("idmm-no-cutmix+ft", "IDMM without CutMix, then fine-tuning",
-            {"objective": "instance", "augment": {"cutmix_alpha": 0.0}}),
-    Variant("idmm-no-ls+ft", "IDMM without label smoothing, then fine-tuning",
-            {"objective": "instance", "label_smoothing": 0.0}),
+    Variant("scratch", "supervised from scratch: the fine-tuning recipe for the whole budget", Supervised.name),
+    Variant("idmm+ft", "IDMM (CutMix 0.5, label smoothing 0.1), then fine-tuning", "instance"),
+    Variant("contrastive+ft", "SimCLR NT-Xent (2 views, T 0.2, 128-d projection), then fine-tuning", "contrastive"),
+    Variant("idmm-no-cutmix+ft", "IDMM without CutMix, then fine-tuning", "instance",
+            {"augment": {"cutmix_alpha": 0.0}}),
+    Variant("idmm-no-ls+ft", "IDMM without label smoothing, then fine-tuning", "instance", {"label_smoothing": 0.0}),
 )
 
 
@@ -61,12 +73,11 @@ def _epochs(views: float, n_images: int, views_per_image: int) -> int:
     return max(1, round(views / (n_images * views_per_image)))
 
 
-def _stage(config: TrainConfig, epochs: int) -> TrainConfig:
-    """`config` cut to `epochs`, evaluated EVALS_PER_STAGE times and saved once, at the end. Warmup
-    shrinks with a short stage (a quarter of it at most, as in supervised_config), so a tiny budget
-    still gives a valid schedule."""
-    return config.with_overrides(epochs=epochs, warmup_epochs=min(config.warmup_epochs, epochs / 4),
-                                 eval_every=max(1, epochs // EVALS_PER_STAGE), checkpoint_every=epochs)
+def _stage(base: TrainConfig, epochs: int, objective: str | None = None, **recipe_args) -> TrainConfig:
+    """The recipe's config for one stage of `epochs` (core.recipe also fits the warmup to a short
+    stage), evaluated EVALS_PER_STAGE times and saved once, at the end."""
+    config = recipe(base, objective, epochs=epochs, **recipe_args)
+    return config.with_overrides(eval_every=max(1, epochs // EVALS_PER_STAGE), checkpoint_every=epochs)
 
 
 @dataclass
@@ -102,25 +113,24 @@ def run_stage(config: TrainConfig, data: DataSplits, out: Path, views_before: in
 def run_variant(variant: Variant, data: DataSplits, seed: int, budget: int, out: Path,
                 stop: threading.Event) -> dict:
     base = base_recipe(data.name, seed)
-    n = len(data.train)
-    if variant.pretrain is None:
-        scratch = supervised_config(base)
-        final = run_stage(_stage(scratch, _epochs(budget, n, 1)), data, out, 0, 1, stop)
+    ablated, n = base.with_overrides(**variant.ablation), len(data.train)
+    if not variant.pretrains:
+        final = run_stage(_stage(ablated, _epochs(budget, n, 1), variant.objective), data, out, 0, 1, stop)
         return {"final": final.__dict__, "pretrain": None}
-    pre_config = _stage(base.with_overrides(**variant.pretrain),
-                        _epochs(budget * PRETRAIN_SHARE, n, variant.views_per_image))
-    pre = run_stage(pre_config, data, out / "pretrain", 0, variant.views_per_image, stop)
-    pre_views = pre_config.epochs * n * variant.views_per_image
-    ft_config = _stage(supervised_config(pre_config, init_from=str(out / "pretrain" / "last.pt")),
-                       _epochs(budget - pre_views, n, 1))
+    views = variant.views_per_image(base)
+    pre_config = _stage(ablated, _epochs(budget * PRETRAIN_SHARE, n, views), variant.objective)
+    pre = run_stage(pre_config, data, out / "pretrain", 0, views, stop)
+    pre_views = pre_config.epochs * n * views
+    ft_config = _stage(pre_config, _epochs(budget - pre_views, n, 1), stage=FINETUNE,
+                       init_from=str(out / "pretrain" / "last.pt"))
     final = run_stage(ft_config, data, out / "finetune", pre_views, 1, stop)
     return {"final": final.__dict__, "pretrain": pre.__dict__}
 
 
 def calibrate(dataset: str, data: DataSplits, seconds: float = 20.0) -> float:
     """Views per second of the supervised recipe on this machine (median over steps after a warm-up)."""
-    config = supervised_config(base_recipe(dataset, 0), epochs=1000).with_overrides(eval_every=0,
-                                                                                     checkpoint_every=0)
+    config = recipe(base_recipe(dataset, 0), Supervised.name, epochs=1000).with_overrides(eval_every=0,
+                                                                                         checkpoint_every=0)
     rates, stop = [], threading.Event()
     deadline = time.perf_counter() + seconds + 30  # the first step also waits for the baselines
 

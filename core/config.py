@@ -147,7 +147,7 @@ class TrainConfig:
             _check(size % self.model.patch_size == 0,
                    f"crop size {size} is not a multiple of patch_size {self.model.patch_size}")
 
-    def with_overrides(self, **changes: Any) -> "TrainConfig":
+    def with_overrides(self, **changes: Any) -> TrainConfig:
         """A new validated config; keys `model` and `augment` take dicts of their own fields."""
         for key in ("model", "augment"):
             if isinstance(changes.get(key), dict):
@@ -203,31 +203,6 @@ def _paper() -> TrainConfig:
 
 
 PRESETS = {"cpu-quick": _cpu_quick, "paper": _paper}
-
-
-def supervised_config(base: TrainConfig, *, init_from: str = "", resolution: int | None = None,
-                      epochs: int | None = None) -> TrainConfig:
-    """The supervised recipe on `base`'s data and model: stage 2 (fine-tuning `init_from`) or, with no
-    checkpoint, supervised training from scratch, so that both baselines share one recipe.
-
-    From ../shared/PAPER.md stage 2: label-smoothing CE 0.1, Mixup and CutMix (alpha 0.5) alternating
-    by epoch, jitter (0.4, 0.4, 0.4, 0.1) with p 0.4, grayscale p 0.2, one crop, the same lr as
-    pretraining, a quarter of its epochs (800 -> 200), at `resolution` (default: the pretraining one).
-    Scaled to the dataset: the crop scale and flips stay those the pretraining recipe uses for this
-    data (at 28 px the paper's (0.08, 1) crops destroy the garment); RandAugment is left out.
-    """
-    size = resolution or base.model.image_size
-    epochs = epochs or max(1, base.epochs // 4)
-    # Variable-size sources are stored a little larger than the crop (the paper: 256 for 224 px).
-    data_size = base.data_size and max(base.data_size, size * 8 // 7)
-    augment = dataclasses.replace(base.augment, n_global=1, global_size=size, n_local=0, local_size=size,
-                                  jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.4, gray_p=0.2, blur_p=0.0,
-                                  cutmix_alpha=0.5, mixup_alpha=0.5)
-    return dataclasses.replace(
-        base, objective="supervised", init_from=str(init_from), data_size=data_size,
-        model=dataclasses.replace(base.model, image_size=size), augment=augment, epochs=epochs,
-        warmup_epochs=min(base.warmup_epochs, epochs / 4), label_smoothing=0.1,
-        eval_every=base.eval_every and max(1, min(base.eval_every, epochs // 4)))
 
 
 def preset(name: str) -> TrainConfig:

@@ -2,7 +2,7 @@
 
 The pretrained instance head is dropped, a class head is added, the position embedding is
 interpolated to `--resolution`, and the run trains on the class labels with the recipe of
-`core.config.supervised_config`. A stopped fine-tuning run resumes with `python -m core.train --resume`.
+`core.recipe` (stage "finetune"). A stopped fine-tuning run resumes with `python -m core.train --resume`.
 """
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.checkpoint import load_checkpoint
-from core.config import TrainConfig, supervised_config
+from core.checkpoint import Checkpoint
+from core.config import TrainConfig
+from core.recipe import FINETUNE, recipe
 from core.train import execute
 
 
@@ -32,12 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    pretrained = load_checkpoint(args.checkpoint)["config"]
-    config = supervised_config(pretrained, init_from=str(args.checkpoint), resolution=args.resolution,
-                               epochs=args.epochs)
+    pretrained = Checkpoint.load(args.checkpoint).config
     overrides = {name: getattr(args, name) for name in ("batch_size", "lr", "seed", "device")
                  if getattr(args, name) is not None}
-    return config.with_overrides(**overrides)
+    return recipe(pretrained, stage=FINETUNE, init_from=str(args.checkpoint), resolution=args.resolution,
+                  epochs=args.epochs, **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:

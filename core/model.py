@@ -1,4 +1,6 @@
-"""The ViT backbone (vit-pytorch), its heads, and position-embedding interpolation.
+"""The ViT backbone (vit-pytorch), its heads, position-embedding interpolation and the forward pass
+that embeds a set of images. The only module that touches vit-pytorch's internals: `_check_layout`
+names every one it relies on and fails loudly, at construction, if an upgrade moves them.
 
 vit-pytorch's own forward adds `pos_embedding[:seq]`: an input smaller than `image_size` silently
 gets the positions of the wrong patches, a larger one crashes. `Backbone` therefore runs the ViT's
@@ -10,12 +12,16 @@ torch's fused kernel instead of materialising the (B, heads, n, n) weights.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from vit_pytorch import ViT
 from vit_pytorch.vit import Attention
 
+from core.augment import to_model_input
 from core.config import ModelConfig
 
 # Named sizes: one for 28 px data on a CPU, and the paper's DeiT-Tiny.
@@ -63,6 +69,34 @@ class SdpaAttention(nn.Module):
         return self.to_out(out.transpose(1, 2).flatten(2))  # (B, heads, n, d) -> (B, n, heads*d)
 
 
+def _check_layout(vit: ViT) -> None:
+    """vit-pytorch's module layout as Backbone uses it; a RuntimeError that says what moved otherwise.
+
+    Relied on: `to_patch_embedding` = Sequential(Rearrange, LayerNorm, Linear, LayerNorm), a
+    `cls_token` and a `pos_embedding` table of (n_prefix + patches, dim), an embedding `dropout`, and
+    `transformer.layers` of [Attention, FeedForward] pairs whose Attention has `heads`, `norm`,
+    `to_qkv`, `to_out`, `dropout` and the softmax module `attend`.
+    """
+    problems = []
+    patch = getattr(vit, "to_patch_embedding", None)
+    if not (isinstance(patch, nn.Sequential) and len(patch) == 4 and isinstance(patch[1], nn.LayerNorm)
+            and isinstance(patch[2], nn.Linear)):
+        problems.append("to_patch_embedding is no longer Sequential(Rearrange, LayerNorm, Linear, LayerNorm)")
+    for name in ("cls_token", "pos_embedding", "dropout", "transformer"):
+        if not hasattr(vit, name):
+            problems.append(f"ViT has no {name}")
+    layers = getattr(getattr(vit, "transformer", None), "layers", None)
+    if layers is None or not all(len(layer) == 2 and isinstance(layer[0], Attention) for layer in layers):
+        problems.append("transformer.layers are no longer [Attention, FeedForward] pairs")
+    else:
+        attention = layers[0][0]
+        problems += [f"Attention has no {name}" for name in ("heads", "norm", "to_qkv", "to_out", "dropout", "attend")
+                     if not hasattr(attention, name)]
+    if problems:
+        raise RuntimeError("this vit-pytorch's ViT differs from the layout core/model.py was written for "
+                           f"(vit-pytorch==1.26.11): {'; '.join(problems)}")
+
+
 class Backbone(nn.Module):
     """Image (B, C, H, W) in [-1, 1] -> pooled embedding (B, D)."""
 
@@ -74,6 +108,7 @@ class Backbone(nn.Module):
                        dim=config.dim, depth=config.depth, heads=config.heads, mlp_dim=config.mlp_dim,
                        pool=config.pool, channels=channels, dim_head=config.dim_head,
                        dropout=config.dropout, emb_dropout=config.dropout)
+        _check_layout(self.vit)
         if not config.patch_norm:
             self.vit.to_patch_embedding[1] = nn.Identity()  # Sequential(Rearrange, LayerNorm, Linear, LayerNorm)
         if config.attention == "sdpa":
@@ -105,6 +140,20 @@ class Backbone(nn.Module):
         x = self.tokens(images)
         return x[:, 0] if self.config.pool == "cls" else x.mean(dim=1)
 
+    @contextmanager
+    def last_attention(self) -> Iterator[list[torch.Tensor]]:
+        """Collect the last layer's attention weights (B, heads, n, n), one tensor per forward, while
+        inside the block. Needs `attention="explicit"`: SDPA never materialises the weights."""
+        layer = self.vit.transformer.layers[-1][0]
+        if not isinstance(layer, Attention):
+            raise ValueError('attention weights need ModelConfig(attention="explicit")')
+        captured: list[torch.Tensor] = []
+        handle = layer.attend.register_forward_hook(lambda _module, _args, output: captured.append(output))
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
     def set_image_size(self, image_size: int) -> None:
         """Permanently re-grid the position embedding, e.g. for fine-tuning at a higher resolution."""
         p = self.config.patch_size
@@ -116,6 +165,20 @@ class Backbone(nn.Module):
         self.vit.pos_embedding = nn.Parameter(pos.contiguous())
         self.grid = new_grid
         self.config = type(self.config)(**{**self.config.__dict__, "image_size": image_size})
+
+
+@torch.no_grad()
+def embed(backbone: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """uint8 (N, C, H, W) on any device -> float32 (N, D) on the backbone's device, in eval mode."""
+    device = next(backbone.parameters()).device
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        out = [backbone(to_model_input(images[i:i + batch_size].to(device))).float()
+               for i in range(0, len(images), batch_size)]
+    finally:
+        backbone.train(was_training)
+    return torch.cat(out)
 
 
 def instance_head(dim: int, n_instances: int) -> nn.Linear:

@@ -4,10 +4,9 @@ An objective owns its head (if any) and turns embeddings of mixed views into a s
 targets of a view are given as (own target, partner target, lam): CutMix and Mixup show `lam` of the
 sample's own image and `1 - lam` of its partner's, so the target is soft in the same proportion.
 
-Every objective has the same surface: `recipe(config)` (a config adapted so the objective can
-train with it, e.g. two views for contrastive), `build(config, n_instances=, n_classes=)` (which
-refuses a config it cannot train with), `targets(index, labels)`, and `forward(embeddings, target,
-partner_target, lam)`. One that predicts class labels also has `class_logits(embeddings)`.
+Every objective is an `Objective`: it declares what it needs of the views (`min_views`, `mixes`),
+which core.recipe reads to adapt a config, and whether it `predicts_classes` (then `class_logits`
+gives them); `build(config, n_instances=, n_classes=)` refuses a config it cannot train with.
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import TrainConfig, supervised_config
+from core.config import TrainConfig
 from core.model import class_head, instance_head
 
 
@@ -44,7 +43,28 @@ def nt_xent(z: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.
     return -(torch.where(positive, log_p, 0.0).sum(dim=1) / positive.sum(dim=1)).mean()
 
 
-class InstanceDiscrimination(nn.Module):
+class Objective(nn.Module):
+    """What every objective declares and does; subclasses set the class attributes they change."""
+
+    name: str = ""
+    min_views: int = 1  # views of each image every crop group must hold (contrastive needs a pair)
+    mixes: bool = True  # whether CutMix/Mixup views are meaningful (a mixed view has no single positive)
+    predicts_classes: bool = False  # whether `class_logits` gives class scores (a class head)
+
+    @classmethod
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> Objective:
+        raise NotImplementedError
+
+    def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The training target of each image of a batch: its index (instances) or its label (classes)."""
+        raise NotImplementedError
+
+    def class_logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(n, D) -> (n, n_classes) float32; only for objectives that predict classes."""
+        raise TypeError(f"the {self.name} objective does not predict classes")
+
+
+class InstanceDiscrimination(Objective):
     """Parametric instance discrimination (IDMM): every training image is its own class.
 
     Logits are a plain N-way linear layer on the embedding (no normalisation, no temperature),
@@ -59,11 +79,7 @@ class InstanceDiscrimination(nn.Module):
         self.label_smoothing = label_smoothing
 
     @classmethod
-    def recipe(cls, config: TrainConfig) -> TrainConfig:
-        return config.with_overrides(objective=cls.name)
-
-    @classmethod
-    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> "InstanceDiscrimination":
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> InstanceDiscrimination:
         return cls(config.model.dim, n_instances, config.label_smoothing)
 
     def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -75,10 +91,11 @@ class InstanceDiscrimination(nn.Module):
         return mixed_cross_entropy(logits, target, partner_target, lam, self.label_smoothing)
 
 
-class Supervised(nn.Module):
+class Supervised(Objective):
     """Cross-entropy on the class labels through a linear class head (soft targets under mixing)."""
 
     name = "supervised"
+    predicts_classes = True
 
     def __init__(self, dim: int, n_classes: int, label_smoothing: float = 0.1):
         super().__init__()
@@ -86,12 +103,7 @@ class Supervised(nn.Module):
         self.label_smoothing = label_smoothing
 
     @classmethod
-    def recipe(cls, config: TrainConfig) -> TrainConfig:
-        """The fine-tuning recipe (label smoothing, Mixup/CutMix) from scratch, for the same epochs."""
-        return supervised_config(config, epochs=config.epochs)
-
-    @classmethod
-    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> "Supervised":
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> Supervised:
         return cls(config.model.dim, n_classes, config.label_smoothing)
 
     def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -106,7 +118,7 @@ class Supervised(nn.Module):
                                    self.label_smoothing)
 
 
-class Contrastive(nn.Module):
+class Contrastive(Objective):
     """SimCLR: NT-Xent between the views of each image, through an optional projection MLP.
 
     Needs at least two views per image in every crop group and unmixed views: a CutMix or Mixup
@@ -114,6 +126,8 @@ class Contrastive(nn.Module):
     """
 
     name = "contrastive"
+    min_views = 2
+    mixes = False
 
     def __init__(self, dim: int, projection_dim: int = 128, temperature: float = 0.2):
         super().__init__()
@@ -123,13 +137,7 @@ class Contrastive(nn.Module):
                            if projection_dim else nn.Identity())
 
     @classmethod
-    def recipe(cls, config: TrainConfig) -> TrainConfig:
-        """SimCLR's pair of views per image, unmixed; the rest of the recipe as given."""
-        return config.with_overrides(objective=cls.name, augment={"n_global": max(2, config.augment.n_global),
-                                                                  "cutmix_alpha": 0.0, "mixup_alpha": 0.0})
-
-    @classmethod
-    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> "Contrastive":
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> Contrastive:
         aug = config.augment
         if aug.n_global < 2 or aug.n_local == 1:
             raise ValueError("the contrastive objective needs at least 2 views per image in each crop group "
@@ -147,19 +155,26 @@ class Contrastive(nn.Module):
         return nt_xent(self.projection(embeddings), target, self.temperature)
 
 
-OBJECTIVES: dict[str, type[nn.Module]] = {
+OBJECTIVES: dict[str, type[Objective]] = {
     cls.name: cls for cls in (InstanceDiscrimination, Contrastive, Supervised)}
 
 
-def build_objective(config: TrainConfig, n_instances: int, n_classes: int) -> nn.Module:
-    """The objective `config.objective` names; ValueError if unknown or if the config cannot train it."""
-    if config.objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {config.objective!r}; choose one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[config.objective].build(config, n_instances=n_instances, n_classes=n_classes)
-
-
-def with_objective(config: TrainConfig, name: str) -> TrainConfig:
-    """`config` adapted to train objective `name` (ValueError if unknown)."""
+def objective_class(name: str) -> type[Objective]:
+    """The registered objective `name`; ValueError naming the choices if there is none."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name].recipe(config)
+    return OBJECTIVES[name]
+
+
+def build_objective(config: TrainConfig, n_instances: int, n_classes: int) -> Objective:
+    """The objective `config.objective` names; ValueError if unknown or if the config cannot train it."""
+    return objective_class(config.objective).build(config, n_instances=n_instances, n_classes=n_classes)
+
+
+def load_class_head(config: TrainConfig, n_classes: int, state: dict[str, torch.Tensor]) -> Objective:
+    """A trained class-predicting objective from its state_dict, in eval mode and frozen."""
+    if not objective_class(config.objective).predicts_classes:
+        raise ValueError(f"the {config.objective} objective has no class head")
+    objective = build_objective(config, n_instances=0, n_classes=n_classes)
+    objective.load_state_dict(state)
+    return objective.eval().requires_grad_(False)

@@ -8,10 +8,11 @@ import threading
 from pathlib import Path
 
 from core import events as ev
-from core.checkpoint import load_checkpoint
+from core.checkpoint import Checkpoint
 from core.config import PRESETS, TrainConfig, preset
 from core.data import load_dataset
 from core.objectives import OBJECTIVES
+from core.recipe import recipe
 from core.reporting import JsonlLog, ProgressBar, fan_out
 from core.trainer import Trainer
 
@@ -36,14 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The preset's config (or, with --resume, the checkpoint's) with the flags given applied."""
-    base = load_checkpoint(args.resume)["config"] if args.resume else preset(args.preset)
-    overrides = {name: getattr(args, name) for name in ("dataset", "objective", "epochs", "batch_size",
-                                                        "lr", "seed", "device")
+    """The recipe for the preset and --objective with the flags given applied; with --resume, the
+    checkpoint's own config (only --epochs and the bookkeeping flags may change a resumed run)."""
+    overrides = {name: getattr(args, name) for name in ("dataset", "batch_size", "lr", "seed", "device")
                  if getattr(args, name) is not None}
     if args.compile:
         overrides["compile"] = True
-    return base.with_overrides(**overrides)
+    if args.resume:
+        saved = Checkpoint.load(args.resume).config
+        changes = {**overrides, **({"objective": args.objective} if args.objective else {}),
+                   **({"epochs": args.epochs} if args.epochs else {})}
+        return saved.with_overrides(**changes)  # a changed recipe is refused by Checkpoint.check_resumable
+    return recipe(preset(args.preset), args.objective, epochs=args.epochs, **overrides)
 
 
 def run_with_interrupt(trainer: Trainer, emit) -> ev.Finished | ev.Failed:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -21,12 +21,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from core import events as ev
 from core.augment import ViewMaker, mix
-from core.checkpoint import check_matches, check_pretrained, check_resumable, load_checkpoint, save_checkpoint
-from core.config import TrainConfig, to_json
+from core.checkpoint import Checkpoint, ResumeState
+from core.config import TrainConfig
 from core.data import DataSplits
 from core.distributed import Dist, init_from_env, resolve_device
-from core.evaluate import confusion_matrix, embed, eval_images, knn_accuracy, pixel_features
-from core.model import Backbone
+from core.images import fit_square
+from core.metrics import confusion_accuracy, confusion_matrix, knn_accuracy, pixel_features
+from core.model import Backbone, embed
 from core.objectives import build_objective
 from core.schedule import warmup_cosine
 
@@ -68,8 +69,8 @@ class Trainer:
         size = config.model.image_size
         self.train_images = data.train.images.to(self.device)
         self.train_labels = data.train.labels.to(self.device)
-        self.eval_train = eval_images(self.train_images, size)
-        self.eval_test = eval_images(data.test.images.to(self.device), size)
+        self.eval_train = fit_square(self.train_images, size)
+        self.eval_test = fit_square(data.test.images.to(self.device), size)
         self.n_classes = len(data.class_names)
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank and every run
@@ -105,59 +106,53 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
     def _init_backbone(self, path: str) -> None:
         """Stage 2: start from a pretrained backbone; its instance head (or any head) is dropped."""
-        payload = load_checkpoint(path)
-        check_pretrained(payload, self.config, self.data.fingerprint, self.data.class_names)
-        pretrained = Backbone(payload["config"].model, self.data.train.channels)
-        pretrained.load_state_dict(payload["backbone"])
+        checkpoint = Checkpoint.load(path)
+        checkpoint.check_pretrained(self.config, self.data)
+        pretrained = checkpoint.build_backbone()
         pretrained.set_image_size(self.config.model.image_size)  # bicubic position grid, e.g. 7x7 -> 14x14
         self.backbone.load_state_dict(pretrained.state_dict())
 
-    def _payload(self) -> dict:
-        return {
-            "config": to_json(self.config),
-            "backbone": self.backbone.state_dict(),
-            "objective": self.objective.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "epoch": self.step // self.steps_per_epoch,
-            "generator": self.generator.get_state(),
-            "order_generator": self.order_generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "epoch_order": self.order if self.order is not None else torch.empty(0, dtype=torch.long),
-            "order_epoch": self.order_epoch,
-            "data_fingerprint": self.data.fingerprint,
-            "class_names": list(self.data.class_names),
-            "channels": self.data.train.channels,
-            "baselines": [self.baselines.raw_pixels, self.baselines.random_init] if self.baselines else [],
-        }
+    def checkpoint(self) -> Checkpoint:
+        """The run as it stands, resumable."""
+        resume = ResumeState(
+            optimizer=self.optimizer.state_dict(), generator=self.generator.get_state(),
+            order_generator=self.order_generator.get_state(), torch_rng=torch.get_rng_state(),
+            epoch_order=self.order if self.order is not None else torch.empty(0, dtype=torch.long),
+            order_epoch=self.order_epoch)
+        return Checkpoint(
+            config=self.config, backbone=self.backbone.state_dict(), objective=self.objective.state_dict(),
+            step=self.step, epoch=self.step // self.steps_per_epoch, data_fingerprint=self.data.fingerprint,
+            class_names=self.data.class_names, channels=self.data.train.channels,
+            baselines=(self.baselines.raw_pixels, self.baselines.random_init) if self.baselines else None,
+            resume=resume)
 
     def _restore(self, path: str | Path) -> None:
-        payload = load_checkpoint(path, map_location=self.device)
-        check_matches(payload, self.data.fingerprint, self.data.class_names)
-        check_resumable(payload, self.config)
-        self.backbone.load_state_dict(payload["backbone"])
-        self.objective.load_state_dict(payload["objective"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.step = int(payload["step"])
+        checkpoint = Checkpoint.load(path, map_location=self.device)
+        checkpoint.check_matches(self.data)
+        checkpoint.check_resumable(self.config)
+        state = checkpoint.resume
+        self.backbone.load_state_dict(checkpoint.backbone)
+        self.objective.load_state_dict(checkpoint.objective)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.step = checkpoint.step
         if self.step > self.total_steps:
             raise ValueError(f"checkpoint is at step {self.step}, beyond this run's {self.total_steps} steps")
         if self.dist.is_main:
-            self.generator.set_state(payload["generator"].cpu())
+            self.generator.set_state(state.generator.cpu())
         else:  # only rank 0's stream is saved; other ranks derive theirs from the step
             self.generator.manual_seed(self.config.seed + self.dist.rank + 7919 * self.step)
-        self.order_generator.set_state(payload["order_generator"].cpu())
-        torch.set_rng_state(payload["torch_rng"].cpu())
-        order = payload["epoch_order"]
-        self.order = order.to(self.device) if len(order) else None
-        self.order_epoch = int(payload["order_epoch"])
-        if payload["baselines"]:
-            self.baselines = ev.Baselines(*payload["baselines"])
+        self.order_generator.set_state(state.order_generator.cpu())
+        torch.set_rng_state(state.torch_rng.cpu())
+        self.order = state.epoch_order.to(self.device) if len(state.epoch_order) else None
+        self.order_epoch = state.order_epoch
+        if checkpoint.baselines:
+            self.baselines = ev.Baselines(*checkpoint.baselines)
         self.last_checkpoint = str(path)
 
     def save(self, emit: Emit) -> str | None:
         if self.out_dir is None or not self.dist.is_main:
             return None
-        path = save_checkpoint(self.out_dir / "last.pt", self._payload())
+        path = self.checkpoint().save(self.out_dir / "last.pt")
         self.last_checkpoint = str(path)
         emit(ev.CheckpointSaved(str(path), self.step // self.steps_per_epoch, self.step))
         return self.last_checkpoint
@@ -170,7 +165,7 @@ class Trainer:
         knn = knn_accuracy(train, self.data.train.labels, test,
                            self.data.test.labels, self.n_classes, self.config.knn_k, self.config.knn_temperature)
         confusion = None
-        if hasattr(self.objective, "class_logits"):
+        if self.objective.predicts_classes:
             with torch.no_grad():
                 predicted = self.objective.class_logits(test).argmax(dim=1)
             confusion = confusion_matrix(predicted, self.data.test.labels, self.n_classes)
@@ -224,7 +219,7 @@ class Trainer:
         evaluate = last or (cfg.eval_every and epoch % cfg.eval_every == 0)
         snapshot = cfg.snapshot_every and (last or epoch % cfg.snapshot_every == 0)
         knn, features, confusion = self.evaluate() if evaluate else (None, None, None)
-        top1 = None if confusion is None else (confusion.diag().sum() / confusion.sum()).item()
+        top1 = None if confusion is None else confusion_accuracy(confusion)
         if snapshot and features is None:  # a snapshot needs only the training embeddings
             features = embed(self.backbone, self.eval_train)
         emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1), knn,
@@ -233,7 +228,7 @@ class Trainer:
         if snapshot:
             emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(),
                                       _cpu_copy(self.backbone),
-                                      _cpu_copy(self.objective) if hasattr(self.objective, "class_logits") else None))
+                                      _cpu_copy(self.objective) if self.objective.predicts_classes else None))
         if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
             self.save(emit)
         return knn, top1

@@ -15,10 +15,11 @@ import gradio as gr
 import numpy as np
 
 from core.classify import HEAD, KNN
-from core.upload import ImageError, load_upload
 from core.config import PRESETS, preset
 from core.data import present_sources
-from core.objectives import OBJECTIVES, with_objective
+from core.images import ImageError, decode
+from core.objectives import OBJECTIVES
+from core.recipe import recipe
 from demo import plots, text
 from demo.session import Session
 
@@ -28,6 +29,8 @@ DEFAULT_PORT = 7860
 TICK_S = 1.0
 THUMB_SCALE = 8  # 28 px training images shown at 224 px
 SNAPSHOT_EVERY = 2  # epochs between embedding snapshots (UMAP + published classifier) when a preset has none
+# What the 1 s timer may update, by name: App.tick returns a dict of some of these.
+TICK_OUTPUTS = ("status", "progress", "training", "knn", "confusion", "umap", "replay", "drawn")
 
 
 def _image_to_np(image: np.ndarray, scale: int = THUMB_SCALE) -> np.ndarray:
@@ -45,7 +48,7 @@ class App:
         self._exports = tempfile.TemporaryDirectory(prefix="vit2040-export-")
         self.export_dir = Path(self._exports.name)
         self._curves_lock = threading.Lock()
-        self._curves: tuple = (None, [])  # (key, [training figure, kNN figure]), shared by every tab
+        self._curves: tuple = (None, {})  # (key, {output name: figure}), shared by every tab
 
     # -- Train -------------------------------------------------------------------------------
     def start(self, dataset, folder, objective, preset_name, epochs, batch_size, lr):
@@ -54,13 +57,10 @@ class App:
                 raise gr.Error("Type the folder's path first (one subfolder per class).")
             dataset = f"folder:{folder.strip()}"
         try:
-            config = preset(preset_name)
-            # A run shorter than the preset's warmup warms up over the whole run instead of being refused.
-            config = config.with_overrides(dataset=dataset, epochs=int(epochs),
-                                           warmup_epochs=min(config.warmup_epochs, int(epochs)),
-                                           batch_size=int(batch_size), lr=float(lr),
-                                           snapshot_every=config.snapshot_every or SNAPSHOT_EVERY)
-            config = with_objective(config, objective)  # e.g. contrastive needs two views per image
+            base = preset(preset_name)
+            # The same recipe as the command line (core.recipe): e.g. contrastive gets its two views per image.
+            config = recipe(base, objective, epochs=int(epochs), dataset=dataset, batch_size=int(batch_size),
+                            lr=float(lr), snapshot_every=base.snapshot_every or SNAPSHOT_EVERY)
             message = self.session.start(config)
         except (ValueError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
@@ -87,31 +87,30 @@ class App:
         return config.epochs, config.batch_size, config.lr
 
     # -- Watch (timer) -----------------------------------------------------------------------
-    def tick(self, sprites, replay, drawn):
-        """Redraw what changed since this tab last drew; `drawn` is the tab's own memo."""
+    def tick(self, sprites, replay, drawn) -> dict:
+        """What changed since this tab last drew, keyed by component name (TICK_OUTPUTS); an output
+        left out stays as it is. `drawn` is the tab's own memo."""
         views = self.session.views()
         current = views[-1] if views else None
         drawn = dict(drawn or {})
-        outputs = [text.status_line(current), text.progress_html(current)]
+        outputs = {"status": text.status_line(current), "progress": text.progress_html(current)}
         curves_key = tuple((v.run_id, v.step, v.status, len(v.knn), len(v.top1), v.label) for v in views)
         if curves_key != drawn.get("curves"):
             drawn["curves"] = curves_key
-            outputs += self._curve_figures(curves_key, views)
-        else:
-            outputs += [gr.skip()] * 3
-        outputs += self._clusters(current, sprites, replay, drawn)
-        return [*outputs, drawn]
+            outputs.update(self._curve_figures(curves_key, views))
+        outputs.update(self._clusters(current, sprites, replay, drawn))
+        return {**outputs, "drawn": drawn}
 
-    def _curve_figures(self, key, views) -> list:
+    def _curve_figures(self, key, views) -> dict:
         """The curves for `key`, built once and shared by every tab: each open tab polls every second,
         and building them per tab (~0.15 s each) saturated two cores with 20 tabs open."""
         with self._curves_lock:
             if self._curves[0] != key:
-                self._curves = (key, [plots.training_figure(views), plots.knn_figure(views),
-                                      plots.confusion_figure(views[-1] if views else None)])
-            return list(self._curves[1])
+                self._curves = (key, {"training": plots.training_figure(views), "knn": plots.knn_figure(views),
+                                      "confusion": plots.confusion_figure(views[-1] if views else None)})
+            return dict(self._curves[1])
 
-    def _clusters(self, view, sprites, replay, drawn):
+    def _clusters(self, view, sprites, replay, drawn) -> dict:
         layouts = view.layouts if view else ()
         last = max(len(layouts) - 1, 0)
         # A slider left at the newest snapshot follows new ones; moved back, it stays put (replay).
@@ -122,11 +121,11 @@ class App:
         layout = layouts[index] if layouts else None
         key = (view.run_id if view else None, layout.epoch if layout else None, bool(sprites))
         if key == drawn.get("umap"):
-            return [gr.skip(), slider]
+            return {"replay": slider}
         drawn["umap"] = key
         thumbs = self.session.thumbnails() if sprites else None
         names = view.class_names if view else ()
-        return [plots.umap_figure(layout, names, thumbnails=thumbs, sprites=bool(sprites)), slider]
+        return {"umap": plots.umap_figure(layout, names, thumbnails=thumbs, sprites=bool(sprites)), "replay": slider}
 
     def thumbnail(self, index):
         thumbs = self.session.thumbnails()
@@ -141,14 +140,14 @@ class App:
     # gr.Image's own preprocessing opens the file with Pillow and converts it to RGB, so an empty,
     # corrupt or non-image upload failed inside gradio with a raw Pillow error naming a server temp
     # path, transparency turned black, 16-bit images were clipped, and a decompression bomb was
-    # decoded before its pixel limit was checked. load_upload does all of that properly.
+    # decoded before its pixel limit was checked. core.images.decode does all of that properly.
     def on_upload(self, upload, method):
         """A new photo (dropped, pasted or an example clicked) classifies at once; clearing clears."""
         return (None, None, None, None, "") if upload is None else self.classify(upload, None, method)
 
     def classify(self, upload, sketch, method):
         try:
-            image = load_upload(upload["path"]) if upload is not None else _sketch_image(sketch)
+            image = decode(upload["path"]) if upload is not None else _sketch_image(sketch)
             if image is None:
                 raise gr.Error(text.NOTHING_TO_CLASSIFY)
             prediction = self.session.classify(image, method)  # kNN when the model has no class head yet
@@ -171,7 +170,7 @@ class App:
         for path in paths or []:
             name = Path(path).name
             try:
-                prediction = self.session.classify(load_upload(path), method)
+                prediction = self.session.classify(decode(path), method)
             except ImageError as exc:
                 results.append((np.zeros((28, 28), dtype=np.uint8), text.MANY_REFUSED.format(name=name, reason=exc)))
                 continue
@@ -202,7 +201,7 @@ def _sketch_image(sketch):
     composite = (sketch or {}).get("composite")
     if composite is None:
         return None
-    image = load_upload(composite["path"])
+    image = decode(composite["path"])
     return image if np.asarray(image).std() > 0 else None
 
 
@@ -315,10 +314,16 @@ def build(session: Session, data_root: str | None = None) -> gr.Blocks:
         _classify_panel(app)
         _keep_panel(app)
         drawn = gr.State({})
-        gr.Timer(TICK_S).tick(
-            app.tick, [clusters["sprites"], clusters["replay"], drawn],
-            [train["status"], train["progress"], watch["training"], watch["knn"], watch["confusion"], clusters["umap"],
-             clusters["replay"], drawn], show_progress="hidden")
+        outputs = {"status": train["status"], "progress": train["progress"], **watch, "umap": clusters["umap"],
+                   "replay": clusters["replay"], "drawn": drawn}
+        if set(outputs) != set(TICK_OUTPUTS):  # App.tick returns some of TICK_OUTPUTS by name
+            raise RuntimeError(f"the timer wires {sorted(outputs)}, App.tick speaks of {sorted(TICK_OUTPUTS)}")
+
+        def tick(sprites, replay, memo):
+            return {outputs[name]: value for name, value in app.tick(sprites, replay, memo).items()}
+
+        gr.Timer(TICK_S).tick(tick, [clusters["sprites"], clusters["replay"], drawn], list(outputs.values()),
+                              show_progress="hidden")
     return blocks
 
 

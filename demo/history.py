@@ -6,8 +6,8 @@ import dataclasses
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -278,7 +278,8 @@ def shift(event: ev.Event, steps: int, epochs: int) -> ev.Event:
     (steps, epochs) the earlier stages did. Events without steps or epochs pass unchanged."""
     if not (steps or epochs):
         return event
+    fields = {f.name for f in dataclasses.fields(event)}
     changes = {name: getattr(event, name) + offset
                for name, offset in (("step", steps), ("start_step", steps), ("total_steps", steps), ("epoch", epochs))
-               if hasattr(event, name)}
+               if name in fields}
     return dataclasses.replace(event, **changes) if changes else event

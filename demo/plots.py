@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import colorsys
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go

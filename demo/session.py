@@ -16,17 +16,17 @@ import numpy as np
 import torch
 
 from core import events as ev
-from core.checkpoint import check_matches, load_checkpoint
+from core.checkpoint import Checkpoint
 from core.classify import Classifier, Prediction, PublishedModel
-from core.config import TrainConfig, supervised_config
-from core.data import DataSplits, load_dataset
-from core.embed import Projector
-from core.evaluate import backbone_from_checkpoint, embed, eval_images
-from core.objectives import OBJECTIVES
+from core.config import TrainConfig
+from core.data import DataSplits
+from core.dataset_cache import DatasetCache
+from core.objectives import Supervised
+from core.projection import Projector
+from core.recipe import FINETUNE, recipe
 from core.trainer import Trainer
 from demo.history import Layout, RunHistory, RunView, shift
 
-LIGHT_ON_DARK = ("fashion", "digits")  # datasets whose images are a light object on black
 STAGE_FINETUNE = "fine-tuning"
 
 
@@ -57,24 +57,6 @@ class LatestSlot:
             self._cond.notify_all()
 
 
-def _folder_stamp(spec: str) -> int | None:
-    """For a folder dataset, a hash of its files' names, sizes and times, so that a folder changed
-    since it was decoded is decoded again (named datasets never change: None)."""
-    if not spec.startswith("folder:"):
-        return None
-    root = Path(spec[len("folder:"):]).expanduser()
-    if not root.is_dir():
-        return None  # load_dataset reports the missing folder
-    entries = []
-    for path in sorted(root.rglob("*")):
-        try:
-            stat = path.stat()
-        except OSError:  # vanished or unreadable: the decode will say so
-            continue
-        entries.append((str(path), stat.st_size, stat.st_mtime_ns))
-    return hash(tuple(entries))
-
-
 @dataclass
 class _Run:
     history: RunHistory
@@ -84,32 +66,19 @@ class _Run:
     thread: threading.Thread | None = None
     stop: threading.Event | None = None
     offset: tuple[int, int] = (0, 0)  # (steps, epochs) of earlier stages, added to this stage's events
-    # (data, side, images): the training images at the model's side, for the published classifier
-    _resized: tuple | None = None
 
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
-
-    def classifier_images(self) -> torch.Tensor:
-        """The training images at the model's resolution, resized once per (data, resolution) rather
-        than at every snapshot (Flowers: 2,040 images, 144 -> 112 px). Only the worker thread calls it."""
-        side = self.config.model.image_size
-        if self._resized is None or self._resized[0] is not self.data or self._resized[1] != side:
-            self._resized = (self.data, side, eval_images(self.data.train.images, side))
-        return self._resized[2]
 
 
 class Session:
     def __init__(self, runs_dir: str | Path, data_root: str | Path | None = None, download: bool = False):
         self.runs_dir = Path(runs_dir)
-        self.data_root = data_root
-        self.download = download
+        self.datasets = DatasetCache(data_root, download)
         self._lock = threading.Lock()
         self._runs: list[_Run] = []
         self._ids = itertools.count(1)
         self._classifier: Classifier | None = None
-        self._data_cache: dict[tuple, DataSplits] = {}
-        self._data_lock = threading.Lock()
         self._jobs = LatestSlot()
         self._projector = Projector()  # used only by the worker thread
         self._worker = threading.Thread(target=self._work, name="vit2040-umap", daemon=True)
@@ -184,9 +153,9 @@ class Session:
             view = run.history.view() if run else None
             if view is None or view.checkpoint is None or view.status not in ("completed", "stopped"):
                 raise LookupError("nothing to fine-tune: pretrain a run (or load a checkpoint) first")
-            if run.config.objective == "supervised":
+            if run.config.objective == Supervised.name:
                 raise LookupError("this run already trains on the labels: fine-tune a pretrained run")
-            run.config = supervised_config(run.config, init_from=view.checkpoint, epochs=epochs)
+            run.config = recipe(run.config, stage=FINETUNE, init_from=view.checkpoint, epochs=epochs)
             run.out_dir = run.out_dir / "finetune"
             run.offset = run.history.begin_stage(STAGE_FINETUNE)
             self._launch(run, resume_from=None)
@@ -214,24 +183,13 @@ class Session:
         """Decode a dataset in the background so the first Start does not wait for it."""
         def target() -> None:
             try:
-                self._dataset(config)
+                self.datasets.get(config)
             except ValueError:  # a missing dataset is reported when a run asks for it
                 return
         thread = threading.Thread(target=target, name="vit2040-preload", daemon=True)
         thread.start()
         self._helpers.append(thread)
         return thread
-
-    def _dataset(self, config: TrainConfig) -> DataSplits:
-        key = (config.dataset, config.data_size, config.seed, _folder_stamp(config.dataset))
-        with self._data_lock:  # one decode per dataset, even when preload and Start race
-            if key not in self._data_cache:
-                for stale in [k for k in self._data_cache if k[:3] == key[:3]]:  # an older state of the folder
-                    del self._data_cache[stale]
-                self._data_cache[key] = load_dataset(config.dataset, root=self.data_root,
-                                                     download=self.download, size=config.data_size,
-                                                     seed=config.seed)
-            return self._data_cache[key]
 
     def _train(self, run: _Run, resume_from: str | None) -> None:
         """Training thread: load data, train, route events. Failures end up in the run's history."""
@@ -242,7 +200,7 @@ class Session:
                 self._jobs.put((run, event))
 
         try:
-            run.data = self._dataset(run.config)
+            run.data = self.datasets.get(run.config)
             run.history.set_class_names(run.data.class_names)
             trainer = Trainer(run.config, run.data, out_dir=run.out_dir, resume_from=resume_from)
             trainer.run(emit, run.stop)
@@ -253,28 +211,21 @@ class Session:
     def _work(self) -> None:
         projected_run = None
         while (job := self._jobs.take()) is not None:
-            run, snapshot = job
+            run, item = job  # item: an EmbeddingSnapshot from training, or a loaded PublishedModel
             try:
-                self._publish(run, snapshot)
+                published = item if isinstance(item, PublishedModel) else PublishedModel.build(
+                    run.config, run.data.train, item.weights, torch.from_numpy(item.embeddings.astype(np.float32)),
+                    item.epoch, item.head)
+                classifier = Classifier(published)
+                with self._lock:
+                    self._classifier = classifier
                 if run is not projected_run:  # a new run starts a fresh layout sequence
                     self._projector.reset()
                     projected_run = run
-                xy = self._projector.project(snapshot.embeddings.astype(np.float32))
-                run.history.add_layout(Layout(snapshot.epoch, xy, snapshot.labels))
+                xy = self._projector.project(published.train_embeddings)
+                run.history.add_layout(Layout(item.epoch, xy, published.train_labels.numpy()))
             except Exception as exc:  # a failed projection must not kill the worker; say so
-                run.history.note(f"embedding view failed at epoch {snapshot.epoch}: {exc}")
-
-    def _publish(self, run: _Run, snapshot: ev.EmbeddingSnapshot) -> None:
-        data, config = run.data, run.config
-        published = PublishedModel(
-            config=config, weights=snapshot.weights, channels=data.train.channels,
-            class_names=data.class_names, train_images=run.classifier_images(),
-            train_labels=data.train.labels,
-            train_embeddings=torch.from_numpy(snapshot.embeddings.astype(np.float32)),
-            epoch=snapshot.epoch, light_on_dark=config.dataset in LIGHT_ON_DARK, head=snapshot.head)
-        classifier = Classifier(published)
-        with self._lock:
-            self._classifier = classifier
+                run.history.note(f"embedding view failed at epoch {item.epoch}: {exc}")
 
     # -- keep --------------------------------------------------------------------------------
     def export_checkpoint(self, dest_dir: str | Path) -> Path:
@@ -294,26 +245,22 @@ class Session:
 
         Called from a Gradio worker thread; embedding the training set is one batched forward pass.
         """
-        payload = load_checkpoint(path)
-        config = payload["config"]
-        data = self._dataset(config)
-        check_matches(payload, data.fingerprint, data.class_names)
-        backbone = backbone_from_checkpoint(payload, torch.device("cpu"))
-        features = embed(backbone, eval_images(data.train.images, config.model.image_size))
-        epoch, step = int(payload["epoch"]), int(payload["step"])
+        checkpoint = Checkpoint.load(path)
+        config = checkpoint.config
+        data = self.datasets.get(config)
+        checkpoint.check_matches(data)
+        published = PublishedModel.from_checkpoint(checkpoint, data.train)
         with self._lock:
             self._refuse_if_running()
             run_id = f"run-{next(self._ids)}"
             run = _Run(RunHistory(run_id, f"{run_id} · loaded {Path(path).name}", data.class_names), config,
                        Path(path).parent, data=data)
             self._runs.append(run)
-        if payload.get("baselines"):
-            run.history(ev.Baselines(*payload["baselines"]))
-        run.history(ev.Finished("completed", epoch, step, None, str(path)))
-        head = payload["objective"] if hasattr(OBJECTIVES.get(config.objective), "class_logits") else None
-        self._jobs.put((run, ev.EmbeddingSnapshot(epoch, features.half().numpy(), data.train.labels.numpy(),
-                                                  payload["backbone"], head)))
-        return f"loaded {Path(path).name}: {config.dataset}, {config.objective}, epoch {epoch}"
+        if checkpoint.baselines:
+            run.history(ev.Baselines(*checkpoint.baselines))
+        run.history(ev.Finished("completed", checkpoint.epoch, checkpoint.step, None, str(path)))
+        self._jobs.put((run, published))
+        return f"loaded {Path(path).name}: {config.dataset}, {config.objective}, epoch {checkpoint.epoch}"
 
     def close(self) -> None:
         """Stop every run (each saves a checkpoint), then wait for every thread of this session.

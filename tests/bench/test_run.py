@@ -47,7 +47,7 @@ def check_report(text: str, out, command: str, keys: list[str], sections: list[i
     assert f"- command: `{command}`" in text
     rows = table_rows(text)
     assert list(rows) == keys
-    for key, (_, what, ours, reference, ratio, bar, result) in rows.items():
+    for key, (_, what, ours, _reference, ratio, bar, result) in rows.items():
         assert what and ours and RESULT.match(result), key
         assert (bar == "none") == (result == "—"), key  # a row with a bar passes or fails
         assert ratio == "—" or re.fullmatch(r"\d+\.\d\d×", ratio), key

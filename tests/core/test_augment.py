@@ -1,7 +1,17 @@
 import torch
 
-from core.augment import (ViewMaker, color_jitter, crop_boxes, cutmix, gaussian_blur, mix, mixup, random_flip,
-                          resized_crops, to_model_input)
+from core.augment import (
+    ViewMaker,
+    color_jitter,
+    crop_boxes,
+    cutmix,
+    gaussian_blur,
+    mix,
+    mixup,
+    random_flip,
+    resized_crops,
+    to_model_input,
+)
 from core.config import AugmentConfig
 
 
@@ -138,3 +148,23 @@ def test_mix_alternates_mixup_and_cutmix_by_epoch_when_both_are_on():
     assert not is_cut(mix(x, both, 0, g)) and is_cut(mix(x, both, 1, g)) and not is_cut(mix(x, both, 2, g))
     assert is_cut(mix(x, AugmentConfig(cutmix_alpha=0.5), 0, g))
     assert not is_cut(mix(x, AugmentConfig(cutmix_alpha=0.0, mixup_alpha=0.5), 1, g))
+
+
+def test_a_jitter_stronger_than_one_never_blacks_out_or_inverts_an_image():
+    """torchvision clips the factor range at 0; U(1 - s, 1 + s) with s > 1 drew negative factors, which
+    turned about a sixth of the images black (brightness) or inverted them (contrast)."""
+    x = torch.full((1000, 1, 4, 4), 0.5)
+    bright = color_jitter(x, (1.5, 0.0, 0.0, 0.0), 1.0, gen())
+    assert (bright.flatten(1).amax(dim=1) > 0).all()
+    two_levels = torch.zeros(1000, 1, 4, 4)
+    two_levels[:, :, :2] = 0.8  # top half bright, bottom half dark
+    contrast = color_jitter(two_levels + 0.1, (0.0, 1.5, 0.0, 0.0), 1.0, gen())
+    assert (contrast[:, :, :2].mean(dim=(1, 2, 3)) >= contrast[:, :, 2:].mean(dim=(1, 2, 3))).all()
+
+
+def test_mixup_keeps_the_inputs_dtype():
+    x = torch.rand(6, 1, 4, 4, dtype=torch.float64)
+    mixed = mixup(x, 0.5, gen())
+    assert mixed.images.dtype == torch.float64
+    lam = mixed.lam.double()[:, None, None, None]
+    assert torch.allclose(mixed.images, lam * x + (1 - lam) * x[mixed.partner])

@@ -1,27 +1,26 @@
 import dataclasses
-import io
-import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from core.classify import Classifier, PublishedModel
-from core.upload import Framing, ImageError, framing_of, load_upload, preprocess
 from core.config import ModelConfig, TrainConfig
-from core.evaluate import embed, knn_predict
-from core.model import Backbone
+from core.data import ImageSet
+from core.framing import Framing, measure_framing
+from core.images import decode, fit_square
+from core.metrics import knn_predict
+from core.model import Backbone, embed
 from tests.core.conftest import TINY_AUGMENT, TINY_MODEL, make_splits
+from tests.core.test_images import UPLOADS, drawing, encode
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
+PHOTO = Framing()  # the default: uploads are resized and centre-cropped, as photo datasets are
 
 
-def publish(channels=1, classes=6, n_train=48, model=TINY_MODEL, light_on_dark=False, knn_k=5) -> PublishedModel:
+def publish(channels=1, classes=6, n_train=48, model=TINY_MODEL, framing=PHOTO, knn_k=5) -> PublishedModel:
     torch.manual_seed(0)
     backbone = Backbone(model, channels).eval()
     train = make_splits(n_train=n_train, classes=classes, size=model.image_size, channels=channels).train
@@ -29,7 +28,7 @@ def publish(channels=1, classes=6, n_train=48, model=TINY_MODEL, light_on_dark=F
     return PublishedModel(config=config, weights={k: v.clone() for k, v in backbone.state_dict().items()},
                           channels=channels, class_names=train.class_names, train_images=train.images,
                           train_labels=train.labels, train_embeddings=embed(backbone, train.images), epoch=3,
-                          light_on_dark=light_on_dark)
+                          framing=framing)
 
 
 @pytest.fixture(scope="module")
@@ -47,25 +46,14 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy())
 
 
-def encode(image: Image.Image, format="PNG", **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **params)
-    return buffer.getvalue()
-
-
-def drawing(size=(120, 80), box=(30, 20, 90, 60), dark_on_light=True) -> Image.Image:
-    """A filled ellipse with a stroke, dark ink on white paper (or the reverse)."""
-    paper, ink = (255, 0) if dark_on_light else (0, 255)
-    image = Image.new("L", size, paper)
-    draw = ImageDraw.Draw(image)
-    draw.ellipse(box, fill=abs(paper - 120), outline=ink, width=4)
-    return image
-
-
-def object_box(pixels: np.ndarray, threshold=64) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) inclusive of the pixels above threshold."""
-    rows, cols = np.flatnonzero((pixels > threshold).any(axis=1)), np.flatnonzero((pixels > threshold).any(axis=0))
-    return rows[0], rows[-1], cols[0], cols[-1]
+def white_on_black(n=24, classes=3, side=14) -> ImageSet:
+    """A bright square of a class's own size in the middle of a black frame, like Fashion-MNIST's objects."""
+    labels = torch.arange(n) % classes
+    images = torch.zeros(n, 1, side, side, dtype=torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        start = 1 + label
+        images[i, :, start:side - start, start:side - start] = 255
+    return ImageSet(images, labels, tuple(f"c{i}" for i in range(classes)))
 
 
 # --- classification -------------------------------------------------------------------------------
@@ -131,12 +119,12 @@ def test_attention_map_covers_the_input_in_zero_to_one(pool):
 
 
 def test_attention_is_the_last_layers_cls_row_averaged_over_heads(classifier, published):
-    captured = []
     backbone = Backbone(dataclasses.replace(published.config.model, attention="explicit"), 1).eval()
     backbone.load_state_dict(published.weights)
-    backbone.vit.transformer.layers[-1][0].attend.register_forward_hook(lambda m, i, out: captured.append(out))
     image = published.train_images[5]
-    embed(backbone, image[None])
+    with backbone.last_attention() as captured:
+        embed(backbone, image[None])
+    assert len(captured) == 1
     cls_row = captured[0][0].mean(dim=0)[0, 1:].reshape(2, 2)  # 14 px / patch 7: a 2x2 grid
     attention = classifier.classify(to_pil(image)).attention
     # bilinear upsampling keeps each patch's ordering: the most attended patch holds the maximum
@@ -196,9 +184,19 @@ def test_an_rgb_model_sees_and_shows_colour():
 
 
 def test_a_light_on_dark_model_sees_paper_drawings_as_white_on_black():
-    classifier = Classifier(publish(light_on_dark=True))
+    classifier = Classifier(publish(framing=Framing(light_on_dark=True)))
     seen = classifier.classify(drawing()).model_input
     assert seen[[0, 0, -1, -1], [0, -1, 0, -1]].max() == 0 and seen.max() == 255
+
+
+def test_a_thin_strip_classifies_end_to_end(classifier):
+    prediction = classifier.classify(decode(encode(Image.new("L", (1, 5000), 90))))
+    assert prediction.model_input.shape == (14, 14) and len(prediction.neighbours) == 8
+
+
+@pytest.mark.parametrize("kind", sorted(UPLOADS))
+def test_uploads_of_any_mode_classify(kind, classifier):
+    assert len(classifier.classify(decode(UPLOADS[kind]())).top) == 5
 
 
 def test_published_model_rejects_inconsistent_parts(published):
@@ -208,258 +206,12 @@ def test_published_model_rejects_inconsistent_parts(published):
         PublishedModel(**{**published.__dict__, "class_names": ("a", "b")})
 
 
-# --- preprocessing --------------------------------------------------------------------------------
-
-def test_dark_on_light_is_inverted_and_light_on_dark_is_not():
-    from_paper = preprocess(drawing(dark_on_light=True), 28, 1, light_on_dark=True)[0].numpy()
-    from_screen = preprocess(drawing(dark_on_light=False), 28, 1, light_on_dark=True)[0].numpy()
-    for pixels in (from_paper, from_screen):
-        corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
-        assert corners.max() == 0  # black background, as in Fashion-MNIST
-        assert pixels.max() == 255 and pixels[14, 14] > 80  # white stroke, grey fill: bright on black
-        top, bottom, left, right = object_box(pixels)
-        assert (left, right) == (0, 27) and 17 <= bottom - top + 1 <= 20  # the 3:2 ellipse, cropped
-    assert np.abs(from_paper.astype(int) - from_screen.astype(int)).max() <= 2
-
-
-def test_light_on_dark_off_leaves_polarity_alone():
-    pixels = preprocess(drawing(dark_on_light=True), 28, 1, light_on_dark=False)[0].numpy()
-    assert pixels[0, 0] == 255  # paper stays white for photo datasets
-
-
-def test_a_wide_rectangle_stays_wide_and_centred():
-    image = Image.new("L", (400, 300), 255)
-    ImageDraw.Draw(image).rectangle((50, 20, 249, 69), fill=0)  # 200 x 50, off-centre on the page
-    pixels = preprocess(image, 28, 1, light_on_dark=True)[0].numpy()
-    top, bottom, left, right = object_box(pixels)
-    assert (left, right) == (0, 27)  # the longer side fills the frame, as Fashion-MNIST's objects do
-    assert 6 <= bottom - top + 1 <= 8  # 200:50 kept: 28 x 7
-    assert abs(top - (27 - bottom)) <= 1  # centred vertically
-
-
-def test_framing_puts_the_object_in_a_box_centred_on_its_mass():
-    image = Image.new("L", (300, 300), 255)
-    ImageDraw.Draw(image).rectangle((100, 40, 139, 239), fill=0)  # a tall bar, like a "1"
-    pixels = preprocess(image, 28, 1, light_on_dark=True, framing=Framing(fill=20 / 28, by_mass=True))[0].numpy()
-    top, bottom, left, right = object_box(pixels)
-    assert bottom - top + 1 == 20 and (top, bottom) == (4, 23)
-    assert abs((left + right) / 2 - 14) <= 1
-
-
-def test_low_contrast_uploads_are_stretched_to_full_range():
-    image = Image.new("L", (90, 60), 220)
-    ImageDraw.Draw(image).ellipse((20, 10, 70, 50), fill=180)  # a pale grey object on light grey
-    pixels = preprocess(image, 28, 1, light_on_dark=True)[0].numpy()
-    assert pixels.max() == 255 and pixels[0, 0] == 0
-
-
-def test_rgb_datasets_get_a_centre_crop_like_the_loader():
-    image = Image.new("RGB", (90, 30))
-    for i, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)]):
-        image.paste(colour, (30 * i, 0, 30 * i + 30, 30))
-    pixels = preprocess(image, 14, 3, light_on_dark=False)
-    assert pixels.shape == (3, 14, 14) and pixels.dtype == torch.uint8
-    # only the green middle third is left (the resampling filter blends a little red/blue into the edges)
-    assert (pixels[1] > 200).all() and (pixels[0] < 40).all() and (pixels[2] < 40).all()
-    assert (pixels[:, :, 1:-1] == torch.tensor([0, 255, 0])[:, None, None]).all()
-
-
-@pytest.mark.parametrize("size", [(1, 5000), (5000, 1), (1, 1)])
-@pytest.mark.parametrize("light_on_dark", [True, False])
-@pytest.mark.parametrize("channels", [1, 3])
-def test_degenerate_shapes_do_not_crash(size, light_on_dark, channels):
-    image = Image.new("L", size, 255)
-    ImageDraw.Draw(image).line((0, 0, *size), fill=0)
-    pixels = preprocess(image, 28, channels, light_on_dark)
-    assert pixels.shape == (channels, 28, 28) and pixels.dtype == torch.uint8
-
-
-def test_a_thin_strip_classifies_end_to_end(classifier):
-    prediction = classifier.classify(load_upload(encode(Image.new("L", (1, 5000), 90))))
-    assert prediction.model_input.shape == (14, 14) and len(prediction.neighbours) == 8
-
-
-def test_framing_is_measured_from_the_training_images():
-    g = torch.Generator().manual_seed(0)
-    filled = torch.zeros(20, 1, 28, 28, dtype=torch.uint8)  # full-height objects, box-centred
-    digits = torch.zeros(20, 1, 28, 28, dtype=torch.uint8)  # 20 px "7"s, centred on their mass
-    index = torch.arange(28.0)
-    for i in range(20):
-        width, bar = int(torch.randint(4, 20, (1,), generator=g)), int(torch.randint(3, 12, (1,), generator=g))
-        left = (28 - width + 1) // 2
-        filled[i, 0, :, left:left + width] = 120
-        filled[i, 0, 2:2 + bar, left:left + 2] = 255  # a heavy corner pulls the mass off-centre
-        digits[i, 0, 4:24, 9:11] = 255  # stem
-        digits[i, 0, 4:4 + bar // 3 + 1, 9:9 + bar + 4] = 255  # bar on top
-        weight = digits[i, 0].float()
-        mass = [float(weight.sum(dim=d) @ index / weight.sum()) for d in (1, 0)]  # rows, columns
-        digits[i] = digits[i].roll((round(14 - mass[0]), round(14 - mass[1])), dims=(1, 2))
-    assert framing_of(filled).fill == pytest.approx(1.0) and not framing_of(filled).by_mass
-    assert framing_of(digits).fill == pytest.approx(20 / 28) and framing_of(digits).by_mass
-    assert framing_of(torch.zeros(3, 1, 28, 28, dtype=torch.uint8)) == Framing()
-
-
-# --- uploads --------------------------------------------------------------------------------------
-
-def rgba() -> Image.Image:
-    image = Image.new("RGBA", (40, 30), (0, 0, 0, 0))  # transparent canvas
-    ImageDraw.Draw(image).rectangle((10, 10, 30, 20), fill=(0, 0, 0, 255))
-    return image
-
-
-def sixteen_bit() -> Image.Image:
-    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1))
-    return Image.fromarray(ramp)  # mode I;16
-
-
-UPLOADS = {
-    "rgba": lambda: encode(rgba()),
-    "palette": lambda: encode(drawing().convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE)),
-    "palette-transparent": lambda: encode(rgba().convert("P"), transparency=0),
-    "16-bit": lambda: encode(sixteen_bit()),
-    "cmyk": lambda: encode(drawing().convert("CMYK"), format="JPEG"),
-    "gray-alpha": lambda: encode(drawing().convert("LA")),
-    "bilevel": lambda: encode(drawing().convert("1")),
-    "float": lambda: encode(drawing().convert("F"), format="TIFF"),
-    "gif": lambda: encode(drawing(), format="GIF"),
-    "webp": lambda: encode(drawing().convert("RGB"), format="WEBP"),
-}
-
-
-@pytest.mark.parametrize("kind", sorted(UPLOADS))
-def test_uploads_of_any_mode_become_gray_or_rgb_and_classify(kind, classifier):
-    image = load_upload(UPLOADS[kind]())
-    assert image.mode in ("L", "RGB")
-    pixels = preprocess(image, 28, 1, light_on_dark=True)
-    assert pixels[0, 0, 0] == 0 and pixels.max() == 255  # paper became background, ink became object
-    assert len(classifier.classify(image).top) == 5
-
-
-def test_transparency_is_composited_on_white():
-    image = load_upload(encode(rgba()))
-    assert image.getpixel((0, 0)) == (255, 255, 255) and image.getpixel((20, 15)) == (0, 0, 0)
-
-
-def test_sixteen_bit_is_rescaled_not_clipped():
-    pixels = np.asarray(load_upload(encode(sixteen_bit())))
-    assert pixels.min() == 0 and pixels.max() == 255 and 100 < pixels.mean() < 155
-
-
-def test_exif_orientation_is_applied():
-    stored = Image.new("L", (60, 20), 255)
-    stored.paste(0, (0, 0, 20, 20))  # dark square on the stored image's left
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
-    image = load_upload(encode(stored, format="JPEG", exif=exif.tobytes(), quality=95))
-    assert image.size == (20, 60)
-    assert np.asarray(image)[:20].mean() < 30 and np.asarray(image)[40:].mean() > 225  # left became top
-
-
-def test_a_pil_image_is_accepted_and_not_modified():
-    original = rgba()
-    image = load_upload(original)
-    assert image is not original and original.mode == "RGBA" and image.mode == "RGB"
-
-
-def truncated_png() -> bytes:
-    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)))
-    return data[: len(data) // 2]
-
-
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty"),
-    (b"name,size\nsneaker,42\n", "not an image"),
-    (truncated_png(), "corrupt or truncated"),
-])
-def test_unusable_bytes_raise_a_clear_image_error(data, message):
-    with pytest.raises(ImageError, match=message):
-        load_upload(data)
-
-
-def test_unusable_files_raise_a_clear_image_error(tmp_path):
-    empty, text = tmp_path / "empty.png", tmp_path / "notes.jpg"
-    empty.write_bytes(b"")
-    text.write_text("not a picture")
-    with pytest.raises(ImageError, match="empty"):
-        load_upload(empty)
-    with pytest.raises(ImageError, match="not an image"):
-        load_upload(str(text))
-    with pytest.raises(ImageError, match="not a readable file"):
-        load_upload(tmp_path / "missing.png")
-    assert isinstance(ImageError("x"), ValueError)
-
-
-def test_too_many_pixels_are_refused():
-    with pytest.raises(ImageError, match=r"40×30 = 1,200 pixels, over the limit of 1,000"):
-        load_upload(encode(Image.new("L", (40, 30))), max_pixels=1_000)
-    assert load_upload(encode(Image.new("L", (40, 25))), max_pixels=1_000).size == (40, 25)
-
-
-def test_the_pixel_limit_is_checked_before_decoding():
-    """A header promising 9 M pixels over 2 KB of data: refused for its size, never decoded."""
-    data = encode(Image.new("L", (3000, 3000)))[:2000]
-    with pytest.raises(ImageError, match="over the limit"):
-        load_upload(data, max_pixels=1_000_000)
-
-
-def test_headers_beyond_pillows_own_bomb_limit_are_refused():
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)  # 10^10 gray pixels, 8 bit
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
-    with pytest.raises(ImageError, match="too large"):
-        load_upload(png, max_pixels=10**12)
-
-
-# --- example assets and the real datasets ---------------------------------------------------------
-
-def test_example_assets_are_small_and_become_white_on_black():
-    files = sorted(EXAMPLES.glob("*.png"))
-    assert 6 <= len(files) <= 10
-    assert sum(f.stat().st_size for f in files) < 300_000
-    digit = Framing(fill=20 / 28, by_mass=True)
-    for file in files:
-        image = load_upload(file)
-        assert image.width != image.height  # photographed, not dataset-shaped
-        framing = digit if file.name.startswith("digit") else Framing()
-        pixels = preprocess(image, 28, 1, light_on_dark=True, framing=framing)[0].numpy()
-        assert pixels[[0, 0, -1, -1], [0, -1, 0, -1]].max() == 0 and pixels.max() == 255, file.name
-        top, bottom, left, right = object_box(pixels)
-        if framing.by_mass:
-            assert 18 <= bottom - top + 1 <= 21, file.name  # MNIST's 20 px box
-        else:
-            assert (top, bottom) == (0, 27) or (left, right) == (0, 27), file.name  # fills the frame
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("dataset", ["fashion", "digits"])
-def test_rendered_test_images_come_back_close_to_the_originals(dataset):
-    """The example renderings (product photo, pen on paper), preprocessed, resemble their source images."""
-    from core.data import load_dataset
-    from scripts.make_examples import pen_on_paper, product_photo
-    data = load_dataset(dataset)
-    framing = framing_of(data.train.images)
-    assert framing.fill == pytest.approx(1.0 if dataset == "fashion" else 20 / 28)
-    assert framing.by_mass == (dataset == "digits")
-    render = product_photo if dataset == "fashion" else pen_on_paper
-    originals = data.test.images[:40, 0]
-    errors, identity = [], []
-    for original in originals:
-        back = preprocess(render(original.numpy()), 28, 1, light_on_dark=True, framing=framing)[0]
-        errors.append((back.float() - original.float()).abs().mean())
-        same = preprocess(Image.fromarray(original.numpy()), 28, 1, light_on_dark=True, framing=framing)[0]
-        identity.append((same.float() - original.float()).abs().mean())
-    unrelated = (originals[1:].float() - originals[:-1].float()).abs().mean()
-    assert torch.stack(errors).mean() < 0.4 * unrelated
-    assert torch.stack(identity).mean() < 4  # a dataset image passes through (almost) unchanged
-
-
 def test_a_class_head_classifies_by_softmax_and_the_knn_vote_stays_available(published):
     torch.manual_seed(1)
     head = torch.nn.Linear(TINY_MODEL.dim, len(published.class_names))
-    with_head = Classifier(PublishedModel(**{**published.__dict__, "head": {"head.weight": head.weight.detach(),
-                                                                             "head.bias": head.bias.detach()}}))
+    state = {"head.weight": head.weight.detach(), "head.bias": head.bias.detach()}  # the supervised objective's
+    supervised = dataclasses.replace(published.config, objective="supervised")
+    with_head = Classifier(PublishedModel(**{**published.__dict__, "config": supervised, "head": state}))
     assert with_head.methods == ("class head", "kNN vote") and Classifier(published).methods == ("kNN vote",)
     image = to_pil(published.train_images[5])
     by_head = with_head.classify(image)
@@ -473,3 +225,32 @@ def test_a_class_head_classifies_by_softmax_and_the_knn_vote_stays_available(pub
     assert by_vote.top == Classifier(published).classify(image).top
     with pytest.raises(ValueError, match="cannot classify by 'class head'"):
         Classifier(published).classify(image, "class head")
+
+
+def test_a_class_head_needs_an_objective_that_predicts_classes(published):
+    head = {"head.weight": torch.zeros(6, TINY_MODEL.dim), "head.bias": torch.zeros(6)}
+    with pytest.raises(ValueError, match="no class head"):
+        Classifier(PublishedModel(**{**published.__dict__, "head": head}))  # the instance objective
+
+
+# --- building a published model -------------------------------------------------------------------
+
+@pytest.mark.parametrize("light_on_dark", [True, False])
+def test_build_measures_the_framing_and_stores_the_images_at_the_models_side(light_on_dark):
+    train = white_on_black()  # 14 px
+    if not light_on_dark:  # the same objects on a mid-gray ground: photos
+        train = ImageSet(train.images.clamp_min(128), train.labels, train.class_names)
+    model = ModelConfig(**{**TINY_MODEL.__dict__, "image_size": 7})  # one 7 px patch
+    config = TrainConfig(dataset="toy", model=model, augment=TINY_AUGMENT, knn_k=5)
+    torch.manual_seed(0)
+    backbone = Backbone(model, 1).eval()
+    embeddings = embed(backbone, fit_square(train.images, 7))
+    published = PublishedModel.build(config, train, backbone.state_dict(), embeddings, epoch=2)
+    assert published.framing == measure_framing(train.images)
+    assert published.framing.light_on_dark == light_on_dark
+    assert published.train_images.shape == (24, 1, 7, 7)
+    assert torch.equal(published.train_images, fit_square(train.images, 7))
+    assert published.channels == 1 and published.class_names == train.class_names and published.epoch == 2
+    assert torch.equal(published.train_labels, train.labels) and published.head is None
+    prediction = Classifier(published).classify(to_pil(train.images[4]))  # a 14 px upload, seen at 7 px
+    assert prediction.model_input.shape == (7, 7) and len(prediction.neighbours) == 8

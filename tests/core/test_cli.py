@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from core.checkpoint import load_checkpoint
+from core.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_train_evaluate_and_resume(tmp_path):
     log = events(out / "metrics.jsonl")
     assert log[0]["event"] == "RunStarted" and log[-1]["event"] == "Finished"
     knn = [e["knn_top1"] for e in log if e["event"] == "EpochMetrics" and e["knn_top1"] is not None][-1]
-    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    assert Checkpoint.load(out / "last.pt").epoch == 2
 
     evaluated = cli("core.evaluate", str(out / "last.pt"))
     assert evaluated.returncode == 0, evaluated.stderr
@@ -39,14 +39,14 @@ def test_train_evaluate_and_resume(tmp_path):
     assert more.returncode == 0, more.stderr
     started = [e for e in events(out / "metrics.jsonl") if e["event"] == "RunStarted"]
     assert started[-1]["start_step"] == started[0]["steps_per_epoch"] * 2
-    assert load_checkpoint(out / "last.pt")["epoch"] == 3
+    assert Checkpoint.load(out / "last.pt").epoch == 3
 
     tuned = tmp_path / "tuned"
     ft = cli("core.finetune", str(out / "last.pt"), "--out", str(tuned), "--epochs", "2", "--resolution", "56")
     assert ft.returncode == 0, ft.stderr
     assert "completed at epoch 2" in ft.stdout and "test top-1" in ft.stdout
     top1 = [e["test_top1"] for e in events(tuned / "metrics.jsonl") if e["event"] == "EpochMetrics"][-1]
-    config = load_checkpoint(tuned / "last.pt")["config"]
+    config = Checkpoint.load(tuned / "last.pt").config
     assert config.objective == "supervised" and config.model.image_size == 56
     assert config.init_from == str(out / "last.pt")
 
@@ -71,7 +71,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "stopped at epoch" in stdout
-    assert load_checkpoint(out / "last.pt")["step"] >= 1
+    assert Checkpoint.load(out / "last.pt").step >= 1
 
 
 def test_bad_input_gives_a_message_not_a_traceback(tmp_path):

@@ -19,26 +19,28 @@ def run(top1, knn=0.8, pretrain=None):
 def test_budget_is_counted_in_views_so_two_view_objectives_get_half_the_epochs():
     assert _epochs(100_000, 2040, 1) == 49 and _epochs(100_000, 2040, 2) == 25
     assert _epochs(10, 2040, 1) == 1  # never zero epochs
-    contrastive = next(v for v in VARIANTS if v.name == "contrastive+ft")
-    assert contrastive.views_per_image == 2 == base_recipe("fashion", 0).with_overrides(
-        **contrastive.pretrain).augment.n_global
+    views = {v.name: v.views_per_image(base_recipe("fashion", 0)) for v in VARIANTS}
+    assert views["contrastive+ft"] == 2 and views["idmm+ft"] == 1  # the recipe's pair of views, not restated
 
 
 def test_a_stage_keeps_the_recipes_warmup_unless_the_stage_is_too_short_for_it():
     base = base_recipe("fashion", 0)
     long = _stage(base, 78)
     assert (long.epochs, long.warmup_epochs, long.eval_every, long.checkpoint_every) == (78, 2.0, 15, 78)
-    short = _stage(base.with_overrides(objective="contrastive", augment={"n_global": 2, "cutmix_alpha": 0.0}), 1)
+    short = _stage(base, 1, "contrastive")
     assert (short.epochs, short.warmup_epochs, short.eval_every) == (1, 0.25, 1)  # a valid one-epoch schedule
+    assert (short.augment.n_global, short.augment.cutmix_alpha) == (2, 0.0)  # the contrastive recipe
+    ft = _stage(long, 5, stage="finetune", init_from="pre.pt")
+    assert (ft.objective, ft.init_from, ft.epochs, ft.warmup_epochs) == ("supervised", "pre.pt", 5, 1.25)
 
 
 def test_ablations_remove_what_the_base_recipe_has():
     base = base_recipe("fashion", 0)
     assert base.augment.cutmix_alpha == 0.5 and base.label_smoothing == 0.1 and base.objective == "instance"
     variants = {v.name: v for v in VARIANTS}
-    assert base.with_overrides(**variants["idmm-no-cutmix+ft"].pretrain).augment.cutmix_alpha == 0
-    assert base.with_overrides(**variants["idmm-no-ls+ft"].pretrain).label_smoothing == 0
-    assert variants["scratch"].pretrain is None
+    assert base.with_overrides(**variants["idmm-no-cutmix+ft"].ablation).augment.cutmix_alpha == 0
+    assert base.with_overrides(**variants["idmm-no-ls+ft"].ablation).label_smoothing == 0
+    assert not variants["scratch"].pretrains and all(v.pretrains for n, v in variants.items() if n != "scratch")
 
 
 def test_summary_is_mean_and_sample_std_over_seeds():
@@ -67,7 +69,8 @@ def test_findings_read_each_difference_against_the_spread_over_seeds():
     rows = findings(summary)
     assert rows[2] == ("| pretraining + fine-tuning vs supervised from scratch (`idmm+ft` − `scratch`) | test top-1 | "
                        "-1.0 | 0.3 | second better |")
-    assert "| label smoothing in IDMM (`idmm+ft` − `idmm-no-ls+ft`) | stage-1 kNN | +0.3 | 0.4 | within one std" in rows[3]
+    assert ("| label smoothing in IDMM (`idmm+ft` − `idmm-no-ls+ft`) | stage-1 kNN | +0.3 | 0.4 | within one std"
+            in rows[3])
     assert len(rows) == 5  # contrastive and CutMix were not run: no rows for them
     assert findings({"scratch": {"top1": [0.85, 0.0]}}) == []
 

@@ -39,7 +39,8 @@ def test_invalid_values_are_refused_with_the_field_named(changes, message):
 def test_paper_preset_is_the_paper_recipe():
     config = preset("paper")
     assert config.dataset == "flowers102"
-    assert (config.model.image_size, config.model.patch_size, config.model.dim, config.model.depth) == (112, 16, 192, 12)
+    model = config.model
+    assert (model.image_size, model.patch_size, model.dim, model.depth) == (112, 16, 192, 12)
     assert (config.augment.n_global, config.augment.n_local) == (2, 4)
     assert config.augment.global_scale == (0.14, 1.0) and config.augment.local_scale == (0.05, 0.4)
     assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == (800, 256, 5e-4, 1e-3)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from core import events as ev
-from core.objectives import with_objective
+from core.recipe import recipe
 from core.trainer import Trainer
 from tests.core.conftest import Recorder
 
@@ -36,7 +36,7 @@ def test_a_cuda_run_keeps_its_data_on_the_device_and_trains(cuda_config, toy_dat
 
 @pytest.mark.parametrize("objective", ["instance", "contrastive", "supervised"])
 def test_a_training_step_never_waits_for_the_device(cuda_config, toy_data, objective):
-    trainer = Trainer(with_objective(cuda_config, objective), toy_data)
+    trainer = Trainer(recipe(cuda_config, objective), toy_data)
     index = torch.arange(cuda_config.batch_size, device="cuda")
     trainer._train_step(index, 0)  # the first step initialises libraries and the optimizer's state
     torch.cuda.synchronize()

@@ -4,31 +4,11 @@ import pytest
 import torch
 
 from core import events as ev
-from core.checkpoint import CheckpointError, load_checkpoint
-from core.config import preset, supervised_config
+from core.checkpoint import Checkpoint, CheckpointError
 from core.model import interpolate_positions
+from core.recipe import FINETUNE, recipe
 from core.trainer import Trainer
 from tests.core.conftest import Recorder, make_splits
-
-
-def test_supervised_config_is_the_papers_stage_two_scaled_to_the_data():
-    quick = preset("cpu-quick")
-    ft = supervised_config(quick, init_from="runs/a/last.pt")
-    assert ft.objective == "supervised" and ft.init_from == "runs/a/last.pt"
-    assert ft.epochs == quick.epochs // 4 and ft.lr == quick.lr and ft.label_smoothing == 0.1
-    assert (ft.augment.n_global, ft.augment.n_local) == (1, 0)
-    assert ft.augment.mixup_alpha == ft.augment.cutmix_alpha == 0.5
-    assert ft.augment.global_scale == quick.augment.global_scale  # crops scaled to the data, as pretrained
-    assert ft.model.image_size == quick.model.image_size and ft.data_size == 0  # fashion stays 28 px
-    scratch = supervised_config(quick, epochs=7)
-    assert scratch.init_from == "" and scratch.epochs == 7 and scratch.warmup_epochs <= 7 / 4
-
-    paper = supervised_config(preset("paper"), init_from="x.pt", resolution=224)
-    assert paper.model.image_size == paper.augment.global_size == 224
-    assert paper.data_size == 256  # resize 256 -> crop 224, as the paper's test transform
-    assert paper.epochs == 200
-    with pytest.raises(ValueError, match="multiple of patch_size"):
-        supervised_config(quick, resolution=30)
 
 
 @pytest.fixture
@@ -40,8 +20,8 @@ def pretrained(tiny_config, toy_data, tmp_path):
 
 def test_finetuning_starts_from_the_pretrained_backbone_at_a_new_resolution(pretrained, toy_data, tmp_path):
     config, path = pretrained
-    saved = load_checkpoint(path)["backbone"]
-    ft = supervised_config(config, init_from=str(path), resolution=28, epochs=3).with_overrides(eval_every=1,
+    saved = Checkpoint.load(path).backbone
+    ft = recipe(config, stage=FINETUNE, init_from=str(path), resolution=28, epochs=3).with_overrides(eval_every=1,
                                                                                                 snapshot_every=1)
     trainer = Trainer(ft, toy_data, out_dir=tmp_path / "ft")
     state = trainer.backbone.state_dict()
@@ -65,12 +45,12 @@ def test_finetuning_starts_from_the_pretrained_backbone_at_a_new_resolution(pret
     assert confusion.diag().sum().item() / len(toy_data.test) == pytest.approx(tops[-1])
     snapshot = rec.of(ev.EmbeddingSnapshot)[-1]
     assert snapshot.head["head.weight"].shape == (4, config.model.dim)  # the class head travels with it
-    assert load_checkpoint(done.checkpoint)["config"].init_from == str(path)
+    assert Checkpoint.load(done.checkpoint).config.init_from == str(path)
 
 
 def test_a_supervised_run_learns_the_labels(tiny_config):
     data = make_splits(n_train=64, n_test=40)
-    config = supervised_config(tiny_config, epochs=30).with_overrides(eval_every=30, lr=3e-3)
+    config = recipe(tiny_config, "supervised", epochs=30).with_overrides(eval_every=30, lr=3e-3)
     done = Trainer(config, data).run(lambda e: None)
     assert done.test_top1 > 0.8  # 4 classes: chance is 0.25
 
@@ -88,7 +68,7 @@ def test_pretraining_objectives_report_no_class_accuracy(tiny_config, toy_data):
 ])
 def test_finetuning_refuses_an_incompatible_checkpoint(pretrained, toy_data, change, problem):
     config, path = pretrained
-    ft = supervised_config(config.with_overrides(**change), init_from=str(path))
+    ft = recipe(config.with_overrides(**change), stage=FINETUNE, init_from=str(path))
     with pytest.raises(CheckpointError, match=problem):
         Trainer(ft, toy_data)
 
@@ -97,7 +77,7 @@ def test_finetuning_refuses_other_data(pretrained):
     config, path = pretrained
     other = make_splits(seed=1)
     with pytest.raises(CheckpointError, match="other data"):
-        Trainer(supervised_config(config, init_from=str(path)), other)
+        Trainer(recipe(config, stage=FINETUNE, init_from=str(path)), other)
 
 
 def test_contrastive_pretraining_runs_and_learns(tiny_config, toy_data):

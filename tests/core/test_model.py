@@ -6,7 +6,7 @@ import torch
 from vit_pytorch.vit import Attention
 
 from core.config import ModelConfig, TrainConfig, from_json, to_json
-from core.model import MODEL_SIZES, Backbone, SdpaAttention, interpolate_positions
+from core.model import MODEL_SIZES, Backbone, SdpaAttention, embed, interpolate_positions
 
 SMALL = ModelConfig(image_size=28, patch_size=7, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64)
 
@@ -170,3 +170,44 @@ def test_a_config_saved_before_the_attention_field_loads_with_sdpa():
     assert old.model.attention == "sdpa"
     assert old.model == dataclasses.replace(config.model, attention="sdpa")
     Backbone(old.model, 1).load_state_dict(backbone(config.model).state_dict())
+
+
+def test_vit_pytorchs_layout_is_what_backbone_relies_on():
+    """Fails loudly (with the names) when a vit-pytorch upgrade moves the internals core/model.py uses."""
+    from vit_pytorch import ViT
+
+    from core.model import _check_layout
+    config = ModelConfig(image_size=14, patch_size=7, dim=16, depth=2, heads=2, dim_head=8, mlp_dim=32)
+    vit = ViT(image_size=14, patch_size=7, num_classes=0, dim=16, depth=2, heads=2, mlp_dim=32, channels=1,
+              dim_head=8)
+    _check_layout(vit)  # the pinned version passes
+    Backbone(config, 1)
+    del vit.transformer.layers[0][0].attend
+    with pytest.raises(RuntimeError, match="Attention has no attend"):
+        _check_layout(vit)
+    vit.to_patch_embedding = torch.nn.Linear(4, 4)
+    with pytest.raises(RuntimeError, match="to_patch_embedding"):
+        _check_layout(vit)
+
+
+def test_last_attention_collects_the_weights_of_each_forward_and_only_inside_the_block():
+    net = backbone(dataclasses.replace(backbone().config, attention="explicit"))
+    images = torch.randn(3, 1, 28, 28)
+    with net.last_attention() as captured:
+        net(images)
+        net(images[:1])
+    net(images)  # outside the block: the hook is gone
+    assert [tuple(a.shape) for a in captured] == [(3, 2, 17, 17), (1, 2, 17, 17)]
+    assert torch.allclose(captured[0].sum(dim=-1), torch.ones(3, 2, 17))  # softmax rows
+    with pytest.raises(ValueError, match="explicit"):
+        with backbone().last_attention():
+            pass
+
+
+def test_embed_batches_and_restores_train_mode():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    net.train()
+    images = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8)
+    out = embed(net, images, batch_size=3)
+    assert out.shape == (10, 3) and net.training
+    assert torch.allclose(out, net(images.float() / 255 * 2 - 1), atol=1e-6)

@@ -5,8 +5,16 @@ import torch
 import torch.nn.functional as F
 
 from core.config import AugmentConfig, TrainConfig
-from core.objectives import (OBJECTIVES, Contrastive, InstanceDiscrimination, Supervised, build_objective,
-                             mixed_cross_entropy, nt_xent, with_objective)
+from core.objectives import (
+    OBJECTIVES,
+    Contrastive,
+    InstanceDiscrimination,
+    Supervised,
+    build_objective,
+    load_class_head,
+    mixed_cross_entropy,
+    nt_xent,
+)
 from tests.core.conftest import TINY_MODEL
 
 
@@ -150,18 +158,24 @@ def test_registry_builds_each_objective_by_name_from_a_config():
         build_objective(config.with_overrides(objective="magic"), n_instances=7, n_classes=3)
 
 
-@pytest.mark.parametrize("name", sorted(OBJECTIVES))
-def test_each_objective_adapts_a_preset_into_a_config_it_can_train(name):
-    from core.config import preset
-    config = with_objective(preset("cpu-quick"), name)
-    assert config.objective == name
-    build_objective(config, n_instances=2040, n_classes=10)  # would raise if the recipe did not fit
-    if name == "contrastive":
-        assert config.augment.n_global == 2 and config.augment.cutmix_alpha == 0
-    if name == "supervised":
-        assert config.augment.mixup_alpha > 0 and config.epochs == preset("cpu-quick").epochs
-    with pytest.raises(ValueError, match="unknown objective"):
-        with_objective(config, "magic")
+def test_objectives_declare_what_they_can_predict_and_need():
+    assert [name for name, cls in sorted(OBJECTIVES.items()) if cls.predicts_classes] == ["supervised"]
+    assert OBJECTIVES["contrastive"].min_views == 2 and not OBJECTIVES["contrastive"].mixes
+    instance = InstanceDiscrimination(dim=8, n_instances=4)
+    with pytest.raises(TypeError, match="does not predict classes"):
+        instance.class_logits(torch.zeros(2, 8))
+
+
+def test_a_class_head_loads_from_its_state_frozen():
+    config = TrainConfig(objective="supervised", model=TINY_MODEL,
+                         augment=AugmentConfig(global_size=14, local_size=14))
+    trained = build_objective(config, n_instances=0, n_classes=3)
+    head = load_class_head(config, 3, trained.state_dict())
+    features = torch.randn(5, TINY_MODEL.dim)
+    assert torch.equal(head.class_logits(features), trained.class_logits(features))
+    assert not head.training and not any(p.requires_grad for p in head.parameters())
+    with pytest.raises(ValueError, match="no class head"):
+        load_class_head(config.with_overrides(objective="instance"), 3, {})
 
 
 @pytest.mark.parametrize("augment, problem", [

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core import events as ev
-from core.checkpoint import CheckpointError, load_checkpoint
+from core.checkpoint import Checkpoint, CheckpointError
 from core.trainer import Trainer
 from tests.core.conftest import Recorder, make_splits
 
@@ -37,7 +37,7 @@ def test_run_emits_the_full_event_stream(tiny_config, toy_data, tmp_path):
     assert snaps[0].embeddings.shape == (40, 16) and snaps[0].embeddings.dtype.name == "float16"
     assert len(rec.of(ev.CheckpointSaved)) == 4
     assert rec[-1] == result and result.reason == "completed" and result.step == 12
-    assert load_checkpoint(tmp_path / "last.pt")["step"] == 12
+    assert Checkpoint.load(tmp_path / "last.pt").step == 12
 
 
 def test_training_learns_the_toy_classes(tiny_config):
@@ -74,7 +74,7 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tiny_config, 
     stop = threading.Event()
     trainer.run(stop_when(lambda e: isinstance(e, ev.EpochMetrics) and e.epoch == 1, stop), stop)
     before = (tmp_path / "last.pt").read_bytes()
-    good_step = load_checkpoint(tmp_path / "last.pt")["step"]
+    good_step = Checkpoint.load(tmp_path / "last.pt").step
 
     real_forward = type(trainer.objective).forward
     monkeypatch.setattr(type(trainer.objective), "forward",
@@ -84,7 +84,7 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tiny_config, 
     assert isinstance(result, ev.Failed) and "nan" in result.message and "last good checkpoint" in result.message
     assert result.checkpoint == str(tmp_path / "last.pt")
     assert (tmp_path / "last.pt").read_bytes() == before
-    assert load_checkpoint(tmp_path / "last.pt")["step"] == good_step
+    assert Checkpoint.load(tmp_path / "last.pt").step == good_step
 
 
 def test_absurd_learning_rate_stops_with_a_message(tiny_config, toy_data):
@@ -99,7 +99,7 @@ def test_background_thread_stops_on_request(tiny_config, toy_data, tmp_path):
     thread.join(timeout=60)
     assert not thread.is_alive()
     assert isinstance(rec[-1], ev.Finished) and rec[-1].reason == "stopped" and rec[-1].step == 1
-    assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
+    assert Checkpoint.load(tmp_path / "last.pt").step == 1
 
 
 def test_errors_in_the_thread_arrive_as_failed_events(tiny_config, toy_data, monkeypatch):
@@ -153,7 +153,7 @@ def test_stop_mid_window_reads_back_and_saves(tiny_config, toy_data, tmp_path):
 
     done = Trainer(tiny_config.with_overrides(sync_every=3), toy_data, out_dir=tmp_path).run(listen, stop)
     assert done.reason == "stopped" and done.step == 3
-    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+    assert Checkpoint.load(tmp_path / "last.pt").step == 3
 
 
 @pytest.mark.slow

@@ -33,8 +33,9 @@ def test_classifying_before_any_model_says_what_to_do(tmp_path):
 
 
 def test_many_photos_each_get_a_caption_and_bad_files_do_not_stop_the_batch(tmp_path):
-    from core.classify import Prediction
     import numpy as np
+
+    from core.classify import Prediction
 
     class Canned:
         def classify(self, image, method):
@@ -83,3 +84,44 @@ def test_the_export_folder_goes_away_with_the_app():
     del app
     gc.collect()
     assert not folder.exists()
+
+
+@pytest.mark.parametrize("objective, epochs", [("contrastive", 60), ("supervised", 60), ("instance", 1)])
+def test_the_app_and_the_command_line_train_the_same_recipe_for_the_same_choice(monkeypatch, objective, epochs):
+    """Once the CLI refused contrastive, trained supervised without Mixup/CutMix and refused --epochs 1,
+    while the app trained all three: both now ask core.recipe."""
+    import dataclasses
+
+    from core import train
+    started = []
+
+    class Recording(FakeSession):
+        def start(self, config):
+            started.append(config)
+            return "started"
+
+    monkeypatch.setattr(gr, "Info", lambda message: None)
+    App(Recording()).start("fashion", "", objective, "cpu-quick", epochs, 128, 1.5e-3)
+    cli = train.config_from_args(train.build_parser().parse_args(
+        ["--out", "x", "--objective", objective, "--epochs", str(epochs)]))
+    # Snapshots feed the app's UMAP view; the command line draws nothing. Everything else is the recipe.
+    assert dataclasses.replace(started[0], snapshot_every=0) == cli
+    if objective == "supervised":
+        assert cli.augment.mixup_alpha == cli.augment.cutmix_alpha == 0.5
+
+
+def test_the_timer_updates_only_the_outputs_it_names(tmp_path):
+    """App.tick answers by component name; the first tick draws everything, a second with nothing new
+    leaves the figures alone (so an idle tab costs no figure serialisation)."""
+    class Idle(FakeSession):
+        def views(self):
+            return []
+
+        def thumbnails(self):
+            return None
+
+    app = App(Idle())
+    first = app.tick(False, None, {})
+    assert set(first) == set(app_module.TICK_OUTPUTS)
+    second = app.tick(False, None, first["drawn"])
+    assert set(second) == {"status", "progress", "replay", "drawn"}

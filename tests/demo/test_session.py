@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.checkpoint import load_checkpoint
+from core.checkpoint import Checkpoint
 from core.config import AugmentConfig, ModelConfig, TrainConfig
-from demo.history import RunHistory
-from demo.session import LatestSlot, Session, _Run
-from tests.core.conftest import make_splits
+from demo.session import LatestSlot, Session
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +73,7 @@ def test_save_and_load_a_checkpoint(session, tmp_path):
     session.start(TINY.with_overrides(epochs=1))
     wait_for(lambda: session.views()[-1].status == "completed")
     exported = session.export_checkpoint(tmp_path / "export")
-    assert load_checkpoint(exported)["epoch"] == 1
+    assert Checkpoint.load(exported).epoch == 1
     assert session.load(exported).startswith(f"loaded {exported.name}: digits")
     wait_for(lambda: len(session.views()[-1].layouts) == 1)
     assert session.views()[-1].status == "completed"
@@ -102,7 +100,7 @@ def test_latest_slot_keeps_only_the_newest_item():
 
 
 def test_preload_decodes_the_dataset_once(session, monkeypatch):
-    import demo.session as module
+    import core.dataset_cache as module
     calls = []
     real = module.load_dataset
     monkeypatch.setattr(module, "load_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
@@ -137,37 +135,11 @@ def test_finetuning_continues_the_run_and_publishes_a_class_head(session):
     assert (np.diff(steps) == 1).all() and steps[-1] == 2 * pretrained.step  # stage 2 appended after stage 1
     assert list(view.top1_epochs) == [3, 4] and list(view.knn_epochs) == [1, 2, 3, 4]
     assert view.confusion.shape == (10, 10) and view.confusion.sum() == 2960 and view.confusion_epoch == 4
-    assert load_checkpoint(pretrained.checkpoint)["config"].objective == "instance"  # stage 1 kept
-    assert load_checkpoint(view.checkpoint)["config"].init_from == pretrained.checkpoint
+    assert Checkpoint.load(pretrained.checkpoint).config.objective == "instance"  # stage 1 kept
+    assert Checkpoint.load(view.checkpoint).config.init_from == pretrained.checkpoint
     by_head = session.classify(digit_photo())
     assert by_head.method.startswith("fine-tuned class head")
     assert session.classify(digit_photo(), "kNN vote").method.startswith("kNN vote")
     with pytest.raises(LookupError, match="already trains on the labels"):
         session.finetune()
 
-
-def test_a_folder_dataset_changed_since_its_decode_is_decoded_again(session, tmp_path):
-    folder = tmp_path / "photos"
-    for cls in ("a", "b"):
-        (folder / cls).mkdir(parents=True)
-        for i in range(3):
-            Image.new("RGB", (20, 20), (40 * i, 200 if cls == "a" else 0, 90)).save(folder / cls / f"{i}.png")
-    config = TINY.with_overrides(dataset=f"folder:{folder}")
-    first = session._dataset(config)
-    assert session._dataset(config) is first  # unchanged: decoded once
-    Image.new("RGB", (20, 20), (1, 2, 3)).save(folder / "b" / "3.png")
-    again = session._dataset(config)
-    assert again is not first and len(again.train) + len(again.test) == 7
-
-
-def test_the_classifiers_training_images_are_resized_once_per_data_and_resolution(tmp_path):
-    data = make_splits(size=14)
-    run = _Run(RunHistory("run-1", "x", data.class_names), TINY.with_overrides(model={"image_size": 7, "patch_size": 7}),
-               tmp_path, data)
-    first = run.classifier_images()
-    assert first.shape[1:] == (1, 7, 7) and run.classifier_images() is first  # cached, not redone
-    run.config = run.config.with_overrides(model={"image_size": 14})  # fine-tuning at another side
-    at_14 = run.classifier_images()
-    assert at_14.shape[-1] == 14
-    run.data = make_splits(size=14, seed=1)  # other data
-    assert run.classifier_images() is not at_14 and run.classifier_images() is run.data.train.images

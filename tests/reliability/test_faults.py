@@ -17,14 +17,23 @@ from gradio_client import handle_file
 from PIL import Image
 
 from core import events as ev
-from core.checkpoint import load_checkpoint
+from core.checkpoint import Checkpoint
 from core.config import preset
 from core.data import load_dataset
 from core.trainer import Trainer
 from tests.core.conftest import make_splits
 from tests.reliability.checkpoint_writer import CONFIG
-from tests.reliability.conftest import (REFERENCE, ROOT, app_error, classify, ensure_idle, start, status,
-                                        top_class, wait_status)
+from tests.reliability.conftest import (
+    REFERENCE,
+    ROOT,
+    app_error,
+    classify,
+    ensure_idle,
+    start,
+    status,
+    top_class,
+    wait_status,
+)
 
 pytestmark = [pytest.mark.reliability(section="Faults"), pytest.mark.slow]
 
@@ -54,8 +63,8 @@ def test_a_diverging_run_keeps_its_last_good_checkpoint(tmp_path, record):
     saved = [e for e in events if isinstance(e, ev.CheckpointSaved)]
     assert [e.epoch for e in saved] == [1] and failed.checkpoint == saved[0].path
     assert "loss became" in failed.message and f"the last good checkpoint is {saved[0].path}" in failed.message
-    good = load_checkpoint(failed.checkpoint)
-    assert good["epoch"] == 1 and all(torch.isfinite(w).all() for w in good["backbone"].values())
+    good = Checkpoint.load(failed.checkpoint)
+    assert good.epoch == 1 and all(torch.isfinite(w).all() for w in good.backbone.values())
     resumed = Trainer(CONFIG, data, out_dir=tmp_path / "again", resume_from=failed.checkpoint).run(lambda e: None)
     assert resumed.reason == "completed" and math.isfinite(resumed.knn_top1)
     record(f"stopped at step {failed.step}: “{failed.message}”; that checkpoint (epoch 1) loads with finite "
@@ -77,10 +86,10 @@ def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path, record):
     assert child.wait(timeout=60) == -signal.SIGKILL
     child.stdout.close()
 
-    previous = load_checkpoint(tmp_path / "last.pt")
-    assert previous["epoch"] == 1
+    previous = Checkpoint.load(tmp_path / "last.pt")
+    assert previous.epoch == 1
     resumed = Trainer(CONFIG, make_splits(), out_dir=tmp_path, resume_from=tmp_path / "last.pt").run(lambda e: None)
-    assert resumed.reason == "completed" and load_checkpoint(tmp_path / "last.pt")["epoch"] == CONFIG.epochs
+    assert resumed.reason == "completed" and Checkpoint.load(tmp_path / "last.pt").epoch == CONFIG.epochs
     assert not partial.exists()  # the next successful save removed the dead writer's temp file
     record(f"SIGKILL with {written:,} of {total:,} bytes of the epoch-2 checkpoint written: last.pt was still the "
            f"epoch-1 checkpoint, loaded, and the run resumed from it to completion; its next save removed the "
@@ -105,10 +114,10 @@ def test_stop_in_the_middle_of_an_epoch(app, model_loaded, record):
     stopped = wait_status(client, lambda s: s.status != "running")
     assert stopped.status == "stopped" and stopped.step % STEPS_PER_EPOCH, stopped.text
     run_id = stopped.label.split(" · ")[0]
-    saved = load_checkpoint(app.runs_dir / run_id / "last.pt")
-    assert saved["step"] == stopped.step
+    saved = Checkpoint.load(app.runs_dir / run_id / "last.pt")
+    assert saved.step == stopped.step
     record(f"“{stopped.text.splitlines()[-1]}”, step {stopped.step} of epoch 1 ({STEPS_PER_EPOCH} steps); "
-           f"its checkpoint holds step {saved['step']}")
+           f"its checkpoint holds step {saved.step}")
 
 
 @pytest.mark.reliability(case="Resume after Stop")

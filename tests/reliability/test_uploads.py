@@ -8,7 +8,7 @@ import re
 import struct
 import time
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import numpy as np

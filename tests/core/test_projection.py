@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from core import embed
-from core.embed import Projector, exact_knn, procrustes_align
+from core import projection
+from core.projection import Projector, exact_knn, procrustes_align
 
-# core.embed silences this umap warning process-wide, but pytest restores the warning filters
+# core.projection silences this umap warning process-wide, but pytest restores the warning filters
 # around every test.
 pytestmark = pytest.mark.filterwarnings("ignore:precomputed_knn\\[2\\]:UserWarning")
 
@@ -142,7 +142,7 @@ def test_projector_warm_starts_and_aligns_each_refresh(monkeypatch):
         calls.append((init, n_epochs))
         return next(fits).astype(np.float32)
 
-    monkeypatch.setattr(embed, "_fit_umap", fake_fit)
+    monkeypatch.setattr(projection, "_fit_umap", fake_fit)
     projector = Projector(n_neighbors=5)
     points = np.random.default_rng(6).normal(size=(40, 8))
     first = projector.project(points)

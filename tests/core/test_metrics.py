@@ -1,9 +1,19 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from core.evaluate import confusion_matrix, embed, knn_accuracy, knn_predict, linear_probe, per_class_accuracy
+from core.metrics import (
+    balanced_accuracy,
+    confusion_accuracy,
+    confusion_matrix,
+    knn_accuracy,
+    knn_predict,
+    knn_votes,
+    linear_probe,
+    per_class_recall,
+)
 
 
 def slow_knn(train, train_labels, query, n_classes, k, temperature):
@@ -23,8 +33,18 @@ def test_knn_matches_the_slow_reference_and_is_chunk_invariant():
     train, query = torch.randn(50, 6, generator=g), torch.randn(17, 6, generator=g)
     labels = torch.randint(0, 3, (50,), generator=g)
     fast = knn_predict(train, labels, query, 3, k=7, temperature=0.5)
-    assert torch.allclose(fast, slow_knn(train, labels, query, 3, 7, 0.5), rtol=1e-4)
+    slow = slow_knn(train, labels, query, 3, 7, 0.5)
+    # Votes are defined up to one factor per query (each row is shifted by its best similarity).
+    assert torch.allclose(fast / fast.sum(1, keepdim=True), slow / slow.sum(1, keepdim=True), rtol=1e-4)
+    assert torch.equal(fast.argmax(1), slow.argmax(1))
     assert torch.allclose(fast, knn_predict(train, labels, query, 3, k=7, temperature=0.5, chunk=4))
+
+
+def test_knn_votes_stay_finite_at_a_temperature_where_exp_would_overflow():
+    similarity = torch.tensor([[1.0, 0.99, -0.5]])
+    votes = knn_votes(similarity, torch.tensor([0, 1, 1]), 2, k=3, temperature=0.005)
+    assert torch.isfinite(votes).all() and votes.argmax().item() == 0
+    assert torch.allclose(votes / votes.sum(), torch.tensor([[1 / (1 + math.exp(-2.0)), 1 - 1 / (1 + math.exp(-2.0))]]))
 
 
 def test_knn_accuracy_on_separable_and_on_shuffled_labels():
@@ -35,15 +55,6 @@ def test_knn_accuracy_on_separable_and_on_shuffled_labels():
     assert knn_accuracy(feats[:100], labels[:100], feats[100:], labels[100:], 4, k=5) == 1.0
     shuffled = labels[:100][torch.randperm(100, generator=g)]
     assert knn_accuracy(feats[:100], shuffled, feats[100:], labels[100:], 4, k=5) < 0.6
-
-
-def test_embed_batches_and_restores_train_mode():
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    net.train()
-    images = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8)
-    out = embed(net, images, batch_size=3)
-    assert out.shape == (10, 3) and net.training
-    assert torch.allclose(out, net(images.float() / 255 * 2 - 1), atol=1e-6)
 
 
 def test_linear_probe_separates_separable_classes_and_fails_on_noise():
@@ -70,10 +81,20 @@ def test_linear_probe_agrees_with_sklearns_logistic_regression():
     assert abs(ours - theirs) <= 0.03
 
 
-def test_confusion_matrix_and_per_class_accuracy():
+def test_confusion_matrix_and_per_class_recall():
     labels = torch.tensor([0, 0, 1, 1, 1, 2])
     predicted = torch.tensor([0, 1, 1, 1, 0, 2])
     confusion = confusion_matrix(predicted, labels, 4)
     assert confusion.tolist() == [[1, 1, 0, 0], [1, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
-    recall = per_class_accuracy(confusion)
+    recall = per_class_recall(confusion)
     assert recall[:3].tolist() == [0.5, 2 / 3, 1.0] and torch.isnan(recall[3])
+    assert confusion_accuracy(confusion) == pytest.approx(4 / 6)
+    # Balanced accuracy weighs each present class once (the absent fourth is left out).
+    assert abs(balanced_accuracy(confusion) - (0.5 + 2 / 3 + 1.0) / 3) < 1e-12
+
+
+def test_balanced_accuracy_sees_a_minority_class_traded_away():
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    always_majority = torch.zeros(100, dtype=torch.long)
+    confusion = confusion_matrix(always_majority, labels, 2)
+    assert confusion_accuracy(confusion) == pytest.approx(0.9) and balanced_accuracy(confusion) == 0.5
