@@ -145,8 +145,9 @@ class Checkpoint:
             raise CheckpointError("checkpoint's class names differ from the dataset's")
 
     def check_resumable(self, config: TrainConfig) -> None:
-        """Resuming needs the same run: only `epochs` and bookkeeping intervals may change."""
-        free = {"epochs", "eval_every", "snapshot_every", "checkpoint_every", "sync_every", "compile", "device"}
+        """Resuming needs the same run: only its length (`epochs`, `minutes`) and bookkeeping may change."""
+        free = {"epochs", "minutes", "eval_every", "snapshot_every", "checkpoint_every", "sync_every", "compile",
+                "device"}
         differing = [f.name for f in dataclasses.fields(TrainConfig)
                      if f.name not in free and getattr(self.config, f.name) != getattr(config, f.name)]
         if differing:

@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from core import events as ev
 from core.augment import ViewMaker
 from core.config import TrainConfig, preset
 from core.data import DataSplits, load_dataset
-from core.metrics import linear_probe
+from core.metrics import imbalance, linear_probe
 from core.model import embed
 from core.objectives import Supervised
 from core.recipe import FINETUNE, recipe
@@ -89,17 +91,19 @@ class Stage:
     top1: float | None
     curve: list = field(default_factory=list)
     seconds: float = 0.0
+    balanced: float | None = None  # the class head's balanced accuracy (mean recall over classes)
 
 
 def run_stage(config: TrainConfig, data: DataSplits, out: Path, views_before: int, views_per_image: int,
               stop: threading.Event) -> Stage:
     trainer = Trainer(config, data, out_dir=out)
-    curve = []
+    curve, balanced = [], []
 
     def listen(event: ev.Event) -> None:
         if isinstance(event, ev.EpochMetrics) and event.knn_top1 is not None:
             views = views_before + event.epoch * len(data.train) * views_per_image
             curve.append((views, event.knn_top1, event.test_top1))
+            balanced.append(event.test_balanced)
 
     started = time.perf_counter()
     outcome = trainer.run(listen, stop)
@@ -107,7 +111,7 @@ def run_stage(config: TrainConfig, data: DataSplits, out: Path, views_before: in
         raise RuntimeError(f"{out}: the run did not complete ({outcome})")
     train, test = embed(trainer.backbone, trainer.eval_train), embed(trainer.backbone, trainer.eval_test)
     probe = linear_probe(train, data.train.labels, test, data.test.labels, len(data.class_names))
-    return Stage(outcome.knn_top1, probe, outcome.test_top1, curve, time.perf_counter() - started)
+    return Stage(outcome.knn_top1, probe, outcome.test_top1, curve, time.perf_counter() - started, balanced[-1])
 
 
 def run_variant(variant: Variant, data: DataSplits, seed: int, budget: int, out: Path,
@@ -175,6 +179,7 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
             "knn": stats([r["final"]["knn"] for r in runs]),
             "probe": stats([r["final"]["probe"] for r in runs]),
             "top1": stats([r["final"]["top1"] for r in runs]),
+            "balanced": stats([r["final"].get("balanced") for r in runs]),
             "minutes": stats([(r["final"]["seconds"] + (r["pretrain"] or {}).get("seconds", 0)) / 60 for r in runs]),
         }
     return table
@@ -228,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "runs": results}, indent=1))
     write_results(args.results, summary=summary, runs=results, variants=VARIANTS, budget=budget, rate=rate,
                   minutes=None if args.views else args.minutes, command=command, dataset=args.dataset,
-                  n_train=len(splits[0].train), n_test=len(splits[0].test), seeds=args.seeds)
+                  n_train=len(splits[0].train), n_test=len(splits[0].test), seeds=args.seeds,
+                  imbalanced=imbalance(torch.bincount(splits[0].train.labels)) > 1)
     print(f"wrote {args.results}")
     return 0
 

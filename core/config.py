@@ -13,6 +13,7 @@ from typing import Any
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLS = ("cls", "mean")
 ATTENTIONS = ("sdpa", "explicit")
+BALANCE_MODES = ("auto", "on", "off")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -107,12 +108,19 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     epochs: int = 30
+    # A time budget: > 0 makes the run time its first steps and then fix `epochs` so that it ends in
+    # this many minutes (core/budget.py); the fixed config (minutes 0, those epochs) is what its
+    # checkpoints hold. 0: `epochs` decides.
+    minutes: float = 0.0
     batch_size: int = 256
     lr: float = 5e-4
     min_lr: float = 1e-6
     weight_decay: float = 1e-3
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.1
+    # Supervised runs weigh classes by inverse frequency: "auto" when the largest class holds more
+    # than 1.5x the smallest's images, "on", or "off" (core.objectives.class_weights).
+    balance_classes: str = "auto"
     contrastive_temperature: float = 0.2  # NT-Xent's softmax temperature
     projection_dim: int = 128  # contrastive projection head's output (0 = none: the loss sees the embedding)
     init_from: str = ""  # a pretrained checkpoint whose backbone starts this run (stage 2: fine-tuning)
@@ -132,11 +140,14 @@ class TrainConfig:
         _check(bool(self.dataset), "dataset must be named")
         _check(self.data_size >= 0, "data_size must be >= 0")
         _check(self.epochs >= 1, "epochs must be at least 1")
+        _check(self.minutes >= 0, "minutes must be >= 0 (0: the epochs decide)")
         _check(self.batch_size >= 2, "batch_size must be at least 2")
         _check(self.lr > 0 and 0 <= self.min_lr <= self.lr, "need lr > 0 and 0 <= min_lr <= lr")
         _check(self.weight_decay >= 0, "weight_decay must be >= 0")
         _check(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be within [0, epochs]")
         _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
+        _check(self.balance_classes in BALANCE_MODES,
+               f"balance_classes must be one of {BALANCE_MODES}, got {self.balance_classes!r}")
         _check(self.contrastive_temperature > 0 and self.projection_dim >= 0,
                "need contrastive_temperature > 0 and projection_dim >= 0")
         _check(self.knn_k >= 1 and self.knn_temperature > 0, "knn_k >= 1 and knn_temperature > 0")

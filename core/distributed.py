@@ -22,6 +22,15 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def agree(self, value: int, device: torch.device) -> int:
+        """Rank 0's `value` on every rank (e.g. the epochs a time budget allows, which each rank would
+        time differently); the value itself for one process."""
+        if not self.enabled:
+            return value
+        shared = torch.tensor([value], dtype=torch.long, device=device)
+        dist.broadcast(shared, src=0)
+        return int(shared.item())
+
 
 def init_from_env(device_type: str) -> Dist:
     """Join the process group torchrun describes in the environment (WORLD_SIZE > 1), once."""

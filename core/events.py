@@ -17,6 +17,20 @@ class RunStarted:
     parameters: int
     objective: str = ""  # the objective's registry name; "supervised" with init_from is fine-tuning
     init_from: str = ""  # the pretrained checkpoint a fine-tuning run started from
+    class_counts: tuple[int, ...] = ()  # training images per class
+    class_weights: bool = False  # whether the loss weighs classes (core.objectives.class_weights)
+
+
+@dataclass(frozen=True)
+class BudgetFitted:
+    """A run with a time budget fixed its length from the rate it measured (core/budget.py)."""
+
+    minutes: float
+    epochs: int
+    step: int  # steps done when it was fixed
+    total_steps: int
+    images_per_s: float
+    message: str  # e.g. "5 min budget: ~46 epochs at 410 img/s"
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,10 @@ class EpochMetrics:
     # Class-head confusion on the test split at this epoch, rows = true class, columns = predicted
     # (nested tuples of ints: plain data for the JSONL log and the app); None when not measured.
     confusion: tuple[tuple[int, ...], ...] | None = None
+    # Balanced accuracy (mean recall over classes) of the kNN votes and of the class head: what counts
+    # when the classes are unequal (the same as top-1 for a balanced test split).
+    knn_balanced: float | None = None
+    test_balanced: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,14 @@ class EmbeddingSnapshot:
     labels: np.ndarray  # (N,) int64
     weights: dict  # backbone state_dict, detached CPU copies
     head: dict | None = None  # the objective's state_dict when it predicts classes (a class head), else None
+
+
+@dataclass(frozen=True)
+class Advice:
+    """Training is not helping, in words for the person (core/watchdog.py); sent once when it starts."""
+
+    epoch: int
+    message: str
 
 
 @dataclass(frozen=True)
@@ -86,4 +112,5 @@ class Failed:
     checkpoint: str | None  # the last good checkpoint, if any
 
 
-Event = RunStarted | Baselines | StepMetrics | EpochMetrics | EmbeddingSnapshot | CheckpointSaved | Finished | Failed
+Event = (RunStarted | BudgetFitted | Baselines | StepMetrics | EpochMetrics | EmbeddingSnapshot | Advice
+         | CheckpointSaved | Finished | Failed)

@@ -22,7 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", type=Path, help="a pretrained run's checkpoint (e.g. runs/x/last.pt)")
     parser.add_argument("--out", type=Path, required=True, help="fine-tuning run folder")
     parser.add_argument("--resolution", type=int, help="input side in pixels (default: the pretraining one)")
-    parser.add_argument("--epochs", type=int, help="default: a quarter of the pretraining epochs")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="default: a quarter of the pretraining epochs")
+    length.add_argument("--minutes", type=float,
+                        help="a time budget: the run times its first steps, then fixes its epochs to end on time")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="default: the pretraining lr")
     parser.add_argument("--seed", type=int)
@@ -34,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     pretrained = Checkpoint.load(args.checkpoint).config
-    overrides = {name: getattr(args, name) for name in ("batch_size", "lr", "seed", "device")
+    overrides = {name: getattr(args, name) for name in ("batch_size", "lr", "seed", "device", "minutes")
                  if getattr(args, name) is not None}
     return recipe(pretrained, stage=FINETUNE, init_from=str(args.checkpoint), resolution=args.resolution,
                   epochs=args.epochs, **overrides)

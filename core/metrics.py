@@ -94,6 +94,12 @@ def confusion_accuracy(confusion: torch.Tensor) -> float:
     return (confusion.diag().sum() / confusion.sum()).item()
 
 
+def imbalance(counts: torch.Tensor | list[int] | tuple[int, ...]) -> float:
+    """Images of the largest class over those of the smallest (classes with none left out); 1 = equal."""
+    present = [int(c) for c in counts if int(c) > 0]
+    return max(present) / min(present) if present else 1.0
+
+
 def balanced_accuracy(confusion: torch.Tensor) -> float:
     """Mean recall over the classes present in the test split: each class counts the same, however
     many images it has, so a minority class cannot be traded away unseen."""

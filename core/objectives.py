@@ -14,16 +14,44 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import TrainConfig
+from core.config import BALANCE_MODES, TrainConfig
+from core.metrics import imbalance
 from core.model import class_head, instance_head
+
+# Classes are weighed when the largest holds more than this many times the images of the smallest
+# (TrainConfig.balance_classes = "auto"), so that a minority class is not traded away for accuracy.
+IMBALANCE_RATIO = 1.5
+
+
+def class_weights(counts: torch.Tensor, mode: str = "auto") -> torch.Tensor | None:
+    """Per-class loss weights (C,) from the training set's class counts, or None for plain CE.
+
+    "Balanced" weights N / (C * n_c), as scikit-learn's: each class then carries the same total weight.
+    "auto" weighs only when max(n_c) > IMBALANCE_RATIO * min(n_c); "on" always; "off" never.
+    """
+    if mode not in BALANCE_MODES:
+        raise ValueError(f"balance_classes must be one of {BALANCE_MODES}, got {mode!r}")
+    present = counts[counts > 0].double()
+    if mode == "off" or len(present) == 0 or (mode == "auto" and imbalance(counts) <= IMBALANCE_RATIO):
+        return None
+    weights = torch.zeros(len(counts), dtype=torch.float64)
+    weights[counts > 0] = present.sum() / (len(present) * present)
+    return weights.float()
 
 
 def mixed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, partner_target: torch.Tensor,
-                        lam: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """mean_i [ lam_i * CE(logits_i, target_i) + (1 - lam_i) * CE(logits_i, partner_target_i) ]."""
+                        lam: torch.Tensor, label_smoothing: float, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """mean_i [ lam_i * CE(logits_i, target_i) + (1 - lam_i) * CE(logits_i, partner_target_i) ].
+
+    With class `weights` (C,), each term is weighed by its target's class and the sum is divided by
+    the total weight (as F.cross_entropy's weighted mean does).
+    """
     own = F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
     other = F.cross_entropy(logits, partner_target, reduction="none", label_smoothing=label_smoothing)
-    return (lam * own + (1 - lam) * other).mean()
+    if weights is None:
+        return (lam * own + (1 - lam) * other).mean()
+    own_w, other_w = lam * weights[target], (1 - lam) * weights[partner_target]
+    return (own_w * own + other_w * other).sum() / (own_w + other_w).sum()
 
 
 def nt_xent(z: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -52,7 +80,9 @@ class Objective(nn.Module):
     predicts_classes: bool = False  # whether `class_logits` gives class scores (a class head)
 
     @classmethod
-    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> Objective:
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int,
+              class_counts: torch.Tensor | None = None) -> Objective:
+        """`class_counts`: the training set's images per class (objectives that weigh classes use them)."""
         raise NotImplementedError
 
     def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -62,6 +92,11 @@ class Objective(nn.Module):
     def class_logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         """(n, D) -> (n, n_classes) float32; only for objectives that predict classes."""
         raise TypeError(f"the {self.name} objective does not predict classes")
+
+    @property
+    def weighs_classes(self) -> bool:
+        """Whether the loss weighs classes against an imbalanced training set."""
+        return False
 
 
 class InstanceDiscrimination(Objective):
@@ -79,7 +114,8 @@ class InstanceDiscrimination(Objective):
         self.label_smoothing = label_smoothing
 
     @classmethod
-    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> InstanceDiscrimination:
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int,
+              class_counts: torch.Tensor | None = None) -> InstanceDiscrimination:
         return cls(config.model.dim, n_instances, config.label_smoothing)
 
     def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -97,14 +133,19 @@ class Supervised(Objective):
     name = "supervised"
     predicts_classes = True
 
-    def __init__(self, dim: int, n_classes: int, label_smoothing: float = 0.1):
+    def __init__(self, dim: int, n_classes: int, label_smoothing: float = 0.1,
+                 weights: torch.Tensor | None = None):
         super().__init__()
         self.head = class_head(dim, n_classes)
         self.label_smoothing = label_smoothing
+        # Not persistent: derived from the training data, so checkpoints keep only the head.
+        self.register_buffer("class_weights", weights, persistent=False)
 
     @classmethod
-    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> Supervised:
-        return cls(config.model.dim, n_classes, config.label_smoothing)
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int,
+              class_counts: torch.Tensor | None = None) -> Supervised:
+        weights = None if class_counts is None else class_weights(class_counts, config.balance_classes)
+        return cls(config.model.dim, n_classes, config.label_smoothing, weights)
 
     def targets(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return labels
@@ -112,10 +153,14 @@ class Supervised(Objective):
     def class_logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.head(embeddings).float()  # (n, n_classes)
 
+    @property
+    def weighs_classes(self) -> bool:
+        return self.class_weights is not None
+
     def forward(self, embeddings: torch.Tensor, target: torch.Tensor, partner_target: torch.Tensor,
                 lam: torch.Tensor) -> torch.Tensor:
         return mixed_cross_entropy(self.class_logits(embeddings), target, partner_target, lam,
-                                   self.label_smoothing)
+                                   self.label_smoothing, self.class_weights)
 
 
 class Contrastive(Objective):
@@ -137,7 +182,8 @@ class Contrastive(Objective):
                            if projection_dim else nn.Identity())
 
     @classmethod
-    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int) -> Contrastive:
+    def build(cls, config: TrainConfig, *, n_instances: int, n_classes: int,
+              class_counts: torch.Tensor | None = None) -> Contrastive:
         aug = config.augment
         if aug.n_global < 2 or aug.n_local == 1:
             raise ValueError("the contrastive objective needs at least 2 views per image in each crop group "
@@ -166,9 +212,11 @@ def objective_class(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-def build_objective(config: TrainConfig, n_instances: int, n_classes: int) -> Objective:
+def build_objective(config: TrainConfig, n_instances: int, n_classes: int,
+                    class_counts: torch.Tensor | None = None) -> Objective:
     """The objective `config.objective` names; ValueError if unknown or if the config cannot train it."""
-    return objective_class(config.objective).build(config, n_instances=n_instances, n_classes=n_classes)
+    return objective_class(config.objective).build(config, n_instances=n_instances, n_classes=n_classes,
+                                                   class_counts=class_counts)
 
 
 def load_class_head(config: TrainConfig, n_classes: int, state: dict[str, torch.Tensor]) -> Objective:

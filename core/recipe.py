@@ -50,8 +50,14 @@ def recipe(base: TrainConfig, objective: str | None = None, *, stage: str = PRET
     epochs = epochs or (max(1, config.epochs // FINETUNE_SHARE) if stage == FINETUNE else config.epochs)
     if needs is Supervised:
         config = _supervised(config, resolution or config.model.image_size, epochs)
-    return dataclasses.replace(_fit_views(config, needs), objective=needs.name, init_from=str(init_from),
-                               epochs=epochs, warmup_epochs=min(config.warmup_epochs, epochs * WARMUP_SHARE))
+    return with_epochs(dataclasses.replace(_fit_views(config, needs), objective=needs.name, init_from=str(init_from)),
+                       epochs)
+
+
+def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
+    """`config` for a run of `epochs`, its warmup cut to a quarter of a run too short for it (also what a
+    time budget's fixed length gets, core.trainer)."""
+    return dataclasses.replace(config, epochs=epochs, warmup_epochs=min(config.warmup_epochs, epochs * WARMUP_SHARE))
 
 
 def _fit_views(config: TrainConfig, needs: type[Objective]) -> TrainConfig:

@@ -10,6 +10,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from core import events as ev
+from core.metrics import imbalance
 
 
 class JsonlLog:
@@ -40,6 +41,7 @@ class ProgressBar:
         self._kwargs = tqdm_kwargs
         self._bar: tqdm | None = None
         self._postfix: dict[str, str] = {}
+        self._imbalanced = False
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
@@ -47,8 +49,18 @@ class ProgressBar:
                              dynamic_ncols=True, **self._kwargs)
             self._bar.write(f"device {event.device}, {event.parameters / 1e6:.2f} M parameters, "
                             f"{event.n_train} train / {event.n_test} test images")
+            self._imbalanced = imbalance(event.class_counts) > 1
+            if self._imbalanced:
+                weighs = "; the loss weighs classes" if event.class_weights else ""
+                self._bar.write(f"classes unequal: {', '.join(map(str, event.class_counts))} training images "
+                                f"(largest {imbalance(event.class_counts):.1f}x the smallest); balanced accuracy "
+                                f"(mean recall over classes) is reported beside top-1{weighs}")
         elif self._bar is None:
             return
+        elif isinstance(event, ev.BudgetFitted):
+            self._bar.total = event.total_steps
+            self._bar.refresh()
+            self._bar.write(event.message)
         elif isinstance(event, ev.Baselines):
             self._bar.write(f"baselines (kNN top-1 on test): raw pixels {event.raw_pixels:.4f}, "
                             f"random-init encoder {event.random_init:.4f}")
@@ -59,8 +71,14 @@ class ProgressBar:
         elif isinstance(event, ev.EpochMetrics) and event.knn_top1 is not None:
             self._postfix["knn"] = f"{event.knn_top1:.4f}"
             top1 = f", test top-1 {event.test_top1:.4f}" if event.test_top1 is not None else ""
+            if self._imbalanced:
+                top1 = f" (balanced {event.knn_balanced:.4f}){top1}"
+                if event.test_balanced is not None:
+                    top1 += f" (balanced {event.test_balanced:.4f})"
             self._bar.write(f"epoch {event.epoch}: loss {event.loss:.4f}, kNN top-1 {event.knn_top1:.4f}{top1}, "
                             f"{event.elapsed_s:.0f} s")
+        elif isinstance(event, ev.Advice):
+            self._bar.write(f"epoch {event.epoch}: {event.message}")
         elif isinstance(event, (ev.Finished, ev.Failed)):
             self._bar.close()
 

@@ -117,17 +117,20 @@ def plot_curves(path: Path, runs: dict[str, list[dict]]) -> None:
 
 
 def write_results(path: Path, *, summary: dict, runs: dict, variants, budget: int, rate: float | None,
-                  minutes: float | None, command: str, dataset: str, n_train: int, n_test: int, seeds: int) -> None:
+                  minutes: float | None, command: str, dataset: str, n_train: int, n_test: int, seeds: int,
+                  imbalanced: bool = False) -> None:
+    """The report; unequal classes (`imbalanced`) add the class head's balanced accuracy beside top-1."""
     path = Path(path)
+    columns = COLUMNS[:5] + ((("balanced", "test balanced accuracy"),) if imbalanced else ()) + COLUMNS[5:]
     image = path.with_name(path.stem.lower() + "_curves.png")
     plot_curves(image, runs)
     budget_text = f"{budget:,} views per variant"
     if rate:
         budget_text += f" ({minutes:g} minutes at the {rate:.0f} views/s measured on this machine before the runs)"
-    header = "| variant | " + " | ".join(title for _, title in COLUMNS) + " |"
-    rule = "|---" * (len(COLUMNS) + 1) + "|"
+    header = "| variant | " + " | ".join(title for _, title in columns) + " |"
+    rule = "|---" * (len(columns) + 1) + "|"
     rows = [f"| {name} | " + " | ".join(_cell(stats.get(key), 1.0 if key == "minutes" else 100.0)
-                                        for key, _ in COLUMNS) + " |" for name, stats in summary.items()]
+                                        for key, _ in columns) + " |" for name, stats in summary.items()]
     described = [f"- **{v.name}**: {v.description}" for v in variants if v.name in summary]
     text = f"""# Results: IDMM vs the alternatives at equal compute
 

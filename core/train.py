@@ -23,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", help="fashion | digits | flowers102 | folder:PATH (default: the preset's)")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES))
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint last.pt, metrics.jsonl")
-    parser.add_argument("--epochs", type=int)
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int)
+    length.add_argument("--minutes", type=float,
+                        help="a time budget: the run times its first steps, then fixes its epochs to end on time")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int)
@@ -39,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe for the preset and --objective with the flags given applied; with --resume, the
     checkpoint's own config (only --epochs and the bookkeeping flags may change a resumed run)."""
-    overrides = {name: getattr(args, name) for name in ("dataset", "batch_size", "lr", "seed", "device")
+    overrides = {name: getattr(args, name) for name in ("dataset", "batch_size", "lr", "seed", "device", "minutes")
                  if getattr(args, name) is not None}
     if args.compile:
         overrides["compile"] = True

@@ -9,16 +9,19 @@ background thread. Events are plain records from core.events; the trainer knows 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from core import budget, watchdog
 from core import events as ev
 from core.augment import ViewMaker, mix
 from core.checkpoint import Checkpoint, ResumeState
@@ -26,9 +29,18 @@ from core.config import TrainConfig
 from core.data import DataSplits
 from core.distributed import Dist, init_from_env, resolve_device
 from core.images import fit_square
-from core.metrics import confusion_accuracy, confusion_matrix, knn_accuracy, pixel_features
+from core.metrics import (
+    accuracy,
+    balanced_accuracy,
+    confusion_accuracy,
+    confusion_matrix,
+    knn_accuracy,
+    knn_predict,
+    pixel_features,
+)
 from core.model import Backbone, embed
 from core.objectives import build_objective
+from core.recipe import with_epochs
 from core.schedule import warmup_cosine
 
 Emit = Callable[[ev.Event], None]
@@ -37,6 +49,14 @@ Emit = Callable[[ev.Event], None]
 def _cpu_copy(module: nn.Module) -> dict:
     """Detached CPU copies of a module's state: what a listener may keep while training goes on."""
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    knn: float  # kNN top-1 on the test split
+    knn_balanced: float  # the same votes' balanced accuracy (mean recall over classes)
+    train_embeddings: torch.Tensor  # (N, D), what the kNN used: a snapshot reuses them
+    confusion: torch.Tensor | None  # the class head's test confusion (n_classes, n_classes), if it has one
 
 
 class _Joint(nn.Module):
@@ -58,8 +78,9 @@ class _Joint(nn.Module):
 
 class Trainer:
     def __init__(self, config: TrainConfig, data: DataSplits, out_dir: str | Path | None = None,
-                 resume_from: str | Path | None = None):
+                 resume_from: str | Path | None = None, clock: Callable[[], float] = time.perf_counter):
         self.config = config
+        self.clock = clock  # injectable: tests time a budgeted run with a scripted clock
         self.data = data
         self.out_dir = Path(out_dir) if out_dir else None
         self.device = resolve_device(config.device)
@@ -75,7 +96,8 @@ class Trainer:
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank and every run
         self.backbone = Backbone(config.model, data.train.channels).to(self.device)
-        self.objective = build_objective(config, len(data.train), self.n_classes).to(self.device)
+        counts = torch.bincount(data.train.labels.cpu(), minlength=self.n_classes)
+        self.objective = build_objective(config, len(data.train), self.n_classes, counts).to(self.device)
         if config.init_from and resume_from is None:
             self._init_backbone(config.init_from)
         self.module: nn.Module = _Joint(self.backbone, self.objective)
@@ -89,9 +111,14 @@ class Trainer:
                                            fused=self.device.type == "cuda")
         self.views = ViewMaker(config.augment)
         self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-        self.total_steps = self.steps_per_epoch * config.epochs
-        self.lrs = warmup_cosine(config.lr, config.min_lr, self.total_steps,
-                                 round(config.warmup_epochs * self.steps_per_epoch))
+        # A budgeted run's provisional length leaves room for the steps it times before fixing it.
+        timed_steps = max(budget.WARMUP_STEPS + 2, 2 * self.sync_every + 1)
+        self._schedule(max(config.epochs, math.ceil(timed_steps / self.steps_per_epoch))
+                       if config.minutes else config.epochs)
+        self._timed: tuple[float, int] | None = None  # (seconds, steps) of training steps timed for a budget
+        self._eval_s: float | None = None  # what one evaluation took (timed with the baselines)
+        self._knns: tuple[list[int], list[float]] = ([], [])  # evaluated epochs and their kNN, for the watchdog
+        self._advice: str | None = None
         # Views differ per rank; the epoch order (on the CPU) is the same on every rank.
         self.generator = torch.Generator(self.device).manual_seed(config.seed + self.dist.rank)
         self.order_generator = torch.Generator().manual_seed(config.seed)
@@ -102,6 +129,12 @@ class Trainer:
         self.last_checkpoint: str | None = None
         if resume_from is not None:
             self._restore(resume_from)
+
+    def _schedule(self, epochs: int) -> None:
+        """Warmup + cosine, per step, for a run of `epochs`."""
+        self.total_steps = self.steps_per_epoch * epochs
+        self.lrs = warmup_cosine(self.config.lr, self.config.min_lr, self.total_steps,
+                                 round(self.config.warmup_epochs * self.steps_per_epoch))
 
     # -- state -------------------------------------------------------------------------------
     def _init_backbone(self, path: str) -> None:
@@ -129,6 +162,12 @@ class Trainer:
     def _restore(self, path: str | Path) -> None:
         checkpoint = Checkpoint.load(path, map_location=self.device)
         checkpoint.check_matches(self.data)
+        if self.config.minutes and not checkpoint.config.minutes:
+            # Its budget was already turned into epochs: resuming spends what is left of it.
+            saved = checkpoint.config
+            self.config = dataclasses.replace(self.config, epochs=saved.epochs, minutes=0.0,
+                                              warmup_epochs=saved.warmup_epochs)
+            self._schedule(saved.epochs)
         checkpoint.check_resumable(self.config)
         state = checkpoint.resume
         self.backbone.load_state_dict(checkpoint.backbone)
@@ -158,25 +197,60 @@ class Trainer:
         return self.last_checkpoint
 
     # -- measurement -------------------------------------------------------------------------
-    def evaluate(self) -> tuple[float, torch.Tensor, torch.Tensor | None]:
-        """kNN top-1 on the test split, the training embeddings it used (N, D), and the class head's
-        test confusion matrix (n_classes, n_classes) when the objective has one (else None)."""
+    def evaluate(self) -> Evaluation:
+        """The kNN monitor (and the class head, when the objective has one) on the test split."""
         train, test = embed(self.backbone, self.eval_train), embed(self.backbone, self.eval_test)
-        knn = knn_accuracy(train, self.data.train.labels, test,
-                           self.data.test.labels, self.n_classes, self.config.knn_k, self.config.knn_temperature)
+        labels = self.data.test.labels
+        votes = knn_predict(train, self.data.train.labels, test, self.n_classes, self.config.knn_k,
+                            self.config.knn_temperature)
+        knn_confusion = confusion_matrix(votes.argmax(dim=1), labels, self.n_classes)
         confusion = None
         if self.objective.predicts_classes:
             with torch.no_grad():
                 predicted = self.objective.class_logits(test).argmax(dim=1)
-            confusion = confusion_matrix(predicted, self.data.test.labels, self.n_classes)
-        return knn, train, confusion
+            confusion = confusion_matrix(predicted, labels, self.n_classes)
+        return Evaluation(accuracy(votes.argmax(dim=1), labels), balanced_accuracy(knn_confusion), train, confusion)
 
     def _baselines(self) -> ev.Baselines:
         cfg = self.config
         raw = knn_accuracy(pixel_features(self.eval_train), self.data.train.labels,
                            pixel_features(self.eval_test), self.data.test.labels, self.n_classes,
                            cfg.knn_k, cfg.knn_temperature)
-        return ev.Baselines(raw_pixels=raw, random_init=self.evaluate()[0])
+        return ev.Baselines(raw_pixels=raw, random_init=self._timed_evaluation())
+
+    def _timed_evaluation(self) -> float:
+        """kNN top-1 of the encoder as it is, timing the evaluation for a time budget."""
+        before = self.clock()
+        knn = self.evaluate().knn
+        self._eval_s = self.clock() - before
+        return knn
+
+    # -- a budget in minutes -----------------------------------------------------------------
+    def _time_budget(self, emit: Emit, started: float, seconds: float, steps: int) -> None:
+        """Called with each read-back window's step time while a budget is open; once WARMUP_STEPS are
+        timed (the first window, which allocates, not counted; epoch ends never are), fix the epochs so
+        that the run ends `minutes` after `started` (core/budget.py) and rebuild the schedule."""
+        if self._timed is None:
+            self._timed = (0.0, 0)
+            return
+        self._timed = (self._timed[0] + seconds, self._timed[1] + steps)
+        if self._timed[1] < budget.WARMUP_STEPS:
+            return
+        minutes, epochs, costs = self.config.minutes, 0, None
+        if self.dist.is_main:
+            if self._eval_s is None:  # a resumed run did not time its baselines
+                self._timed_evaluation()
+            train, test = len(self.data.train), len(self.data.test)
+            costs = budget.Costs(self._timed[0] / self._timed[1], self._eval_s, self._eval_s * train / (train + test))
+            epochs = budget.fit_epochs(minutes * 60 - (self.clock() - started), costs, self.steps_per_epoch,
+                                       self.step, self.config.eval_every, self.config.snapshot_every)
+        epochs = self.dist.agree(epochs, self.device)
+        self.config = dataclasses.replace(with_epochs(self.config, epochs), minutes=0.0)
+        self._schedule(epochs)
+        if costs is not None:
+            rate = len(self.data.train) / (self.steps_per_epoch * costs.step_s)
+            emit(ev.BudgetFitted(minutes, epochs, self.step, self.total_steps, rate,
+                                 budget.describe(minutes, epochs, rate)))
 
     # -- the loop ----------------------------------------------------------------------------
     def _train_step(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -202,7 +276,7 @@ class Trainer:
         """Read a window of step losses back at once (one device sync), emit them, and return an error
         message if one is not finite. window: (loss tensor, lr, images) per step, the last at self.step."""
         values = torch.stack([loss for loss, _, _ in window]).tolist()
-        rate = sum(n for _, _, n in window) / max(time.perf_counter() - since, 1e-9)
+        rate = sum(n for _, _, n in window) / max(self.clock() - since, 1e-9)
         for offset, (value, (_, lr, _)) in enumerate(zip(values, window)):
             step = self.step - len(window) + offset + 1
             if not math.isfinite(value):
@@ -218,13 +292,20 @@ class Trainer:
         last = epoch == cfg.epochs
         evaluate = last or (cfg.eval_every and epoch % cfg.eval_every == 0)
         snapshot = cfg.snapshot_every and (last or epoch % cfg.snapshot_every == 0)
-        knn, features, confusion = self.evaluate() if evaluate else (None, None, None)
-        top1 = None if confusion is None else confusion_accuracy(confusion)
+        knn = knn_balanced = confusion = top1 = top1_balanced = features = None
+        if evaluate:
+            measured = self.evaluate()
+            knn, knn_balanced, features, confusion = (measured.knn, measured.knn_balanced,
+                                                      measured.train_embeddings, measured.confusion)
+        if confusion is not None:
+            top1, top1_balanced = confusion_accuracy(confusion), balanced_accuracy(confusion)
         if snapshot and features is None:  # a snapshot needs only the training embeddings
             features = embed(self.backbone, self.eval_train)
-        emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1), knn,
-                             time.perf_counter() - started, top1,
-                             None if confusion is None else tuple(map(tuple, confusion.tolist()))))
+        emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1), knn, self.clock() - started, top1,
+                             None if confusion is None else tuple(map(tuple, confusion.tolist())),
+                             knn_balanced, top1_balanced))
+        if knn is not None:
+            self._watch(emit, epoch, knn)
         if snapshot:
             emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(),
                                       _cpu_copy(self.backbone),
@@ -232,6 +313,18 @@ class Trainer:
         if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
             self.save(emit)
         return knn, top1
+
+    def _watch(self, emit: Emit, epoch: int, knn: float) -> None:
+        """Tell the person, once, when a pretraining run's kNN says it has stopped helping."""
+        epochs, knns = self._knns
+        epochs.append(epoch)
+        knns.append(knn)
+        if self.objective.predicts_classes:  # supervised and fine-tuning runs are judged by their class head
+            return
+        advice = watchdog.verdict(epochs, knns, self.baselines.random_init if self.baselines else None)
+        if advice is not None and self._advice is None:
+            emit(ev.Advice(epoch, advice))
+        self._advice = advice
 
     def run(self, emit: Emit, stop: threading.Event | None = None) -> ev.Finished | ev.Failed:
         """Train to the configured number of epochs, or until `stop` is set; returns the last event."""
@@ -246,20 +339,23 @@ class Trainer:
     def _run(self, emit: Emit, stop: threading.Event) -> ev.Finished | ev.Failed:
         cfg, spe = self.config, self.steps_per_epoch
         main_emit = emit if self.dist.is_main else (lambda event: None)
+        counts = tuple(torch.bincount(self.data.train.labels.cpu(), minlength=self.n_classes).tolist())
         main_emit(ev.RunStarted(str(self.device), len(self.data.train), len(self.data.test), spe,
                                 self.total_steps, self.step, sum(p.numel() for p in self.module.parameters()),
-                                cfg.objective, cfg.init_from))
+                                cfg.objective, cfg.init_from, counts,
+                                self.objective.weighs_classes))
+        started = self.clock()  # a time budget counts from here, baselines included
         if self.baselines is None and self.dist.is_main:
             self.baselines = self._baselines()
         if self.baselines is not None:
             main_emit(self.baselines)
-        started, measured = time.perf_counter(), (None, None)
+        measured = (None, None)
         while self.step < self.total_steps:
             epoch, first = divmod(self.step, spe)
             if self.order_epoch != epoch:
                 self.order = torch.randperm(len(self.data.train), generator=self.order_generator).to(self.device)
                 self.order_epoch = epoch
-            losses, window, since, interrupted = [], [], time.perf_counter(), False
+            losses, window, since, interrupted = [], [], self.clock(), False
             for step_in_epoch in range(first, spe):
                 if interrupted := stop.is_set():
                     break
@@ -270,7 +366,9 @@ class Trainer:
                 if len(window) == self.sync_every:
                     if error := self._read_back(main_emit, window, epoch, since, losses):
                         return self._fail(emit, error)
-                    since = time.perf_counter()
+                    if self.config.minutes:
+                        self._time_budget(main_emit, started, self.clock() - since, self.sync_every)
+                    since = self.clock()
             # Steps done since the last read-back are checked before any stop, evaluation or save.
             if window and (error := self._read_back(main_emit, window, epoch, since, losses)):
                 return self._fail(emit, error)

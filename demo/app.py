@@ -51,7 +51,7 @@ class App:
         self._curves: tuple = (None, {})  # (key, {output name: figure}), shared by every tab
 
     # -- Train -------------------------------------------------------------------------------
-    def start(self, dataset, folder, objective, preset_name, epochs, batch_size, lr):
+    def start(self, dataset, folder, objective, preset_name, epochs, batch_size, lr, minutes=0):
         if dataset == text.FOLDER_CHOICE:
             if not folder or not folder.strip():
                 raise gr.Error("Type the folder's path first (one subfolder per class).")
@@ -59,8 +59,10 @@ class App:
         try:
             base = preset(preset_name)
             # The same recipe as the command line (core.recipe): e.g. contrastive gets its two views per image.
+            # Minutes, when given, decide the length: the run times itself and fixes its epochs.
             config = recipe(base, objective, epochs=int(epochs), dataset=dataset, batch_size=int(batch_size),
-                            lr=float(lr), snapshot_every=base.snapshot_every or SNAPSHOT_EVERY)
+                            lr=float(lr), minutes=float(minutes or 0),
+                            snapshot_every=base.snapshot_every or SNAPSHOT_EVERY)
             message = self.session.start(config)
         except (ValueError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
@@ -216,6 +218,7 @@ def _train_panel(app: App) -> dict:
         preset_name = gr.Dropdown(sorted(PRESETS), value="cpu-quick", label=text.LABEL_PRESET)
         with gr.Row():
             epochs = gr.Number(default.epochs, label=text.LABEL_EPOCHS, precision=0, minimum=1, elem_id="epochs")
+            minutes = gr.Number(0, label=text.LABEL_MINUTES, minimum=0, elem_id="minutes")
             batch = gr.Number(default.batch_size, label=text.LABEL_BATCH, precision=0, minimum=2)
             lr = gr.Number(default.lr, label=text.LABEL_LR, minimum=0)
         with gr.Row():
@@ -228,7 +231,7 @@ def _train_panel(app: App) -> dict:
             finetune = gr.Button(text.BUTTON_FINETUNE, elem_id="finetune")
         status = gr.Markdown(text.IDLE_STATUS, elem_id="status")
         progress = gr.HTML(text.progress_html(None))
-    inputs = [dataset, folder, objective, preset_name, epochs, batch, lr]
+    inputs = [dataset, folder, objective, preset_name, epochs, batch, lr, minutes]
     start.click(app.start, inputs, None)
     stop.click(app.stop, None, None)
     resume.click(app.resume, None, None)

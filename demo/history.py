@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import events as ev
+from core.metrics import imbalance
 
 MESSAGE_STARTED = ("training on {device} · {millions:.2f} M parameters · "
                    "{n_train} train / {n_test} test images")
@@ -19,6 +20,9 @@ MESSAGE_RESUMED = "resumed at step {step} on {device}"
 MESSAGE_COMPLETED = "completed {epoch} epochs ({step} steps)"
 MESSAGE_STOPPED = "stopped at epoch {epoch} (step {step})"
 MESSAGE_KNN = " · kNN top-1 {knn:.1%}"
+MESSAGE_IMBALANCE = " · classes unequal (largest {ratio:.1f}× the smallest): balanced accuracy shown{weights}"
+MESSAGE_WEIGHTS = ", the loss weighs classes"
+IMBALANCED = 1.0 + 1e-9  # any difference in class counts gets balanced accuracy beside top-1
 MESSAGE_TOP1 = " · test top-1 {top1:.1%}"
 
 IDLE, RUNNING, STOPPED, COMPLETED, FAILED = "idle", "running", "stopped", "completed", "failed"
@@ -71,6 +75,14 @@ class RunView:
     class_names: tuple[str, ...]
     checkpoint: str | None  # latest checkpoint written
     snapshot_epoch: int | None  # epoch of the latest EmbeddingSnapshot (ahead of layouts while UMAP runs)
+    advice: tuple[int, str] | None = None  # (epoch, words) when the watchdog said training is not helping
+    imbalance: float = 1.0  # largest class over smallest in the training split (1: equal)
+    knn_balanced: np.ndarray | None = None  # balanced accuracy of the kNN votes at knn_epochs
+    top1_balanced: np.ndarray | None = None  # the class head's balanced accuracy at top1_epochs
+
+    @property
+    def imbalanced(self) -> bool:
+        return self.imbalance > IMBALANCED
 
     @property
     def step(self) -> int:
@@ -113,7 +125,8 @@ class RunHistory:
         self._clock = clock  # injectable so tests can script the step rate
         self._lock = threading.Lock()
         self._steps, self._losses, self._lrs = _Column(np.int64), _Column(np.float64), _Column(np.float64)
-        self._epoch_rows: list[tuple[int, int, float | None, float | None]] = []  # (epoch, step, knn, top1)
+        # (epoch, step, knn, top1, knn balanced, top1 balanced)
+        self._epoch_rows: list[tuple[int, int, float | None, float | None, float | None, float | None]] = []
         self._confusion: tuple[int, np.ndarray] | None = None  # (epoch, matrix)
         self._stages: tuple[tuple[str, int], ...] = ()
         self._layouts: tuple[Layout, ...] = ()
@@ -127,9 +140,13 @@ class RunHistory:
         self._elapsed_before = 0.0  # running time of earlier starts (a resumed run adds up)
         self._checkpoint: str | None = None
         self._snapshot_epoch: int | None = None
-        self._handlers = {ev.RunStarted: self._started, ev.Baselines: self._baselines_known,
+        self._advice: tuple[int, str] | None = None
+        self._imbalance = 1.0
+        self._handlers = {ev.RunStarted: self._started, ev.BudgetFitted: self._budget_fitted,
+                          ev.Baselines: self._baselines_known,
                           ev.StepMetrics: self._stepped, ev.EpochMetrics: self._epoch_ended,
                           ev.EmbeddingSnapshot: self._snapshot_taken, ev.CheckpointSaved: self._saved,
+                          ev.Advice: self._advised,
                           ev.Finished: self._finished, ev.Failed: self._failed}
 
     def __call__(self, event: ev.Event) -> None:
@@ -171,8 +188,8 @@ class RunHistory:
         now = self._clock()
         with self._lock:
             rows = self._epoch_rows
-            knn_rows = [(epoch, knn) for epoch, _, knn, _ in rows if knn is not None]
-            top1_rows = [(epoch, top1) for epoch, _, _, top1 in rows if top1 is not None]
+            knn_rows = [(row[0], row[2], row[4]) for row in rows if row[2] is not None]
+            top1_rows = [(row[0], row[3], row[5]) for row in rows if row[3] is not None]
             confusion_epoch, confusion = self._confusion or (None, None)
             return RunView(
                 run_id=self.run_id, label=self.label, status=self._status, device=self._device,
@@ -180,14 +197,16 @@ class RunHistory:
                 steps=self._steps.snapshot(), losses=self._losses.snapshot(), lrs=self._lrs.snapshot(),
                 images_per_s=self._images_per_s or 0.0,
                 epochs=np.array([row[0] for row in rows], dtype=np.int64),
-                knn_epochs=np.array([epoch for epoch, _ in knn_rows], dtype=np.int64),
-                knn=np.array([knn for _, knn in knn_rows], dtype=np.float64),
-                top1_epochs=np.array([epoch for epoch, _ in top1_rows], dtype=np.int64),
-                top1=np.array([top1 for _, top1 in top1_rows], dtype=np.float64),
+                knn_epochs=np.array([row[0] for row in knn_rows], dtype=np.int64),
+                knn=np.array([row[1] for row in knn_rows], dtype=np.float64),
+                top1_epochs=np.array([row[0] for row in top1_rows], dtype=np.int64),
+                top1=np.array([row[1] for row in top1_rows], dtype=np.float64),
+                knn_balanced=_balanced(knn_rows), top1_balanced=_balanced(top1_rows), imbalance=self._imbalance,
                 confusion=confusion, confusion_epoch=confusion_epoch, stages=self._stages,
                 baselines=self._baselines, layouts=self._layouts, message=self._message,
                 started_at=self._started_at, elapsed_s=self._elapsed(now), eta_s=self._eta(),
-                class_names=self.class_names, checkpoint=self._checkpoint, snapshot_epoch=self._snapshot_epoch)
+                class_names=self.class_names, checkpoint=self._checkpoint, snapshot_epoch=self._snapshot_epoch,
+                advice=self._advice)
 
     def _elapsed(self, now: float) -> float:
         current = now - self._running_since if self._running_since is not None else 0.0
@@ -201,6 +220,12 @@ class RunHistory:
             return None
         return (self._total_steps - s1) * (t1 - t0) / (s1 - s0)
 
+    def _advised(self, event: ev.Advice, now: float) -> None:
+        self._advice = (event.epoch, event.message)
+
+    def _budget_fitted(self, event: ev.BudgetFitted, now: float) -> None:
+        self._total_steps, self._message = event.total_steps, event.message
+
     def _started(self, event: ev.RunStarted, now: float) -> None:
         self._device = event.device
         self._total_steps, self._steps_per_epoch = event.total_steps, event.steps_per_epoch
@@ -213,6 +238,10 @@ class RunHistory:
         self._message = (MESSAGE_RESUMED.format(step=event.start_step, device=event.device) if event.start_step
                          else MESSAGE_STARTED.format(device=event.device, millions=event.parameters / 1e6,
                                                      n_train=event.n_train, n_test=event.n_test))
+        self._imbalance = imbalance(event.class_counts)
+        if self._imbalance > IMBALANCED:
+            self._message += MESSAGE_IMBALANCE.format(ratio=self._imbalance,
+                                                      weights=MESSAGE_WEIGHTS if event.class_weights else "")
 
     def _rewind(self, start_step: int) -> None:
         """A run resumed from an older checkpoint redoes steps: forget what comes after it."""
@@ -241,7 +270,8 @@ class RunHistory:
             self._rate.popleft()
 
     def _epoch_ended(self, event: ev.EpochMetrics, now: float) -> None:
-        self._epoch_rows.append((event.epoch, event.step, event.knn_top1, event.test_top1))
+        self._epoch_rows.append((event.epoch, event.step, event.knn_top1, event.test_top1, event.knn_balanced,
+                                 event.test_balanced))
         if event.confusion is not None:
             matrix = np.array(event.confusion, dtype=np.int64)
             matrix.flags.writeable = False
@@ -271,6 +301,11 @@ class RunHistory:
         self._running_since = None
         self._status, self._message = status, message
         self._checkpoint = checkpoint or self._checkpoint
+
+
+def _balanced(rows: list[tuple]) -> np.ndarray:
+    """The balanced accuracies of (epoch, value, balanced) rows; NaN where a run did not measure one."""
+    return np.array([np.nan if row[2] is None else row[2] for row in rows], dtype=np.float64)
 
 
 def shift(event: ev.Event, steps: int, epochs: int) -> ev.Event:

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
 from PIL import Image
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from core.metrics import balanced_accuracy
 from demo.history import Layout, RunView
 
 AXIS_EPOCH = "epoch"
@@ -23,10 +25,14 @@ AXIS_LOSS = "loss"
 AXIS_LR = "learning rate"
 AXIS_KNN = "top-1 on test"
 HEAD_SUFFIX = " · class head"
+NOT_HELPING = "not helping any more"
+BALANCED_SUFFIX = " · balanced"
 CONFUSION_TITLE = "Class-head confusion on the test split · epoch {epoch} · top-1 {top1:.1%}"
+CONFUSION_BALANCED = " · balanced {balanced:.1%}"
 AXIS_TRUE, AXIS_PREDICTED = "true class", "predicted class"
 EMPTY_CONFUSION = "No class head yet — fine-tune a pretrained run (or train with the supervised objective)"
 HOVER_TOP1 = "%{fullData.name}<br>epoch %{x}<br>test top-1 %{y:.1%}<extra></extra>"
+HOVER_BALANCED = "%{fullData.name}<br>epoch %{x}<br>balanced accuracy %{y:.1%}<extra></extra>"
 HOVER_CELL = "true %{y}<br>predicted %{x}<br>%{customdata} images (%{z:.1%} of the class)<extra></extra>"
 RAW_SUFFIX = " (per step)"
 BASELINE_RAW = "raw pixels baseline ({value:.1%})"
@@ -148,9 +154,20 @@ def knn_figure(runs: Sequence[RunView]) -> go.Figure:
         if len(run.top1):
             fig.add_trace(go.Scatter(x=run.top1_epochs, y=run.top1, mode="lines+markers", name=run.label + HEAD_SUFFIX,
                                      line=dict(line, dash="dash"), legendgroup=run.run_id, hovertemplate=HOVER_TOP1))
+        if run.imbalanced:  # unequal classes: the balanced accuracy too, dotted, on the same colour
+            for epochs, values, suffix in ((run.knn_epochs, run.knn_balanced, BALANCED_SUFFIX),
+                                           (run.top1_epochs, run.top1_balanced, HEAD_SUFFIX + BALANCED_SUFFIX)):
+                if values is not None and len(values):
+                    fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=run.label + suffix,
+                                             line=dict(line, dash="dot"), marker=dict(symbol="diamond"),
+                                             legendgroup=run.run_id, hovertemplate=HOVER_BALANCED))
     for label, epoch in current.stages if current else ():
         fig.add_vline(x=epoch, line=dict(color="#777777", width=1, dash="dot"), annotation_text=label,
                       annotation_position="top left")
+    if current is not None and current.advice is not None:  # the watchdog's words where it spoke
+        fig.add_vline(x=current.advice[0], line=dict(color="#b45309", width=1.5, dash="dash"),
+                      annotation_text=NOT_HELPING, annotation_position="bottom right",
+                      annotation_font_color="#b45309")
     fig.update_xaxes(title_text=AXIS_EPOCH, range=[0, x_end])
     fig.update_yaxes(title_text=AXIS_KNN, tickformat=".0%")
     fig.update_layout(template=TEMPLATE, margin=MARGIN, uirevision="knn", hovermode="closest",
@@ -280,8 +297,11 @@ def confusion_figure(run: RunView | None) -> go.Figure:
                                text=counts if n <= 20 else None, texttemplate="%{text}" if n <= 20 else None,
                                hovertemplate=HOVER_CELL, colorbar=dict(tickformat=".0%")))
     top1 = np.trace(counts) / max(counts.sum(), 1)
+    title = CONFUSION_TITLE.format(epoch=run.confusion_epoch, top1=top1)
+    if run.imbalanced:
+        title += CONFUSION_BALANCED.format(balanced=balanced_accuracy(torch.tensor(counts)))
     fig.update_xaxes(title_text=AXIS_PREDICTED, side="bottom", tickangle=-45)
     fig.update_yaxes(title_text=AXIS_TRUE, autorange="reversed")
     fig.update_layout(template=TEMPLATE, margin=dict(MARGIN, t=40), uirevision="confusion",
-                      title=dict(text=CONFUSION_TITLE.format(epoch=run.confusion_epoch, top1=top1), font_size=13))
+                      title=dict(text=title, font_size=13))
     return fig

@@ -22,6 +22,7 @@ LABEL_DATASET = "Dataset"
 LABEL_OBJECTIVE = "Objective"
 LABEL_PRESET = "Preset"
 LABEL_EPOCHS = "Epochs"
+LABEL_MINUTES = "Minutes (0: the epochs decide)"
 LABEL_BATCH = "Batch size"
 LABEL_LR = "Learning rate"
 BUTTON_START = "Start"
@@ -51,6 +52,7 @@ LABEL_DOWNLOAD = "Download"
 LABEL_LOAD = "Load a checkpoint (.pt)"
 LABEL_EXAMPLES = "Examples: click one"
 
+ADVICE = "⚠ epoch {epoch}: {message} (the **Fine-tune** button does it on this run)."
 IDLE_STATUS = "Nothing running. Choose a dataset and press **Start**."
 NO_MODEL = "No model yet: start training (the first snapshot arrives after an epoch) or load a checkpoint."
 NOTHING_TO_CLASSIFY = "Drop a photo or draw something first."
@@ -78,7 +80,10 @@ def status_line(view: RunView | None) -> str:
     if view.device:
         parts.append(view.device)
     line = " · ".join(parts)
-    return f"{line}  \n{view.message}" if view.message else line
+    lines = [line] + ([view.message] if view.message else [])
+    if view.advice is not None:
+        lines.append(ADVICE.format(epoch=view.advice[0], message=view.advice[1]))
+    return "  \n".join(lines)
 
 
 def progress_html(view: RunView | None) -> str:

@@ -11,6 +11,7 @@ from core.objectives import (
     InstanceDiscrimination,
     Supervised,
     build_objective,
+    class_weights,
     load_class_head,
     mixed_cross_entropy,
     nt_xent,
@@ -189,3 +190,49 @@ def test_contrastive_refuses_views_it_cannot_learn_from(augment, problem):
     config = TrainConfig(objective="contrastive", model=TINY_MODEL, augment=AugmentConfig(**{**base, **augment}))
     with pytest.raises(ValueError, match=problem):
         build_objective(config, n_instances=7, n_classes=3)
+
+
+def test_classes_are_weighed_only_when_they_are_unequal():
+    assert class_weights(torch.tensor([10, 10, 14])) is None  # 1.4x: within the 1.5x the rule allows
+    weights = class_weights(torch.tensor([30, 10, 20]))
+    assert torch.allclose(weights, torch.tensor([60 / 90, 60 / 30, 60 / 60]))  # N / (C * n_c)
+    assert (weights * torch.tensor([30, 10, 20])).unique().numel() == 1  # each class the same total weight
+    assert class_weights(torch.tensor([30, 10]), "off") is None
+    assert torch.equal(class_weights(torch.tensor([10, 10]), "on"), torch.ones(2))
+    assert class_weights(torch.tensor([5, 0, 20]))[1] == 0  # a class with no images weighs nothing
+    with pytest.raises(ValueError, match="balance_classes"):
+        class_weights(torch.tensor([1, 2]), "sometimes")
+
+
+def test_weighted_mixed_cross_entropy_is_the_weighted_mean_of_both_targets():
+    g = torch.Generator().manual_seed(0)
+    logits, target, partner = torch.randn(6, 3, generator=g), torch.tensor([0, 1, 2, 0, 1, 2]), torch.arange(6) % 3
+    lam = torch.rand(6, generator=g)
+    weights = torch.tensor([0.5, 2.0, 1.0])
+    # Unmixed (lam = 1) and unsmoothed, it is exactly F.cross_entropy's weighted mean.
+    assert torch.allclose(mixed_cross_entropy(logits, target, partner, torch.ones(6), 0.0, weights),
+                          F.cross_entropy(logits, target, weight=weights))
+    equal = mixed_cross_entropy(logits, target, partner, lam, 0.1, torch.ones(3))
+    assert torch.allclose(equal, mixed_cross_entropy(logits, target, partner, lam, 0.1))
+
+
+def test_a_supervised_run_on_unequal_classes_weighs_them_and_reports_balanced_accuracy():
+    from core import events as ev
+    from core.data import DataSplits
+    from core.trainer import Trainer
+    from tests.core.conftest import Recorder, make_splits
+    toy = make_splits(n_train=60, n_test=30, classes=3)
+    keep = torch.nonzero((toy.train.labels != 2) | (torch.arange(60) < 15)).flatten()  # class 2: 5 of 20 images
+    data = DataSplits("toy", toy.train.subset(keep), toy.test)
+    config = TrainConfig(dataset="toy", objective="supervised", model=TINY_MODEL, epochs=1, batch_size=16,
+                         warmup_epochs=0, knn_k=5, augment=AugmentConfig(n_global=1, global_size=14, n_local=0,
+                                                                         local_size=14))
+    rec = Recorder()
+    trainer = Trainer(config, data)
+    trainer.run(rec)
+    started, epoch = rec.of(ev.RunStarted)[0], rec.of(ev.EpochMetrics)[-1]
+    assert started.class_counts == (20, 20, 5) and started.class_weights and trainer.objective.weighs_classes
+    assert 0 <= epoch.knn_balanced <= 1 and 0 <= epoch.test_balanced <= 1
+    assert "class_weights" not in trainer.objective.state_dict()  # derived from the data, not saved
+    balanced = Trainer(config.with_overrides(balance_classes="off"), data)
+    assert not balanced.objective.weighs_classes

@@ -247,3 +247,33 @@ def test_attention_overlay_reddens_where_attended_and_keeps_the_rest():
     assert out.shape == (8, 8, 3) and out.dtype == np.uint8
     assert (out[2:, 2:] == 100).all()  # no attention: the input unchanged
     assert out[0, 0, 0] > 100 and out[0, 0, 1] < 100  # full attention: pulled towards red
+
+
+def test_the_watchdogs_words_reach_the_status_line_and_the_curve():
+    from demo import text
+    history = RunHistory("r1", "run 1", ["a", "b"])
+    history(ev.RunStarted("cpu", 40, 20, 4, 40, 0, 1000))
+    for epoch, knn in enumerate((0.8, 0.7, 0.6), start=1):
+        history(ev.EpochMetrics(epoch, epoch * 4, 1.0, knn, 1.0))
+    history(ev.Advice(3, "pretraining has stopped helping; stop and fine-tune"))
+    view = history.view()
+    assert "⚠ epoch 3: pretraining has stopped helping" in text.status_line(view)
+    assert "**Fine-tune**" in text.status_line(view)
+    assert plots.NOT_HELPING in annotation_texts(plots.knn_figure([view]))
+    assert plots.NOT_HELPING not in annotation_texts(plots.knn_figure([make_run(knn=(0.5, 0.6))]))
+
+
+def test_unequal_classes_get_balanced_accuracy_beside_top1():
+    from demo import text
+    history = RunHistory("r1", "run 1", ["a", "b"])
+    history(ev.RunStarted("cpu", 25, 10, 4, 8, 0, 1000, "supervised", "", (20, 5), True))
+    history(ev.EpochMetrics(1, 4, 1.0, 0.8, 1.0, 0.7, ((6, 0), (3, 1)), 0.6, 0.55))
+    history(ev.EpochMetrics(2, 8, 1.0, 0.9, 1.0, 0.8, ((6, 0), (2, 2)), 0.7, 0.75))
+    view = history.view()
+    assert view.imbalanced and view.imbalance == 4.0
+    assert "largest 4.0× the smallest" in text.status_line(view) and "weighs classes" in text.status_line(view)
+    names = {trace.name: list(trace.y) for trace in plots.knn_figure([view]).data}
+    assert names["run 1 · balanced"] == [0.6, 0.7] and names["run 1 · class head · balanced"] == [0.55, 0.75]
+    assert "balanced 75.0%" in plots.confusion_figure(view).layout.title.text  # (1 + 0.5) / 2
+    equal = make_run(knn=(0.5, 0.6))
+    assert not equal.imbalanced and not any("balanced" in trace.name for trace in plots.knn_figure([equal]).data)

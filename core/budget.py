@@ -1,0 +1,68 @@
+"""A time budget in minutes -> a number of epochs, from costs this run measured on this machine.
+
+A person thinks in minutes, a schedule in steps. A run with `TrainConfig.minutes > 0` trains a few
+steps, times them and one evaluation, and then fixes its epochs here so that the steps, the
+evaluations and the embedding snapshots still to come end on time; its warmup + cosine schedule is
+then built for that length (core.trainer). Pure arithmetic: tests drive it with made-up costs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WARMUP_STEPS = 8  # steps timed before the budget is fixed (the first, which allocates, is not counted)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds one of each costs on this machine, as the run measured them."""
+
+    step_s: float
+    eval_s: float  # a kNN evaluation (train + test embeddings and the vote)
+    snapshot_s: float  # an embedding snapshot without an evaluation (train embeddings only)
+
+    def __post_init__(self) -> None:
+        if min(self.step_s, self.eval_s, self.snapshot_s) < 0 or self.step_s == 0:
+            raise ValueError(f"costs must be positive, got {self}")
+
+
+def _end_cost(epoch: int, last: bool, costs: Costs, eval_every: int, snapshot_every: int) -> float:
+    """What the end of `epoch` costs, by core.trainer's rule: the last epoch and every `eval_every`-th
+    evaluate; other `snapshot_every`-th epochs embed the training set only (an evaluation's embeddings
+    serve a snapshot at the same epoch)."""
+    if last or (eval_every and epoch % eval_every == 0):
+        return costs.eval_s
+    return costs.snapshot_s if snapshot_every and epoch % snapshot_every == 0 else 0.0
+
+
+def _open_epoch(done_steps: int, steps_per_epoch: int) -> int:
+    """The epoch holding the next step, or the one whose steps just ended: its end is still to come."""
+    return max(1, -(-done_steps // steps_per_epoch))
+
+
+def fit_epochs(seconds: float, costs: Costs, steps_per_epoch: int, done_steps: int = 0, eval_every: int = 0,
+               snapshot_every: int = 0) -> int:
+    """The most epochs whose remaining steps and epoch ends fit in `seconds`, `done_steps` into the run;
+    never fewer than the epoch already under way."""
+    first = _open_epoch(done_steps, steps_per_epoch)
+    spent, best, epoch = 0.0, first, first
+    while True:
+        spent += (epoch * steps_per_epoch - max(done_steps, (epoch - 1) * steps_per_epoch)) * costs.step_s
+        if spent + _end_cost(epoch, True, costs, eval_every, snapshot_every) > seconds:
+            return best
+        best = epoch
+        spent += _end_cost(epoch, False, costs, eval_every, snapshot_every)
+        epoch += 1
+
+
+def seconds_for(epochs: int, costs: Costs, steps_per_epoch: int, done_steps: int = 0, eval_every: int = 0,
+                snapshot_every: int = 0) -> float:
+    """Seconds from now to the end of a run of `epochs`, `done_steps` into it (fit_epochs' inverse)."""
+    first = _open_epoch(done_steps, steps_per_epoch)
+    steps = max(0, epochs * steps_per_epoch - done_steps)
+    ends = sum(_end_cost(e, e == epochs, costs, eval_every, snapshot_every) for e in range(first, epochs + 1))
+    return steps * costs.step_s + ends
+
+
+def describe(minutes: float, epochs: int, images_per_s: float) -> str:
+    """What a run prints once its budget is fixed, e.g. '5 min budget: ~46 epochs at 410 img/s'."""
+    return f"{minutes:g} min budget: ~{epochs} epochs at {images_per_s:,.0f} img/s"

@@ -1,0 +1,99 @@
+"""A budget in minutes: the arithmetic (core.budget) and a run that keeps it, on a scripted clock."""
+import threading
+
+import pytest
+
+from core import events as ev
+from core.budget import Costs, describe, fit_epochs, seconds_for
+from core.checkpoint import Checkpoint
+from core.trainer import Trainer
+from tests.core.conftest import Recorder
+
+
+@pytest.mark.parametrize("eval_every, snapshot_every", [(0, 0), (1, 0), (10, 2), (3, 2)])
+def test_the_fitted_epochs_are_the_most_that_end_on_time(eval_every, snapshot_every):
+    costs = Costs(step_s=0.1, eval_s=2.0, snapshot_s=0.5)
+    for seconds in (30.05, 60.05, 301.3):  # off the boundaries, where float sums may differ by an ulp
+        epochs = fit_epochs(seconds, costs, 16, 0, eval_every, snapshot_every)
+        assert seconds_for(epochs, costs, 16, 0, eval_every, snapshot_every) <= seconds
+        assert seconds_for(epochs + 1, costs, 16, 0, eval_every, snapshot_every) > seconds
+
+
+def test_evaluations_are_paid_for_and_the_epoch_under_way_always_ends():
+    cheap, costly = Costs(0.1, 0.0, 0.0), Costs(0.1, 5.0, 0.0)
+    assert fit_epochs(60, cheap, 10) == 60 and fit_epochs(60, costly, 10, eval_every=1) == 10
+    assert fit_epochs(0.0, costly, 10, done_steps=25) == 3  # already in epoch 3: it finishes
+    assert seconds_for(4, cheap, 10, done_steps=25) == pytest.approx(1.5)  # 15 steps left
+    assert describe(5, 46, 410.4) == "5 min budget: ~46 epochs at 410 img/s"
+    with pytest.raises(ValueError):
+        Costs(0.0, 1.0, 1.0)
+
+
+class ScriptedClock:
+    """Time moves only when the trainer works: `step_s` per training step, `eval_s` per evaluation."""
+
+    def __init__(self, trainer: Trainer, step_s: float, eval_s: float):
+        self.now = 0.0
+        train_step, evaluate = trainer._train_step, trainer.evaluate
+
+        def timed_step(*args):
+            self.now += step_s
+            return train_step(*args)
+
+        def timed_evaluate():
+            self.now += eval_s
+            return evaluate()
+
+        trainer._train_step, trainer.evaluate, trainer.clock = timed_step, timed_evaluate, self
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def budgeted(config, data, out=None, step_s=0.5, eval_s=2.0):
+    trainer = Trainer(config, data, out_dir=out)
+    return trainer, ScriptedClock(trainer, step_s, eval_s)
+
+
+def test_a_budgeted_run_times_itself_fixes_its_epochs_and_ends_on_time(tiny_config, toy_data, tmp_path):
+    """3 steps an epoch at 0.5 s, an evaluation (every epoch, and the baselines) 2 s: after the baselines
+    (2 s), 9 steps and two evaluations the clock reads 10.5 s; epoch 3's end costs 2 s and every later
+    epoch 3.5 s, so 60 s hold 13 more: 16 epochs, ending at 58 s."""
+    config = tiny_config.with_overrides(minutes=1.0, snapshot_every=0)
+    trainer, clock = budgeted(config, toy_data, tmp_path)
+    rec = Recorder()
+    done = trainer.run(rec)
+    fitted = rec.of(ev.BudgetFitted)
+    assert len(fitted) == 1 and (fitted[0].epochs, fitted[0].step, fitted[0].total_steps) == (16, 9, 48)
+    assert fitted[0].message == "1 min budget: ~16 epochs at 27 img/s"  # 40 images per 1.5 s epoch
+    assert done.reason == "completed" and done.epoch == 16 and clock.now == pytest.approx(58.0)
+    lrs = [s.lr for s in rec.of(ev.StepMetrics)]
+    assert lrs[-1] < lrs[len(lrs) // 2] < max(lrs)  # the cosine is built for the fitted length
+    saved = Checkpoint.load(tmp_path / "last.pt").config
+    assert (saved.epochs, saved.minutes) == (16, 0.0)  # what a resume continues
+
+
+def test_a_stopped_budgeted_run_resumes_with_what_is_left(tiny_config, toy_data, tmp_path):
+    config = tiny_config.with_overrides(minutes=1.0, snapshot_every=0)
+    trainer, _ = budgeted(config, toy_data, tmp_path)
+    stop = threading.Event()
+    trainer.run(lambda e: stop.set() if isinstance(e, ev.StepMetrics) and e.step == 20 else None, stop)
+    # The app resumes with the config it started (minutes 1): the checkpoint's fixed length wins.
+    resumed = Trainer(config, toy_data, out_dir=tmp_path, resume_from=tmp_path / "last.pt")
+    rec = Recorder()
+    done = resumed.run(rec)
+    assert not rec.of(ev.BudgetFitted) and rec.of(ev.RunStarted)[0].total_steps == 48
+    assert done.reason == "completed" and done.step == 48
+
+
+def test_a_run_stopped_before_its_budget_was_fixed_fixes_it_on_resume(tiny_config, toy_data, tmp_path):
+    config = tiny_config.with_overrides(minutes=1.0, snapshot_every=0)
+    trainer, _ = budgeted(config, toy_data, tmp_path)
+    stop = threading.Event()
+    trainer.run(lambda e: stop.set() if isinstance(e, ev.StepMetrics) and e.step == 2 else None, stop)
+    assert Checkpoint.load(tmp_path / "last.pt").config.minutes == 1.0
+    resumed = Trainer(config, toy_data, out_dir=tmp_path, resume_from=tmp_path / "last.pt")
+    ScriptedClock(resumed, 0.5, 2.0)
+    rec = Recorder()
+    done = resumed.run(rec)
+    assert len(rec.of(ev.BudgetFitted)) == 1 and done.reason == "completed"
