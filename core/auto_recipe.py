@@ -1,0 +1,146 @@
+"""The `auto` recipe: a base config fitted to the data, the device and the budget, for data with no tuned preset.
+
+Every rule is here, and each reads a measured fact, never a dataset's name:
+- resolution and patch grid: images no larger than 32 px keep their side on a 4×4 grid (what cpu-quick
+  runs for 28 px data). Larger ones, on a CPU, go to 64 px on an 8×8 grid (at 28 px a 300 px photo loses
+  its detail) unless the budget then allows fewer than MIN_PASSES passes over the training images, at
+  the throughput measured here; then 32 px on a 4×4 grid, about a third of the cost per image. On a
+  CUDA device: the paper's 112 px DeiT-Tiny, stored at 128 px.
+- width and depth: cpu-quick's 0.8 M-parameter ViT on a CPU, DeiT-Tiny on a GPU.
+- views: one crop and no CutMix, unless the budget allows MULTI_CROP_PASSES passes: the paper's 2 + 4
+  crops and CutMix pay off over hundreds of epochs and cost more than they give over tens (the measured
+  Fashion table in the README).
+- crops and flips: light objects on a dark ground (measured framing) are aligned like Fashion-MNIST and
+  MNIST: mild crops, no flips. Photos: wider crops and flips.
+- evaluations: about EVALUATIONS over the run, so the watchdog can read the curve.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from core.config import AugmentConfig, ModelConfig, TrainConfig
+from core.data import DataSplits, ImageSet, survey
+from core.trainer import Trainer
+
+MIN_PASSES = 30
+MULTI_CROP_PASSES = 300
+EVALUATIONS = 8
+SMALL_SIDE = 32  # images no larger than this keep their side
+CPU_MODEL = dict(dim=128, depth=4, heads=4, dim_head=32, mlp_dim=256)
+GPU_MODEL = dict(dim=192, depth=12, heads=3, dim_head=64, mlp_dim=768)
+DEFAULT_EPOCHS = 60  # without a budget
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the auto recipe reads: measured from the data and the machine."""
+
+    native_side: int  # the images' median shorter side before any resizing
+    n_train: int
+    channels: int
+    light_on_dark: bool
+    device: str  # "cpu" or "cuda" (mps counts as a CPU here: no tuned path)
+    minutes: float  # the budget (0: none)
+
+
+def _grid(side: int, grid: int) -> tuple[int, int]:
+    """(side, patch) with `side` rounded down to a multiple of `grid`."""
+    patch = max(1, side // grid)
+    return patch * grid, patch
+
+
+def _base(facts: Facts, side: int, patch: int, stored: int, multi_crop: bool) -> TrainConfig:
+    gpu = facts.device == "cuda"
+    model = ModelConfig(image_size=side, patch_size=patch, **(GPU_MODEL if gpu else CPU_MODEL))
+    photos = not facts.light_on_dark
+    local = side // 2 // patch * patch or side  # local crops: half the side, on the patch grid
+    augment = AugmentConfig(
+        n_global=2 if multi_crop else 1, global_size=side, global_scale=(0.4, 1.0) if photos else (0.7, 1.0),
+        n_local=4 if multi_crop else 0, local_size=local, local_scale=(0.05, 0.4), flip_p=0.5 if photos else 0.0,
+        jitter=(0.8, 0.8, 0.8, 0.2), jitter_p=0.8, gray_p=0.2 if facts.channels == 3 else 0.0,
+        blur_p=0.5 if gpu else 0.0, cutmix_alpha=0.5 if multi_crop else 0.0)
+    return TrainConfig(data_size=stored, model=model, augment=augment, epochs=DEFAULT_EPOCHS,
+                       batch_size=256 if gpu else 128, lr=5e-4 if gpu else 1.5e-3, minutes=facts.minutes,
+                       snapshot_every=0, checkpoint_every=10, device=facts.device)
+
+
+def choose_side(facts: Facts, images_per_s: float | None = None) -> tuple[int, int, int]:
+    """(model side, patch, stored side). `images_per_s` at 64 px on an 8×8 grid decides, on a CPU with
+    a budget, whether 64 px still allows MIN_PASSES passes."""
+    if facts.native_side <= SMALL_SIDE:
+        side, patch = _grid(facts.native_side, 4)
+        return side, patch, facts.native_side
+    if facts.device == "cuda":
+        side, patch = 112, 16
+    elif facts.minutes and images_per_s is not None and passes(facts, images_per_s) < MIN_PASSES:
+        side, patch = 32, 8
+    else:
+        side, patch = 64, 8
+    return side, patch, side * 8 // 7  # stored a little larger than the crop, as the supervised recipe does
+
+
+def passes(facts: Facts, images_per_s: float) -> float:
+    return facts.minutes * 60 * images_per_s / max(facts.n_train, 1)
+
+
+def measure_rate(config: TrainConfig, channels: int, steps: int = 3) -> float:
+    """Training images per second of `config` on this machine: a few real steps after one warm-up, on
+    random images of the stored side (a step costs the same whatever the pixels show)."""
+    batch = config.batch_size
+    shape = (batch, channels, config.data_size, config.data_size)
+    random_set = ImageSet(torch.randint(0, 256, shape, dtype=torch.uint8), torch.arange(batch) % 2, ("a", "b"))
+    data = DataSplits("timing", random_set, random_set.subset(torch.arange(2)))
+    trainer = Trainer(config.with_overrides(minutes=0.0, epochs=1, warmup_epochs=0), data)
+    index = torch.arange(batch, device=trainer.device)
+    trainer._train_step(index, 0)
+    started = time.perf_counter()
+    for _ in range(steps):
+        loss = trainer._train_step(index, 0)
+    loss.item()  # waits for the device
+    return steps * len(index) / (time.perf_counter() - started)
+
+
+def auto_recipe(facts: Facts, images_per_s: float) -> TrainConfig:
+    """The auto base config for `facts`, given the throughput measured for the chosen side."""
+    side, patch, stored = choose_side(facts, images_per_s)
+    multi_crop = bool(facts.minutes) and passes(facts, images_per_s) >= MULTI_CROP_PASSES
+    config = _base(facts, side, patch, stored, multi_crop)
+    views = config.augment.n_global + config.augment.n_local
+    epochs = (max(1, math.floor(passes(facts, images_per_s) / views)) if facts.minutes else DEFAULT_EPOCHS)
+    return dataclasses.replace(config, eval_every=max(1, epochs // EVALUATIONS))
+
+
+def plan(spec: str, device: str, minutes: float, load: Callable[[int], DataSplits]) -> tuple[TrainConfig, DataSplits]:
+    """The auto config for dataset `spec` and the splits it trains on, loaded once at the chosen side by
+    `load(stored side)`. The side is chosen from the files' headers and a throughput timed on random
+    images; the framing is then measured from the loaded images."""
+    native, n_train = survey(spec)
+    guess = Facts(native, n_train, 3, False, device, minutes)
+    rate = None
+    if native > SMALL_SIDE and device != "cuda" and minutes:
+        side, patch, stored = choose_side(guess)
+        rate = measure_rate(_base(guess, side, patch, stored, False), channels=3)
+    side, patch, stored = choose_side(guess, rate)
+    data = load(stored if native > SMALL_SIDE else 0)
+    facts = Facts(native, len(data.train), data.train.channels, data.train.framing.light_on_dark, device, minutes)
+    config = auto_recipe(facts, rate if rate is not None else measure_rate(_base(facts, side, patch, stored, False),
+                                                                           data.train.channels))
+    return dataclasses.replace(config, dataset=spec, data_size=stored if native > SMALL_SIDE else 0), data
+
+
+def describe(config: TrainConfig) -> str:
+    """The printed line, e.g. 'auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, a 5 min budget'."""
+    aug, model = config.augment, config.model
+    views = aug.n_global + aug.n_local
+    parts = [f"{model.image_size} px", f"patch {model.patch_size}", f"dim {model.dim}", f"depth {model.depth}",
+             f"{views} view{'s' if views > 1 else ''}", "flips" if aug.flip_p else "no flips"]
+    if aug.cutmix_alpha:
+        parts.append("CutMix")
+    parts.append(f"a {config.minutes:g} min budget" if config.minutes else f"{config.epochs} epochs")
+    return "auto recipe: " + ", ".join(parts)
