@@ -28,6 +28,7 @@ from core.config import AugmentConfig, ModelConfig, TrainConfig
 from core.data import DataSplits, ImageSet, survey
 from core.trainer import Trainer
 
+NAME = "auto"  # what the command line's --preset and the app's preset menu call it
 MIN_PASSES = 30
 MULTI_CROP_PASSES = 300
 EVALUATIONS = 8
@@ -134,8 +135,9 @@ def plan(spec: str, device: str, minutes: float, load: Callable[[int], DataSplit
     return dataclasses.replace(config, dataset=spec, data_size=stored if native > SMALL_SIDE else 0), data
 
 
-def describe(config: TrainConfig) -> str:
-    """The printed line, e.g. 'auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, a 5 min budget'."""
+def describe(config: TrainConfig, name: str = NAME) -> str:
+    """The line a run prints at its start, e.g. 'auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips,
+    a 5 min budget' (any recipe: `name` says which)."""
     aug, model = config.augment, config.model
     views = aug.n_global + aug.n_local
     parts = [f"{model.image_size} px", f"patch {model.patch_size}", f"dim {model.dim}", f"depth {model.depth}",
@@ -143,4 +145,4 @@ def describe(config: TrainConfig) -> str:
     if aug.cutmix_alpha:
         parts.append("CutMix")
     parts.append(f"a {config.minutes:g} min budget" if config.minutes else f"{config.epochs} epochs")
-    return "auto recipe: " + ", ".join(parts)
+    return f"{name} recipe: " + ", ".join(parts)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-WARMUP_STEPS = 8  # steps timed before the budget is fixed (the first, which allocates, is not counted)
+# Timed before the budget is fixed (the first window, which allocates, is not counted): at least this
+# many steps and this many seconds of them, so that a few fast or slow steps do not decide the length.
+WARMUP_STEPS = 8
+WARMUP_SECONDS = 5.0
+PROVISIONAL_STEPS = 100_000  # a budgeted run's length until it is fixed: more than any timing takes
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,23 @@ class Costs:
     def __post_init__(self) -> None:
         if min(self.step_s, self.eval_s, self.snapshot_s) < 0 or self.step_s == 0:
             raise ValueError(f"costs must be positive, got {self}")
+
+
+class StepTimer:
+    """Adds up the time of training steps read back in windows; the first window, which allocates and
+    warms up, is not counted. The step time is known once WARMUP_STEPS and WARMUP_SECONDS are timed."""
+
+    def __init__(self):
+        self._seconds, self._steps, self._first = 0.0, 0, True
+
+    def add(self, seconds: float, steps: int) -> float | None:
+        """One window's time; returns the seconds per step once enough are timed, else None."""
+        if self._first:
+            self._first = False
+            return None
+        self._seconds, self._steps = self._seconds + seconds, self._steps + steps
+        enough = self._steps >= WARMUP_STEPS and self._seconds >= WARMUP_SECONDS
+        return self._seconds / self._steps if enough else None
 
 
 def _end_cost(epoch: int, last: bool, costs: Costs, eval_every: int, snapshot_every: int) -> float:

@@ -19,6 +19,7 @@ class RunStarted:
     init_from: str = ""  # the pretrained checkpoint a fine-tuning run started from
     class_counts: tuple[int, ...] = ()  # training images per class
     class_weights: bool = False  # whether the loss weighs classes (core.objectives.class_weights)
+    predicts_classes: bool = False  # the objective has a class head (supervised, fine-tuning)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from core import auto_recipe
+from core import auto_recipe, watchdog
 from core import events as ev
 from core.checkpoint import Checkpoint
 from core.config import PRESETS, TrainConfig, preset
@@ -19,12 +19,10 @@ from core.recipe import recipe
 from core.reporting import JsonlLog, ProgressBar, fan_out
 from core.trainer import Trainer
 
-AUTO = "auto"  # the recipe fitted to the data, the device and the budget (core.auto_recipe)
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
-    parser.add_argument("--preset", choices=sorted([*PRESETS, AUTO]),
+    parser.add_argument("--preset", choices=sorted([*PRESETS, auto_recipe.NAME]),
                         help="default: cpu-quick for fashion (tuned on it), auto for any other dataset; "
                              "ignored with --resume")
     parser.add_argument("--dataset", help="fashion | digits | flowers102 | folder:PATH (default: the preset's, "
@@ -67,7 +65,9 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def wants_auto(args: argparse.Namespace) -> bool:
     """The auto recipe when asked for, or by default for a dataset no preset was tuned on."""
-    return not args.resume and (args.preset == AUTO or (args.preset is None and args.dataset not in (None, "fashion")))
+    if args.resume:
+        return False
+    return args.preset == auto_recipe.NAME or (args.preset is None and args.dataset not in (None, "fashion"))
 
 
 def auto_from_args(args: argparse.Namespace) -> tuple[TrainConfig, DataSplits]:
@@ -146,6 +146,8 @@ def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, do
     knn = f", kNN top-1 {outcome.knn_top1:.4f}" if outcome.knn_top1 is not None else ""
     top1 = f", test top-1 {outcome.test_top1:.4f}" if outcome.test_top1 is not None else ""
     print(f"{outcome.reason} at epoch {outcome.epoch}, step {outcome.step}{knn}{top1}{where}")
+    if outcome.knn_top1 is not None and trainer.baselines and not trainer.objective.predicts_classes:
+        print(watchdog.ending(outcome.knn_top1, trainer.baselines.raw_pixels, trainer.baselines.random_init))
     if outcome.reason == "stopped" and outcome.checkpoint:
         print(f"resume with: python -m core.train --out {out} --resume {outcome.checkpoint}")
     return 130 if outcome.reason == "stopped" else 0
@@ -153,11 +155,14 @@ def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, do
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    auto = wants_auto(args)
     try:
-        config, data = auto_from_args(args) if wants_auto(args) else (config_from_args(args), None)
+        config, data = auto_from_args(args) if auto else (config_from_args(args), None)
     except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError and DatasetError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not auto:  # the auto recipe has said what it chose; a preset or a resumed run says it here
+        print(auto_recipe.describe(config, "resumed" if args.resume else args.preset or "cpu-quick"))
     return execute(config, out=args.out, data_root=args.data_root, download=args.download, resume=args.resume,
                    data=data)
 

@@ -111,14 +111,13 @@ class Trainer:
                                            fused=self.device.type == "cuda")
         self.views = ViewMaker(config.augment)
         self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-        # A budgeted run's provisional length leaves room for the steps it times before fixing it.
-        timed_steps = max(budget.WARMUP_STEPS + 2, 2 * self.sync_every + 1)
-        self._schedule(max(config.epochs, math.ceil(timed_steps / self.steps_per_epoch))
+        # A budgeted run's provisional length is never reached: it is fixed after a few seconds of steps
+        # (until then only the warmup's ramp, which does not depend on the length, sets the lr).
+        self._schedule(max(config.epochs, math.ceil(budget.PROVISIONAL_STEPS / self.steps_per_epoch))
                        if config.minutes else config.epochs)
-        self._timed: tuple[float, int] | None = None  # (seconds, steps) of training steps timed for a budget
+        self._timer = budget.StepTimer()  # a budgeted run's step time
         self._eval_s: float | None = None  # what one evaluation took (timed with the baselines)
-        self._knns: tuple[list[int], list[float]] = ([], [])  # evaluated epochs and their kNN, for the watchdog
-        self._advice: str | None = None
+        self._watchdog: watchdog.Watchdog | None = None  # reads the kNN curve of a pretraining run
         # Views differ per rank; the epoch order (on the CPU) is the same on every rank.
         self.generator = torch.Generator(self.device).manual_seed(config.seed + self.dist.rank)
         self.order_generator = torch.Generator().manual_seed(config.seed)
@@ -230,18 +229,15 @@ class Trainer:
         """Called with each read-back window's step time while a budget is open; once WARMUP_STEPS are
         timed (the first window, which allocates, not counted; epoch ends never are), fix the epochs so
         that the run ends `minutes` after `started` (core/budget.py) and rebuild the schedule."""
-        if self._timed is None:
-            self._timed = (0.0, 0)
-            return
-        self._timed = (self._timed[0] + seconds, self._timed[1] + steps)
-        if self._timed[1] < budget.WARMUP_STEPS:
+        step_s = self._timer.add(seconds, steps)
+        if step_s is None:
             return
         minutes, epochs, costs = self.config.minutes, 0, None
         if self.dist.is_main:
             if self._eval_s is None:  # a resumed run did not time its baselines
                 self._timed_evaluation()
             train, test = len(self.data.train), len(self.data.test)
-            costs = budget.Costs(self._timed[0] / self._timed[1], self._eval_s, self._eval_s * train / (train + test))
+            costs = budget.Costs(step_s, self._eval_s, self._eval_s * train / (train + test))
             epochs = budget.fit_epochs(minutes * 60 - (self.clock() - started), costs, self.steps_per_epoch,
                                        self.step, self.config.eval_every, self.config.snapshot_every)
         epochs = self.dist.agree(epochs, self.device)
@@ -315,16 +311,14 @@ class Trainer:
         return knn, top1
 
     def _watch(self, emit: Emit, epoch: int, knn: float) -> None:
-        """Tell the person, once, when a pretraining run's kNN says it has stopped helping."""
-        epochs, knns = self._knns
-        epochs.append(epoch)
-        knns.append(knn)
-        if self.objective.predicts_classes:  # supervised and fine-tuning runs are judged by their class head
+        """Tell the person, once, when a pretraining run's kNN says it has stopped helping (supervised
+        and fine-tuning runs are judged by their class head)."""
+        if self.objective.predicts_classes:
             return
-        advice = watchdog.verdict(epochs, knns, self.baselines.random_init if self.baselines else None)
-        if advice is not None and self._advice is None:
-            emit(ev.Advice(epoch, advice))
-        self._advice = advice
+        if self._watchdog is None:
+            self._watchdog = watchdog.Watchdog(self.baselines.random_init if self.baselines else None)
+        if (words := self._watchdog.observe(epoch, knn)) is not None:
+            emit(ev.Advice(epoch, words))
 
     def run(self, emit: Emit, stop: threading.Event | None = None) -> ev.Finished | ev.Failed:
         """Train to the configured number of epochs, or until `stop` is set; returns the last event."""
@@ -343,7 +337,7 @@ class Trainer:
         main_emit(ev.RunStarted(str(self.device), len(self.data.train), len(self.data.test), spe,
                                 self.total_steps, self.step, sum(p.numel() for p in self.module.parameters()),
                                 cfg.objective, cfg.init_from, counts,
-                                self.objective.weighs_classes))
+                                self.objective.weighs_classes, self.objective.predicts_classes))
         started = self.clock()  # a time budget counts from here, baselines included
         if self.baselines is None and self.dist.is_main:
             self.baselines = self._baselines()

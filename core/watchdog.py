@@ -36,3 +36,31 @@ def verdict(epochs: list[int], knns: list[float], random_init: float | None) -> 
                                  patience=PATIENCE)
         return f"{drop}; {ADVICE}"
     return None
+
+
+class Watchdog:
+    """Reads a run's evaluations as they come; `observe` returns the words once, when they start to apply."""
+
+    def __init__(self, random_init: float | None):
+        self.random_init = random_init
+        self.epochs: list[int] = []
+        self.knns: list[float] = []
+        self._speaking = False
+
+    def observe(self, epoch: int, knn: float) -> str | None:
+        self.epochs.append(epoch)
+        self.knns.append(knn)
+        words = verdict(self.epochs, self.knns, self.random_init)
+        said, self._speaking = self._speaking, words is not None
+        return None if said else words
+
+
+def ending(knn: float, raw_pixels: float, random_init: float) -> str:
+    """How a pretraining run ended against its two baselines, said plainly either way."""
+    beaten = [name for name, value in (("raw pixels", raw_pixels), ("the random-init encoder", random_init))
+              if knn <= value]
+    against = f"raw pixels {raw_pixels:.1%}, random-init encoder {random_init:.1%}"
+    if not beaten:
+        return f"the pretrained backbone's kNN top-1 {knn:.1%} is above both baselines ({against})"
+    return (f"the pretrained backbone's kNN top-1 {knn:.1%} is NOT above {' or '.join(beaten)} ({against}): "
+            "on this data pretraining did not learn a better representation; fine-tune it or train supervised")

@@ -14,8 +14,9 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from core import auto_recipe
 from core.classify import HEAD, KNN
-from core.config import PRESETS, preset
+from core.config import PRESETS, TrainConfig, preset
 from core.data import present_sources
 from core.images import ImageError, decode
 from core.objectives import OBJECTIVES
@@ -57,12 +58,17 @@ class App:
                 raise gr.Error("Type the folder's path first (one subfolder per class).")
             dataset = f"folder:{folder.strip()}"
         try:
+            minutes = float(minutes or 0)
+            if preset_name == auto_recipe.NAME:  # fitted to the data in the training thread; picks batch and lr
+                request = TrainConfig(dataset=dataset, objective=objective, snapshot_every=SNAPSHOT_EVERY)
+                message = self.session.start(request, auto_budget=(None if minutes else int(epochs), minutes))
+                gr.Info(message)
+                return
             base = preset(preset_name)
             # The same recipe as the command line (core.recipe): e.g. contrastive gets its two views per image.
             # Minutes, when given, decide the length: the run times itself and fixes its epochs.
             config = recipe(base, objective, epochs=int(epochs), dataset=dataset, batch_size=int(batch_size),
-                            lr=float(lr), minutes=float(minutes or 0),
-                            snapshot_every=base.snapshot_every or SNAPSHOT_EVERY)
+                            lr=float(lr), minutes=minutes, snapshot_every=base.snapshot_every or SNAPSHOT_EVERY)
             message = self.session.start(config)
         except (ValueError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
@@ -85,8 +91,15 @@ class App:
 
     @staticmethod
     def preset_defaults(preset_name):
+        if preset_name == auto_recipe.NAME:  # auto chooses batch and lr itself
+            return auto_recipe.DEFAULT_EPOCHS, gr.update(), gr.update()
         config = preset(preset_name)
         return config.epochs, config.batch_size, config.lr
+
+    @staticmethod
+    def preset_for(dataset):
+        """cpu-quick was tuned on Fashion-MNIST; any other dataset gets the auto recipe by default."""
+        return "cpu-quick" if dataset == "fashion" else auto_recipe.NAME
 
     # -- Watch (timer) -----------------------------------------------------------------------
     def tick(self, sprites, replay, drawn) -> dict:
@@ -215,7 +228,8 @@ def _train_panel(app: App) -> dict:
                               elem_id="dataset")
         folder = gr.Textbox(label=text.FOLDER_HINT, placeholder="/path/to/images")
         objective = gr.Dropdown(sorted(OBJECTIVES), value=default.objective, label=text.LABEL_OBJECTIVE)
-        preset_name = gr.Dropdown(sorted(PRESETS), value="cpu-quick", label=text.LABEL_PRESET)
+        preset_name = gr.Dropdown(sorted([*PRESETS, auto_recipe.NAME]), label=text.LABEL_PRESET, elem_id="preset",
+                                  value=App.preset_for(app.dataset_choices[0]))
         with gr.Row():
             epochs = gr.Number(default.epochs, label=text.LABEL_EPOCHS, precision=0, minimum=1, elem_id="epochs")
             minutes = gr.Number(0, label=text.LABEL_MINUTES, minimum=0, elem_id="minutes")
@@ -237,6 +251,7 @@ def _train_panel(app: App) -> dict:
     resume.click(app.resume, None, None)
     finetune.click(app.finetune, finetune_epochs, None)
     preset_name.change(App.preset_defaults, preset_name, [epochs, batch, lr])
+    dataset.change(App.preset_for, dataset, preset_name)
     return {"status": status, "progress": progress}
 
 

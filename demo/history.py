@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import events as ev
+from core import watchdog
 from core.metrics import imbalance
 
 MESSAGE_STARTED = ("training on {device} · {millions:.2f} M parameters · "
@@ -142,6 +143,7 @@ class RunHistory:
         self._snapshot_epoch: int | None = None
         self._advice: tuple[int, str] | None = None
         self._imbalance = 1.0
+        self._predicts_classes = False
         self._handlers = {ev.RunStarted: self._started, ev.BudgetFitted: self._budget_fitted,
                           ev.Baselines: self._baselines_known,
                           ev.StepMetrics: self._stepped, ev.EpochMetrics: self._epoch_ended,
@@ -239,6 +241,7 @@ class RunHistory:
                          else MESSAGE_STARTED.format(device=event.device, millions=event.parameters / 1e6,
                                                      n_train=event.n_train, n_test=event.n_test))
         self._imbalance = imbalance(event.class_counts)
+        self._predicts_classes = event.predicts_classes
         if self._imbalance > IMBALANCED:
             self._message += MESSAGE_IMBALANCE.format(ratio=self._imbalance,
                                                       weights=MESSAGE_WEIGHTS if event.class_weights else "")
@@ -290,6 +293,8 @@ class RunHistory:
             message += MESSAGE_KNN.format(knn=event.knn_top1)
         if event.test_top1 is not None:
             message += MESSAGE_TOP1.format(top1=event.test_top1)
+        if event.knn_top1 is not None and self._baselines and not self._predicts_classes:
+            message += f"  \n{watchdog.ending(event.knn_top1, *self._baselines)}"
         self._stop(now, COMPLETED if event.reason == COMPLETED else STOPPED, message, event.checkpoint)
 
     def _failed(self, event: ev.Failed, now: float) -> None:

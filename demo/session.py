@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core import auto_recipe
 from core import events as ev
 from core.checkpoint import Checkpoint
 from core.classify import Classifier, Prediction, PublishedModel
 from core.config import TrainConfig
 from core.data import DataSplits
 from core.dataset_cache import DatasetCache
+from core.distributed import resolve_device
 from core.objectives import Supervised
 from core.projection import Projector
 from core.recipe import FINETUNE, recipe
@@ -66,6 +68,7 @@ class _Run:
     thread: threading.Thread | None = None
     stop: threading.Event | None = None
     offset: tuple[int, int] = (0, 0)  # (steps, epochs) of earlier stages, added to this stage's events
+    auto_budget: tuple[int | None, float] | None = None  # (epochs, minutes) the auto recipe is still to fit
 
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
@@ -121,15 +124,33 @@ class Session:
         return images[..., 0] if images.shape[-1] == 1 else images
 
     # -- training ----------------------------------------------------------------------------
-    def start(self, config: TrainConfig) -> str:
+    def start(self, config: TrainConfig, auto_budget: tuple[int | None, float] | None = None) -> str:
+        """Train `config`; with `auto_budget` (epochs or None, minutes), the training thread first fits the
+        auto recipe (core.auto_recipe) to the dataset, the device and the budget, and trains
+        `config.objective` on it, `config.snapshot_every` kept."""
         with self._lock:
             self._refuse_if_running()
             run_id = f"run-{next(self._ids)}"
-            run = _Run(RunHistory(run_id, f"{run_id} · {config.objective} · {config.dataset}", ()), config,
-                       self.runs_dir / run_id)
+            recipe_name = " · auto" if auto_budget else ""
+            run = _Run(RunHistory(run_id, f"{run_id} · {config.objective} · {config.dataset}{recipe_name}", ()),
+                       config, self.runs_dir / run_id, auto_budget=auto_budget)
             self._runs.append(run)
             self._launch(run, resume_from=None)
         return f"started {run_id}"
+
+    def _fit_auto(self, run: _Run) -> None:
+        """The auto recipe for the run's dataset, in the training thread (it decodes and times)."""
+        request, (epochs, minutes) = run.config, run.auto_budget
+        device = resolve_device(request.device).type
+
+        def load(size: int) -> DataSplits:
+            return self.datasets.get(request.with_overrides(data_size=size))
+
+        base, data = auto_recipe.plan(request.dataset, device, minutes, load)
+        run.history.note(auto_recipe.describe(base))
+        run.config = recipe(base, request.objective, epochs=epochs, seed=request.seed,
+                            snapshot_every=request.snapshot_every)
+        run.auto_budget = None  # fitted: a resume or a fine-tune continues this config
 
     def resume(self) -> str:
         """Continue the last stopped (or failed) run from its checkpoint; its curves carry on."""
@@ -200,6 +221,8 @@ class Session:
                 self._jobs.put((run, event))
 
         try:
+            if run.auto_budget is not None:
+                self._fit_auto(run)
             run.data = self.datasets.get(run.config)
             run.history.set_class_names(run.data.class_names)
             trainer = Trainer(run.config, run.data, out_dir=run.out_dir, resume_from=resume_from)

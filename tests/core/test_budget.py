@@ -56,15 +56,16 @@ def budgeted(config, data, out=None, step_s=0.5, eval_s=2.0):
 
 
 def test_a_budgeted_run_times_itself_fixes_its_epochs_and_ends_on_time(tiny_config, toy_data, tmp_path):
-    """3 steps an epoch at 0.5 s, an evaluation (every epoch, and the baselines) 2 s: after the baselines
-    (2 s), 9 steps and two evaluations the clock reads 10.5 s; epoch 3's end costs 2 s and every later
-    epoch 3.5 s, so 60 s hold 13 more: 16 epochs, ending at 58 s."""
+    """3 steps an epoch at 0.5 s, an evaluation (every epoch, and the baselines) 2 s. Five seconds of steps
+    are timed after the first (steps 2-11); by then the baselines, 11 steps and three evaluations read
+    13.5 s; the rest of epoch 4 costs 2.5 s and every later epoch 3.5 s, so 60 s hold 12 more: 16 epochs,
+    ending at 58 s."""
     config = tiny_config.with_overrides(minutes=1.0, snapshot_every=0)
     trainer, clock = budgeted(config, toy_data, tmp_path)
     rec = Recorder()
     done = trainer.run(rec)
     fitted = rec.of(ev.BudgetFitted)
-    assert len(fitted) == 1 and (fitted[0].epochs, fitted[0].step, fitted[0].total_steps) == (16, 9, 48)
+    assert len(fitted) == 1 and (fitted[0].epochs, fitted[0].step, fitted[0].total_steps) == (16, 11, 48)
     assert fitted[0].message == "1 min budget: ~16 epochs at 27 img/s"  # 40 images per 1.5 s epoch
     assert done.reason == "completed" and done.epoch == 16 and clock.now == pytest.approx(58.0)
     lrs = [s.lr for s in rec.of(ev.StepMetrics)]
@@ -97,3 +98,15 @@ def test_a_run_stopped_before_its_budget_was_fixed_fixes_it_on_resume(tiny_confi
     rec = Recorder()
     done = resumed.run(rec)
     assert len(rec.of(ev.BudgetFitted)) == 1 and done.reason == "completed"
+
+
+def test_the_step_timer_leaves_out_the_first_window_and_waits_for_enough_steps():
+    from core.budget import WARMUP_SECONDS, WARMUP_STEPS, StepTimer
+    timer = StepTimer()
+    assert timer.add(9.0, 1) is None  # allocation and warm-up
+    results = [timer.add(1.0, 1) for _ in range(WARMUP_STEPS)]
+    assert results[:-1] == [None] * (WARMUP_STEPS - 1) and results[-1] == 1.0
+    quick = StepTimer()
+    quick.add(1.0, 1)
+    steps = [quick.add(0.1, 1) for _ in range(int(WARMUP_SECONDS / 0.1) + 1)]
+    assert steps[WARMUP_STEPS] is None and steps[-1] == pytest.approx(0.1)  # seconds, not only steps

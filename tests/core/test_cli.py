@@ -83,3 +83,14 @@ def test_bad_input_gives_a_message_not_a_traceback(tmp_path):
     not_there = cli("core.finetune", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o"))
     assert not_there.returncode == 2 and "checkpoint not found" in not_there.stderr
     assert "Traceback" not in not_there.stderr
+
+
+def test_the_auto_recipe_is_the_default_for_datasets_without_a_tuned_preset():
+    from core import train
+    parse = train.build_parser().parse_args
+    assert not train.wants_auto(parse(["--out", "x"])) and not train.wants_auto(parse(["--out", "x",
+                                                                                       "--dataset", "fashion"]))
+    assert train.wants_auto(parse(["--out", "x", "--dataset", "digits"]))
+    assert train.wants_auto(parse(["--out", "x", "--preset", "auto"]))
+    assert not train.wants_auto(parse(["--out", "x", "--dataset", "digits", "--preset", "cpu-quick"]))
+    assert not train.wants_auto(parse(["--out", "x", "--dataset", "digits", "--resume", "r.pt"]))

@@ -46,3 +46,10 @@ def test_the_trainer_tells_once_and_only_for_pretraining(tiny_config, toy_data):
     scripted(Trainer(supervised, toy_data)).run(rec)
     knns = [e.knn_top1 for e in rec.of(ev.EpochMetrics)]
     assert knns == [0.9, 0.85, 0.8, 0.75, 0.7] and not rec.of(ev.Advice)  # the same fall, judged by its head
+
+
+def test_the_watchdog_speaks_when_the_words_start_to_apply_and_again_only_after_a_recovery():
+    from core.watchdog import Watchdog
+    dog = Watchdog(random_init=0.1)
+    said = [dog.observe(epoch, knn) for epoch, knn in enumerate([0.8, 0.7, 0.7, 0.7, 0.8, 0.75, 0.7, 0.7], 1)]
+    assert [epoch for epoch, words in enumerate(said, 1) if words] == [3, 7]  # the recovery at 5 re-arms it

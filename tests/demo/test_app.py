@@ -125,3 +125,23 @@ def test_the_timer_updates_only_the_outputs_it_names(tmp_path):
     assert set(first) == set(app_module.TICK_OUTPUTS)
     second = app.tick(False, None, first["drawn"])
     assert set(second) == {"status", "progress", "replay", "drawn"}
+
+
+def test_datasets_without_a_tuned_preset_default_to_the_auto_recipe_and_start_it_in_the_session(monkeypatch):
+    from core.auto_recipe import NAME
+    assert App.preset_for("fashion") == "cpu-quick" and App.preset_for("digits") == NAME
+    assert App.preset_for("Folder") == NAME
+    started = []
+
+    class Recording(FakeSession):
+        def start(self, config, auto_budget=None):
+            started.append((config, auto_budget))
+            return "started"
+
+    monkeypatch.setattr(gr, "Info", lambda message: None)
+    app = App(Recording())
+    app.start("digits", "", "contrastive", NAME, 10, 64, 1e-3, 2)
+    app.start("digits", "", "instance", NAME, 10, 64, 1e-3, 0)
+    (request, budget), (_, epochs_budget) = started
+    assert (request.dataset, request.objective, budget) == ("digits", "contrastive", (None, 2.0))
+    assert epochs_budget == (10, 0.0)  # no minutes: the epochs decide

@@ -143,3 +143,18 @@ def test_finetuning_continues_the_run_and_publishes_a_class_head(session):
     with pytest.raises(LookupError, match="already trains on the labels"):
         session.finetune()
 
+
+
+def test_an_auto_run_fits_its_recipe_in_the_training_thread_and_trains_on_it(session, tmp_path):
+    from scripts.make_folder_dataset import main as make_folder
+    folder = tmp_path / "photos"
+    assert make_folder([str(folder), "--classes", "2", "--largest", "12", "--imbalance", "2"]) == 0
+    request = TrainConfig(dataset=f"folder:{folder}", objective="instance", snapshot_every=1)
+    session.start(request, auto_budget=(1, 0.0))
+    wait_for(lambda: session.views()[-1].status in ("completed", "failed"))
+    view = session.views()[-1]
+    assert view.status == "completed" and view.label.endswith("· auto")
+    run = session._runs[-1]
+    assert run.config.model.image_size == 64 and run.config.data_size == 73 and run.config.epochs == 1
+    assert run.data.train.size == 73 and run.config.snapshot_every == 1
+    wait_for(lambda: session.classifier() is not None)  # the auto run publishes a classifier like any run

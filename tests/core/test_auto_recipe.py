@@ -1,0 +1,74 @@
+"""The auto recipe: its rules read measured facts (sides, framing, channels, device, budget), never a name."""
+import pytest
+
+from core.auto_recipe import MIN_PASSES, MULTI_CROP_PASSES, Facts, auto_recipe, choose_side, describe, passes, plan
+from core.data import load_dataset
+from core.objectives import build_objective
+from core.recipe import recipe
+from scripts.make_folder_dataset import main as make_folder
+
+
+def facts(native=300, n=2000, channels=3, light_on_dark=False, device="cpu", minutes=5.0):
+    return Facts(native, n, channels, light_on_dark, device, minutes)
+
+
+def rate_for(passes_wanted, f):
+    return passes_wanted * f.n_train / (f.minutes * 60)
+
+
+def test_small_images_keep_their_side_on_a_four_by_four_grid():
+    assert choose_side(facts(native=28)) == (28, 7, 28)
+    assert choose_side(facts(native=20)) == (20, 5, 20)
+
+
+def test_photos_on_a_cpu_get_64_px_unless_the_budget_is_too_short_for_it():
+    f = facts()
+    assert choose_side(f, rate_for(MIN_PASSES + 1, f)) == (64, 8, 73)
+    assert choose_side(f, rate_for(MIN_PASSES - 1, f)) == (32, 8, 36)
+    assert choose_side(facts(minutes=0)) == (64, 8, 73)  # no budget: the side for detail
+    assert choose_side(facts(device="cuda")) == (112, 16, 128)  # the paper's DeiT-Tiny
+
+
+def test_photos_get_flips_and_wide_crops_aligned_light_on_dark_objects_do_not():
+    photo = auto_recipe(facts(), rate_for(60, facts()))
+    aligned = auto_recipe(facts(native=28, channels=1, light_on_dark=True), rate_for(60, facts()))
+    assert photo.augment.flip_p == 0.5 and photo.augment.global_scale == (0.4, 1.0) and photo.augment.gray_p > 0
+    assert aligned.augment.flip_p == 0.0 and aligned.augment.global_scale == (0.7, 1.0)
+    assert aligned.augment.gray_p == 0.0  # one channel: nothing to gray
+
+
+def test_multi_crop_and_cutmix_only_when_the_budget_allows_hundreds_of_passes():
+    f = facts(device="cuda")
+    few, many = auto_recipe(f, rate_for(100, f)), auto_recipe(f, rate_for(MULTI_CROP_PASSES, f))
+    assert (few.augment.n_global, few.augment.n_local, few.augment.cutmix_alpha) == (1, 0, 0.0)
+    assert (many.augment.n_global, many.augment.n_local, many.augment.cutmix_alpha) == (2, 4, 0.5)
+    assert many.model.dim == 192 and many.model.depth == 12 and many.batch_size == 256
+
+
+def test_the_budget_and_the_evaluations_follow_the_passes():
+    f = facts()
+    config = auto_recipe(f, rate_for(80, f))
+    assert config.minutes == 5.0 and config.eval_every == 80 // 8  # about eight evaluations
+    assert passes(f, rate_for(80, f)) == pytest.approx(80)
+    assert describe(config) == "auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, a 5 min budget"
+
+
+@pytest.mark.parametrize("objective", ["instance", "contrastive", "supervised"])
+def test_every_objective_trains_on_the_auto_recipe(objective):
+    config = recipe(auto_recipe(facts(), rate_for(60, facts())).with_overrides(dataset="toy"), objective)
+    build_objective(config, n_instances=100, n_classes=5)
+    assert config.data_size == 73  # the supervised recipe stores 64 px crops at 73 px too
+
+
+def test_plan_reads_a_folder_loads_it_once_at_the_chosen_side_and_measures_its_framing(tmp_path):
+    folder = tmp_path / "photos"
+    assert make_folder([str(folder), "--classes", "3", "--largest", "10", "--imbalance", "2"]) == 0
+    loads = []
+
+    def load(size):
+        loads.append(size)
+        return load_dataset(f"folder:{folder}", size=size)
+
+    config, data = plan(f"folder:{folder}", "cpu", 0.5, load)
+    assert loads == [config.data_size] and data.train.size == config.data_size
+    assert config.dataset == f"folder:{folder}" and config.minutes == 0.5 and config.augment.flip_p == 0.5
