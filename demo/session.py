@@ -226,7 +226,10 @@ class Session:
             run.data = self.datasets.get(run.config)
             run.history.set_class_names(run.data.class_names)
             trainer = Trainer(run.config, run.data, out_dir=run.out_dir, resume_from=resume_from)
-            trainer.run(emit, run.stop)
+            try:
+                trainer.run(emit, run.stop)
+            finally:  # a budget fixed during the run is the config a resume or a fine-tune continues
+                run.config = trainer.config
         except Exception as exc:  # shown to the person in the status line, not lost in a log
             run.history(ev.Failed(f"{exc.__class__.__name__}: {exc}", 0, 0, None))
 

@@ -23,7 +23,8 @@ from core.data import load_dataset
 
 SIDES = (64, 1000)  # shorter sides drawn log-uniformly between these
 ASPECTS = (0.75, 1.33)  # width over height
-OBJECT_SHARE = (0.3, 0.8)  # the object's side over the image's shorter side
+OBJECT_SHARE = (0.5, 0.9)  # the object's side over the image's shorter side: the subject of the photo
+OPACITY = 3.0  # the source's gray levels times this (clipped) is the object's opacity: a solid silhouette
 GRAY_SHARE = 0.3  # images saved in grayscale
 JPEG_SHARE = 0.6  # images saved as JPEG (the rest PNG)
 
@@ -45,7 +46,8 @@ def composite(obj: np.ndarray, backgrounds: list[np.ndarray], rng: np.random.Gen
     background = Image.fromarray(photo[top:top + crop, left:left + crop]).resize((width, height),
                                                                                  Image.Resampling.BILINEAR)
     side = max(8, round(min(width, height) * rng.uniform(*OBJECT_SHARE)))
-    mask = Image.fromarray(obj).resize((side, side), Image.Resampling.BILINEAR)
+    solid = np.clip(obj.astype(np.float32) * OPACITY, 0, 255).astype(np.uint8)
+    mask = Image.fromarray(solid).resize((side, side), Image.Resampling.BILINEAR)
     colour = tuple(int(c) for c in rng.integers(0, 256, 3))
     x, y = rng.integers(0, width - side + 1), rng.integers(0, height - side + 1)
     background.paste(Image.new("RGB", (side, side), colour), (int(x), int(y)), mask)

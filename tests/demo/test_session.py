@@ -158,3 +158,12 @@ def test_an_auto_run_fits_its_recipe_in_the_training_thread_and_trains_on_it(ses
     assert run.config.model.image_size == 64 and run.config.data_size == 73 and run.config.epochs == 1
     assert run.data.train.size == 73 and run.config.snapshot_every == 1
     wait_for(lambda: session.classifier() is not None)  # the auto run publishes a classifier like any run
+
+
+def test_a_budgeted_run_leaves_its_fixed_length_for_a_fine_tune_to_continue(session):
+    session.start(TINY.with_overrides(minutes=0.05, epochs=2))  # 3 s: fixed after its 5 s of timed steps
+    wait_for(lambda: session.views()[-1].status in ("completed", "failed"))
+    run = session._runs[-1]
+    assert session.views()[-1].status == "completed" and run.config.minutes == 0.0
+    saved = Checkpoint.load(session.views()[-1].checkpoint).config
+    assert (saved.epochs, saved.minutes) == (run.config.epochs, 0.0)  # fine-tune's quarter is of these epochs
