@@ -7,6 +7,7 @@ then built for that length (core.trainer). Pure arithmetic: tests drive it with 
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 # Timed before the budget is fixed (the first window, which allocates, is not counted): at least this
@@ -14,6 +15,11 @@ from dataclasses import dataclass
 WARMUP_STEPS = 8
 WARMUP_SECONDS = 5.0
 PROVISIONAL_STEPS = 100_000  # a budgeted run's length until it is fixed: more than any timing takes
+# After each epoch a budgeted run checks its fixed length against the recent step time and moves it when
+# the end would be off by more than this share (or two epochs): the first seconds can run faster
+# (a CPU's turbo clock) than the rest.
+RECENT_STEPS = 100
+CORRECTION_SHARE = 0.03
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class StepTimer:
 
     def __init__(self):
         self._seconds, self._steps, self._first = 0.0, 0, True
+        self._recent: deque[tuple[float, int]] = deque()  # the latest windows, RECENT_STEPS steps or more
 
     def add(self, seconds: float, steps: int) -> float | None:
         """One window's time; returns the seconds per step once enough are timed, else None."""
@@ -42,8 +49,18 @@ class StepTimer:
             self._first = False
             return None
         self._seconds, self._steps = self._seconds + seconds, self._steps + steps
+        self._recent.append((seconds, steps))
+        while sum(n for _, n in self._recent) - self._recent[0][1] >= RECENT_STEPS:
+            self._recent.popleft()
         enough = self._steps >= WARMUP_STEPS and self._seconds >= WARMUP_SECONDS
         return self._seconds / self._steps if enough else None
+
+    @property
+    def recent_step_s(self) -> float | None:
+        """Seconds per step over the latest RECENT_STEPS steps: a machine that slows down (a CPU leaving
+        its turbo clock, another job) shows here first."""
+        steps = sum(n for _, n in self._recent)
+        return sum(s for s, _ in self._recent) / steps if steps else None
 
 
 def _end_cost(epoch: int, last: bool, costs: Costs, eval_every: int, snapshot_every: int) -> float:
@@ -84,6 +101,13 @@ def seconds_for(epochs: int, costs: Costs, steps_per_epoch: int, done_steps: int
     return steps * costs.step_s + ends
 
 
-def describe(minutes: float, epochs: int, images_per_s: float) -> str:
-    """What a run prints once its budget is fixed, e.g. '5 min budget: ~46 epochs at 410 img/s'."""
-    return f"{minutes:g} min budget: ~{epochs} epochs at {images_per_s:,.0f} img/s"
+def worth_correcting(planned: int, fitted: int) -> bool:
+    """Whether a new fit differs enough from the planned length to move it mid-run."""
+    return abs(fitted - planned) >= max(2, CORRECTION_SHARE * planned)
+
+
+def describe(minutes: float, epochs: int, images_per_s: float, was: int | None = None) -> str:
+    """What a run prints once its budget is fixed, e.g. '5 min budget: ~46 epochs at 410 img/s', and when
+    it moves it ('... (was 52)')."""
+    moved = f" (was {was})" if was is not None else ""
+    return f"{minutes:g} min budget: ~{epochs} epochs at {images_per_s:,.0f} img/s{moved}"

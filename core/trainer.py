@@ -116,6 +116,7 @@ class Trainer:
         self._schedule(max(config.epochs, math.ceil(budget.PROVISIONAL_STEPS / self.steps_per_epoch))
                        if config.minutes else config.epochs)
         self._timer = budget.StepTimer()  # a budgeted run's step time
+        self._budget_minutes = config.minutes  # kept once the length is fixed: later epochs check it
         self._eval_s: float | None = None  # what one evaluation took (timed with the baselines)
         self._watchdog: watchdog.Watchdog | None = None  # reads the kNN curve of a pretraining run
         # Views differ per rank; the epoch order (on the CPU) is the same on every rank.
@@ -162,10 +163,12 @@ class Trainer:
         checkpoint = Checkpoint.load(path, map_location=self.device)
         checkpoint.check_matches(self.data)
         if self.config.minutes and not checkpoint.config.minutes:
-            # Its budget was already turned into epochs: resuming spends what is left of it.
+            # Its budget was already turned into epochs: resuming trains what is left of them (the
+            # budget's clock started in another process, so the length is no longer corrected).
             saved = checkpoint.config
             self.config = dataclasses.replace(self.config, epochs=saved.epochs, minutes=0.0,
                                               warmup_epochs=saved.warmup_epochs)
+            self._budget_minutes = 0.0
             self._schedule(saved.epochs)
         checkpoint.check_resumable(self.config)
         state = checkpoint.resume
@@ -215,38 +218,52 @@ class Trainer:
         raw = knn_accuracy(pixel_features(self.eval_train), self.data.train.labels,
                            pixel_features(self.eval_test), self.data.test.labels, self.n_classes,
                            cfg.knn_k, cfg.knn_temperature)
-        return ev.Baselines(raw_pixels=raw, random_init=self._timed_evaluation())
+        return ev.Baselines(raw_pixels=raw, random_init=self._timed_evaluation().knn)
 
-    def _timed_evaluation(self) -> float:
-        """kNN top-1 of the encoder as it is, timing the evaluation for a time budget."""
+    def _timed_evaluation(self) -> Evaluation:
+        """The evaluation, timed for a time budget (the latest one's cost is what the next fit counts)."""
         before = self.clock()
-        knn = self.evaluate().knn
+        measured = self.evaluate()
         self._eval_s = self.clock() - before
-        return knn
+        return measured
 
     # -- a budget in minutes -----------------------------------------------------------------
     def _time_budget(self, emit: Emit, started: float, seconds: float, steps: int) -> None:
-        """Called with each read-back window's step time while a budget is open; once WARMUP_STEPS are
-        timed (the first window, which allocates, not counted; epoch ends never are), fix the epochs so
-        that the run ends `minutes` after `started` (core/budget.py) and rebuild the schedule."""
+        """Called with each read-back window's step time in a budgeted run; once WARMUP_STEPS and
+        WARMUP_SECONDS are timed (the first window, which allocates, not counted; epoch ends never are),
+        fix the length so that the run ends `minutes` after `started` (core/budget.py)."""
         step_s = self._timer.add(seconds, steps)
-        if step_s is None:
-            return
-        minutes, epochs, costs = self.config.minutes, 0, None
+        if step_s is not None and self.config.minutes:
+            self._fit_length(emit, started, step_s, least=1)
+
+    def _correct_budget(self, emit: Emit, started: float, epoch: int) -> None:
+        """After an epoch of a budgeted run whose length is fixed: move the length when the recent step
+        time says the run would end off time (it never ends before the next epoch)."""
+        if self._budget_minutes and not self.config.minutes and self._timer.recent_step_s is not None:
+            self._fit_length(emit, started, self._timer.recent_step_s, least=epoch + 1)
+
+    def _fit_length(self, emit: Emit, started: float, step_s: float, least: int) -> None:
+        minutes, planned = self._budget_minutes, self.config.epochs
+        epochs, costs = planned, None
         if self.dist.is_main:
             if self._eval_s is None:  # a resumed run did not time its baselines
                 self._timed_evaluation()
             train, test = len(self.data.train), len(self.data.test)
             costs = budget.Costs(step_s, self._eval_s, self._eval_s * train / (train + test))
-            epochs = budget.fit_epochs(minutes * 60 - (self.clock() - started), costs, self.steps_per_epoch,
-                                       self.step, self.config.eval_every, self.config.snapshot_every)
+            fitted = max(least, budget.fit_epochs(minutes * 60 - (self.clock() - started), costs, self.steps_per_epoch,
+                                                  self.step, self.config.eval_every, self.config.snapshot_every))
+            if self.config.minutes or budget.worth_correcting(planned, fitted):
+                epochs = fitted
         epochs = self.dist.agree(epochs, self.device)
+        first = bool(self.config.minutes)
+        if epochs == planned and not first:
+            return
         self.config = dataclasses.replace(with_epochs(self.config, epochs), minutes=0.0)
         self._schedule(epochs)
         if costs is not None:
             rate = len(self.data.train) / (self.steps_per_epoch * costs.step_s)
             emit(ev.BudgetFitted(minutes, epochs, self.step, self.total_steps, rate,
-                                 budget.describe(minutes, epochs, rate)))
+                                 budget.describe(minutes, epochs, rate, None if first else planned)))
 
     # -- the loop ----------------------------------------------------------------------------
     def _train_step(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -290,7 +307,7 @@ class Trainer:
         snapshot = cfg.snapshot_every and (last or epoch % cfg.snapshot_every == 0)
         knn = knn_balanced = confusion = top1 = top1_balanced = features = None
         if evaluate:
-            measured = self.evaluate()
+            measured = self._timed_evaluation()
             knn, knn_balanced, features, confusion = (measured.knn, measured.knn_balanced,
                                                       measured.train_embeddings, measured.confusion)
         if confusion is not None:
@@ -360,7 +377,7 @@ class Trainer:
                 if len(window) == self.sync_every:
                     if error := self._read_back(main_emit, window, epoch, since, losses):
                         return self._fail(emit, error)
-                    if self.config.minutes:
+                    if self._budget_minutes:
                         self._time_budget(main_emit, started, self.clock() - since, self.sync_every)
                     since = self.clock()
             # Steps done since the last read-back are checked before any stop, evaluation or save.
@@ -370,6 +387,7 @@ class Trainer:
                 return self._finish(emit, "stopped", *measured)
             if self.dist.is_main:
                 measured = self._end_epoch(main_emit, epoch + 1, losses, started)
+            self._correct_budget(main_emit, started, epoch + 1)
         return self._finish(emit, "completed", *measured)
 
     def _finish(self, emit: Emit, reason: str, knn: float | None, top1: float | None) -> ev.Finished:

@@ -32,12 +32,13 @@ def test_evaluations_are_paid_for_and_the_epoch_under_way_always_ends():
 class ScriptedClock:
     """Time moves only when the trainer works: `step_s` per training step, `eval_s` per evaluation."""
 
-    def __init__(self, trainer: Trainer, step_s: float, eval_s: float):
-        self.now = 0.0
+    def __init__(self, trainer: Trainer, step_s: float, eval_s: float, slow_after: int | None = None):
+        self.now, self.steps = 0.0, 0
         train_step, evaluate = trainer._train_step, trainer.evaluate
 
         def timed_step(*args):
-            self.now += step_s
+            self.steps += 1
+            self.now += step_s * (2 if slow_after is not None and self.steps > slow_after else 1)
             return train_step(*args)
 
         def timed_evaluate():
@@ -110,3 +111,17 @@ def test_the_step_timer_leaves_out_the_first_window_and_waits_for_enough_steps()
     quick.add(1.0, 1)
     steps = [quick.add(0.1, 1) for _ in range(int(WARMUP_SECONDS / 0.1) + 1)]
     assert steps[WARMUP_STEPS] is None and steps[-1] == pytest.approx(0.1)  # seconds, not only steps
+
+
+def test_a_machine_that_slows_down_gets_a_shorter_run_that_still_ends_on_time(tiny_config, toy_data):
+    """The first 20 steps run at 0.5 s, the rest at 1 s (a CPU leaving its turbo clock): the 16 epochs
+    fixed at first would end at ~100 s; the epochs that follow see it and move the end back inside 60 s."""
+    config = tiny_config.with_overrides(minutes=1.0, snapshot_every=0)
+    trainer = Trainer(config, toy_data)
+    clock = ScriptedClock(trainer, 0.5, 2.0, slow_after=20)
+    rec = Recorder()
+    done = trainer.run(rec)
+    fitted = rec.of(ev.BudgetFitted)
+    assert fitted[0].epochs == 16 and len(fitted) >= 2 and "(was 16)" in fitted[1].message
+    assert done.reason == "completed" and 55.0 <= clock.now <= 60.0 + 5.0  # within an epoch of the budget
+    assert done.epoch == fitted[-1].epochs < 16
