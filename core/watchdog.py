@@ -63,4 +63,5 @@ def ending(knn: float, raw_pixels: float, random_init: float) -> str:
     if not beaten:
         return f"the pretrained backbone's kNN top-1 {knn:.1%} is above both baselines ({against})"
     return (f"the pretrained backbone's kNN top-1 {knn:.1%} is NOT above {' or '.join(beaten)} ({against}): "
-            "on this data pretraining did not learn a better representation; fine-tune it or train supervised")
+            "this pretraining did not give a better representation than that; train longer, fine-tune it, "
+            "or train supervised")

@@ -53,3 +53,11 @@ def test_the_watchdog_speaks_when_the_words_start_to_apply_and_again_only_after_
     dog = Watchdog(random_init=0.1)
     said = [dog.observe(epoch, knn) for epoch, knn in enumerate([0.8, 0.7, 0.7, 0.7, 0.8, 0.75, 0.7, 0.7], 1)]
     assert [epoch for epoch, words in enumerate(said, 1) if words] == [3, 7]  # the recovery at 5 re-arms it
+
+
+def test_a_run_ends_by_saying_plainly_whether_it_beat_both_baselines():
+    from core.watchdog import ending
+    assert "is above both baselines" in ending(0.81, 0.75, 0.63)
+    worse = ending(0.70, 0.75, 0.63)
+    assert "is NOT above raw pixels (" in worse and "random-init" not in worse.split("(")[0]
+    assert "NOT above raw pixels or the random-init encoder" in ending(0.5, 0.75, 0.63)
