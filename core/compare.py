@@ -25,7 +25,7 @@ from core import events as ev
 from core.augment import ViewMaker
 from core.config import TrainConfig, preset
 from core.data import DataSplits, load_dataset
-from core.metrics import imbalance, linear_probe
+from core.metrics import linear_probe, unequal
 from core.model import embed
 from core.objectives import Supervised
 from core.recipe import FINETUNE, recipe
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     write_results(args.results, summary=summary, runs=results, variants=VARIANTS, budget=budget, rate=rate,
                   minutes=None if args.views else args.minutes, command=command, dataset=args.dataset,
                   n_train=len(splits[0].train), n_test=len(splits[0].test), seeds=args.seeds,
-                  imbalanced=imbalance(torch.bincount(splits[0].train.labels)) > 1)
+                  imbalanced=unequal(torch.bincount(splits[0].train.labels)))
     print(f"wrote {args.results}")
     return 0
 

@@ -18,10 +18,10 @@ from core.metrics import (
     balanced_accuracy,
     confusion_accuracy,
     confusion_matrix,
-    imbalance,
     knn_predict,
     linear_probe,
     per_class_recall,
+    unequal,
 )
 from core.model import embed
 
@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     test = embed(backbone, data.test.resized(size))
     votes = knn_predict(train, data.train.labels, test, n_classes, config.knn_k, config.knn_temperature)
     knn = accuracy(votes.argmax(dim=1), data.test.labels)
-    unequal = imbalance(torch.bincount(data.test.labels, minlength=n_classes)) > 1
+    unequal_classes = unequal(torch.bincount(data.test.labels, minlength=n_classes))
     probe = linear_probe(train, data.train.labels, test, data.test.labels, n_classes)
     print(f"{args.checkpoint}: {config.dataset}, {config.objective}, epoch {checkpoint.epoch}, step {checkpoint.step}")
     print(f"kNN top-1 (k={config.knn_k}, T={config.knn_temperature}) on {len(data.test)} test images: {knn:.4f}")
-    if unequal:  # unequal classes: what a minority class gets counts as much as the majority's
+    if unequal_classes:  # unequal classes: what a minority class gets counts as much as the majority's
         knn_confusion = confusion_matrix(votes.argmax(dim=1), data.test.labels, n_classes)
         print(f"kNN balanced accuracy (mean recall over classes): {balanced_accuracy(knn_confusion):.4f}")
     print(f"linear-probe top-1 on frozen embeddings: {probe:.4f}")

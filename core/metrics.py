@@ -100,6 +100,11 @@ def imbalance(counts: torch.Tensor | list[int] | tuple[int, ...]) -> float:
     return max(present) / min(present) if present else 1.0
 
 
+def unequal(counts: torch.Tensor | list[int] | tuple[int, ...]) -> bool:
+    """Whether class counts differ at all: then balanced accuracy is reported beside top-1."""
+    return imbalance(counts) > 1
+
+
 def balanced_accuracy(confusion: torch.Tensor) -> float:
     """Mean recall over the classes present in the test split: each class counts the same, however
     many images it has, so a minority class cannot be traded away unseen."""

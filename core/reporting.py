@@ -10,7 +10,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from core import events as ev
-from core.metrics import imbalance
+from core.metrics import imbalance, unequal
 
 
 class JsonlLog:
@@ -49,7 +49,7 @@ class ProgressBar:
                              dynamic_ncols=True, **self._kwargs)
             self._bar.write(f"device {event.device}, {event.parameters / 1e6:.2f} M parameters, "
                             f"{event.n_train} train / {event.n_test} test images")
-            self._imbalanced = imbalance(event.class_counts) > 1
+            self._imbalanced = unequal(event.class_counts)
             if self._imbalanced:
                 weighs = "; the loss weighs classes" if event.class_weights else ""
                 self._bar.write(f"classes unequal: {', '.join(map(str, event.class_counts))} training images "

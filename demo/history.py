@@ -13,7 +13,7 @@ import numpy as np
 
 from core import events as ev
 from core import watchdog
-from core.metrics import imbalance
+from core.metrics import imbalance, unequal
 
 MESSAGE_STARTED = ("training on {device} · {millions:.2f} M parameters · "
                    "{n_train} train / {n_test} test images")
@@ -23,7 +23,6 @@ MESSAGE_STOPPED = "stopped at epoch {epoch} (step {step})"
 MESSAGE_KNN = " · kNN top-1 {knn:.1%}"
 MESSAGE_IMBALANCE = " · classes unequal (largest {ratio:.1f}× the smallest): balanced accuracy shown{weights}"
 MESSAGE_WEIGHTS = ", the loss weighs classes"
-IMBALANCED = 1.0 + 1e-9  # any difference in class counts gets balanced accuracy beside top-1
 MESSAGE_TOP1 = " · test top-1 {top1:.1%}"
 
 IDLE, RUNNING, STOPPED, COMPLETED, FAILED = "idle", "running", "stopped", "completed", "failed"
@@ -78,12 +77,9 @@ class RunView:
     snapshot_epoch: int | None  # epoch of the latest EmbeddingSnapshot (ahead of layouts while UMAP runs)
     advice: tuple[int, str] | None = None  # (epoch, words) when the watchdog said training is not helping
     imbalance: float = 1.0  # largest class over smallest in the training split (1: equal)
+    imbalanced: bool = False  # the counts differ: balanced accuracy is shown beside top-1
     knn_balanced: np.ndarray | None = None  # balanced accuracy of the kNN votes at knn_epochs
     top1_balanced: np.ndarray | None = None  # the class head's balanced accuracy at top1_epochs
-
-    @property
-    def imbalanced(self) -> bool:
-        return self.imbalance > IMBALANCED
 
     @property
     def step(self) -> int:
@@ -142,7 +138,7 @@ class RunHistory:
         self._checkpoint: str | None = None
         self._snapshot_epoch: int | None = None
         self._advice: tuple[int, str] | None = None
-        self._imbalance = 1.0
+        self._imbalance, self._unequal = 1.0, False
         self._predicts_classes = False
         self._handlers = {ev.RunStarted: self._started, ev.BudgetFitted: self._budget_fitted,
                           ev.Baselines: self._baselines_known,
@@ -204,6 +200,7 @@ class RunHistory:
                 top1_epochs=np.array([row[0] for row in top1_rows], dtype=np.int64),
                 top1=np.array([row[1] for row in top1_rows], dtype=np.float64),
                 knn_balanced=_balanced(knn_rows), top1_balanced=_balanced(top1_rows), imbalance=self._imbalance,
+                imbalanced=self._unequal,
                 confusion=confusion, confusion_epoch=confusion_epoch, stages=self._stages,
                 baselines=self._baselines, layouts=self._layouts, message=self._message,
                 started_at=self._started_at, elapsed_s=self._elapsed(now), eta_s=self._eta(),
@@ -240,9 +237,9 @@ class RunHistory:
         self._message = (MESSAGE_RESUMED.format(step=event.start_step, device=event.device) if event.start_step
                          else MESSAGE_STARTED.format(device=event.device, millions=event.parameters / 1e6,
                                                      n_train=event.n_train, n_test=event.n_test))
-        self._imbalance = imbalance(event.class_counts)
+        self._imbalance, self._unequal = imbalance(event.class_counts), unequal(event.class_counts)
         self._predicts_classes = event.predicts_classes
-        if self._imbalance > IMBALANCED:
+        if self._unequal:
             self._message += MESSAGE_IMBALANCE.format(ratio=self._imbalance,
                                                       weights=MESSAGE_WEIGHTS if event.class_weights else "")
 
