@@ -16,6 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from core import events as ev
+from core.metrics import unequal
+from core.watchdog import Yardstick
+
 PRETRAIN_SHARE = 0.8
 
 
@@ -54,24 +58,32 @@ def arm(folder: Path, out: Path, name: str, minutes: float, preset: list[str]) -
     spent = _run(["core.train", *preset, *dataset, "--minutes", str(minutes * PRETRAIN_SHARE), "--out", str(pre)])
     spent += _run(["core.finetune", str(pre / "last.pt"), "--minutes", str(minutes * (1 - PRETRAIN_SHARE)),
                    "--out", str(ft)])
-    pretrained, final = _last_evaluation(pre), _last_evaluation(ft)
+    pretrained, final, events = _last_evaluation(pre), _last_evaluation(ft), _events(pre)
+    baselines = {k: v for k, v in events["Baselines"][0].items() if k != "event"}
+    yardstick = Yardstick.of(ev.Baselines(**baselines), unequal(events["RunStarted"][0]["class_counts"]))
+    judged = yardstick.read(pretrained["knn_top1"], pretrained["knn_balanced"])
     return {"arm": name, "minutes": spent, "knn": pretrained["knn_top1"], "knn_balanced": pretrained["knn_balanced"],
-            "top1": final["test_top1"], "balanced": final["test_balanced"], "baselines": _events(pre)["Baselines"][0],
-            "advice": [a["message"] for a in _events(pre).get("Advice", [])]}
+            "top1": final["test_top1"], "balanced": final["test_balanced"], "baselines": events["Baselines"][0],
+            "judged_by": yardstick.metric,
+            "above_baselines": judged > max(yardstick.raw_pixels, yardstick.random_init),
+            "advice": [a["message"] for a in events.get("Advice", [])]}
 
 
 ARMS = (("auto+ft", []), ("cpu-quick+ft", ["--preset", "cpu-quick"]), ("scratch", None))
 
 
 def table(results: dict[str, list[dict]]) -> str:
-    lines = ["| folder | arm | raw pixels kNN | random-init kNN | backbone kNN (balanced) | class head top-1 "
+    lines = ["| folder | arm | raw pixels kNN (balanced) | random-init kNN (balanced) | backbone kNN (balanced) "
+             "| class head top-1 "
              "| balanced accuracy | minutes | the backbone ends above both baselines |",
              "|---|---|---|---|---|---|---|---|---|"]
     for folder, arms in results.items():
         for r in arms:
-            raw, random_init = r["baselines"]["raw_pixels"], r["baselines"]["random_init"]
-            above = "—" if r["arm"] == "scratch" else ("yes" if r["knn"] > max(raw, random_init) else "**no**")
-            lines.append(f"| {folder} | {r['arm']} | {raw:.1%} | {random_init:.1%} | {r['knn']:.1%} "
+            b = r["baselines"]
+            raw, random_init = (f"{b[k]:.1%} ({b[f'{k}_balanced']:.1%})" for k in ("raw_pixels", "random_init"))
+            above = "—" if r["arm"] == "scratch" else (f"{'yes' if r['above_baselines'] else '**no**'} "
+                                                       f"({r['judged_by']})")
+            lines.append(f"| {folder} | {r['arm']} | {raw} | {random_init} | {r['knn']:.1%} "
                          f"({r['knn_balanced']:.1%}) | {r['top1']:.1%} | {r['balanced']:.1%} | {r['minutes']:.1f} "
                          f"| {above} |")
     return "\n".join(lines)

@@ -54,7 +54,8 @@ class Checkpoint:
     data_fingerprint: str
     class_names: tuple[str, ...]
     channels: int
-    baselines: tuple[float, float] | None = None  # kNN of (raw pixels, random-init encoder)
+    # kNN of (raw pixels, random-init encoder), then their balanced accuracy (older checkpoints: a pair)
+    baselines: tuple[float, ...] | None = None
     resume: ResumeState | None = None  # None: weights only, cannot be resumed
 
     # -- on disk -----------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def _tensors(payload: dict, key: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _baselines(value: Any) -> tuple[float, float] | None:
-    if not isinstance(value, (list, tuple)) or len(value) not in (0, 2):
-        raise TypeError("holds baselines that are not a pair of numbers")
-    return (float(value[0]), float(value[1])) if value else None
+def _baselines(value: Any) -> tuple[float, ...] | None:
+    if not isinstance(value, (list, tuple)) or len(value) not in (0, 2, 4):
+        raise TypeError("holds baselines that are not two or four numbers")
+    return tuple(float(v) for v in value) if value else None

@@ -8,6 +8,7 @@ core.framing's job; the kNN vote is core.metrics'; the class head is the run's o
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,12 +23,19 @@ from core.checkpoint import Checkpoint
 from core.config import TrainConfig
 from core.data import ImageSet
 from core.framing import Framing, preprocess
+from core.images import ImageError, is_blank
 from core.metrics import knn_votes
 from core.model import Backbone, embed
 from core.objectives import load_class_head
 
 TOP_K = 5
 N_NEIGHBOURS = 8
+# An upload is "unlike the training images" when its nearest training image is less similar than this
+# share of the training images are to their own nearest neighbour, in the embedding or in pixels (the
+# model's input, pooled to PIXEL_SIDE): either alone flags at most half of it, so both at most all of it.
+UNLIKE_SHARE = 0.01
+PIXEL_SIDE = 16
+BLANK_MESSAGE = "the image is blank (one flat colour): there is nothing to classify"
 HEAD, KNN = "class head", "kNN vote"  # classification methods, the preferred first
 
 
@@ -84,6 +92,15 @@ class Prediction:
     model_input: np.ndarray  # uint8 H×W (gray) or H×W×3: what the model saw
     attention: np.ndarray  # float32 H×W in [0, 1]: last layer's CLS attention to the patches, head mean
     method: str
+    # The share of training images whose own nearest neighbour is less similar than this upload's nearest
+    # training image: near 0 for an image unlike anything trained on, about uniform for images like them.
+    typicality: float = 1.0
+    votes: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # kNN: (class, neighbours of k)
+    k: int = 0  # the neighbours a kNN vote counts
+
+    @property
+    def unlike_training(self) -> bool:
+        return self.typicality < UNLIKE_SHARE
 
 
 
@@ -139,6 +156,10 @@ class Classifier:
             raise ValueError(f"train_embeddings have {self._train.shape[1]} dimensions, the model {self._backbone.dim}")
         self._labels = published.train_labels.clone()
         self._k = min(published.config.knn_k, len(self._labels))
+        # Each training image's similarity to its nearest other one, in the embedding and in pixels
+        # (an instance-discrimination embedding maps a photo of anything near some garment; pixels less so).
+        self._pixels = _pixel_features(published.train_images)  # (N, C * PIXEL_SIDE²), unit rows
+        self._own_nearest = (_nearest_other(self._train).sort().values, _nearest_other(self._pixels).sort().values)
         # The attention hook sits on a module every call shares: one hooked forward at a time, so
         # a hook never records another thread's image.
         self._lock = threading.Lock()
@@ -150,10 +171,13 @@ class Classifier:
         self.method = self._describe[self.methods[0]]
 
     def classify(self, image: Image.Image, method: str | None = None) -> Prediction:
-        """Top-5 by `method` (one of `self.methods`; default the first: the class head when there is one)."""
+        """Top-5 by `method` (one of `self.methods`; default the first: the class head when there is one).
+        ImageError for a blank image: any model answers one confidently, and the answer means nothing."""
         method = method or self.methods[0]
         if method not in self.methods:
             raise ValueError(f"this model cannot classify by {method!r}: it offers {', '.join(self.methods)}")
+        if is_blank(image):
+            raise ImageError(BLANK_MESSAGE)
         size = self.published.config.model.image_size
         pixels = preprocess(image, size, self.published.channels, self.published.framing)  # uint8 (C, S, S)
         with self._lock, _one_torch_thread(), torch.inference_mode():
@@ -165,7 +189,28 @@ class Classifier:
             return Prediction(top=top, neighbours=self._neighbours(similarity),
                               model_input=_as_numpy_image(pixels),
                               attention=_attention_map(attention, self._backbone.n_prefix, size),
-                              method=self._describe[method])
+                              method=self._describe[method],
+                              typicality=self.typicality(float(similarity.max()), self._nearest_pixels(pixels)),
+                              votes=self._counts(similarity) if method == KNN else [], k=self._k)
+
+    def typicality(self, nearest: float, nearest_pixels: float = 1.0) -> float:
+        """The share of training images whose own nearest neighbour is less similar than an image's nearest
+        training image is to it (`nearest` in the embedding, `nearest_pixels` in pixels), the lower of the two
+        shares, doubled: each of the two is read at UNLIKE_SHARE / 2."""
+        shares = [int(torch.searchsorted(own, torch.tensor(value))) / len(own)
+                  for own, value in zip(self._own_nearest, (nearest, nearest_pixels))]
+        return min(1.0, 2 * min(shares))
+
+    def _nearest_pixels(self, pixels: torch.Tensor) -> float:
+        return float((self._pixels @ _pixel_features(pixels[None])[0]).max())
+
+    def neighbours_of(self, index: int) -> list[tuple[int, str, float]]:
+        """The training images nearest training image `index` in embedding space, itself left out."""
+        if not 0 <= index < len(self._labels):
+            raise IndexError(f"training image {index} out of range [0, {len(self._labels)})")
+        similarity = self._train @ self._train[index]
+        similarity[index] = -math.inf
+        return self._neighbours(similarity)
 
     def thumbnail(self, index: int) -> np.ndarray:
         if not 0 <= index < len(self._labels):
@@ -189,7 +234,30 @@ class Classifier:
         values, classes = probability.topk(min(TOP_K, len(names)))
         return [(names[c], p) for c, p in zip(classes.tolist(), values.tolist())]
 
+    def _counts(self, similarity: torch.Tensor) -> list[tuple[str, int]]:
+        """How many of the k nearest training images each class has, most first."""
+        counts = self._labels[similarity.topk(self._k).indices].bincount(minlength=len(self.published.class_names))
+        order = counts.argsort(descending=True)
+        return [(self.published.class_names[c], int(counts[c])) for c in order.tolist() if counts[c] > 0]
+
     def _neighbours(self, similarity: torch.Tensor) -> list[tuple[int, str, float]]:
         nearest, index = similarity.topk(min(N_NEIGHBOURS, len(similarity)))
         names = self.published.class_names
         return [(i, names[int(self._labels[i])], s) for i, s in zip(index.tolist(), nearest.tolist())]
+
+
+def _nearest_other(unit: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Each row's cosine similarity to its nearest other row, (N, D) unit rows -> (N,), in chunks of
+    rows so a large set never holds N×N at once."""
+    nearest = torch.empty(len(unit))
+    for start in range(0, len(unit), chunk):
+        block = unit[start:start + chunk] @ unit.T  # (chunk, N)
+        block[torch.arange(len(block)), torch.arange(start, start + len(block))] = -math.inf
+        nearest[start:start + len(block)] = block.max(dim=1).values if unit.shape[0] > 1 else 1.0
+    return nearest
+
+
+def _pixel_features(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> (N, C * PIXEL_SIDE²) unit rows of mean-pooled, centred pixels."""
+    pooled = F.adaptive_avg_pool2d(images.float(), min(PIXEL_SIDE, images.shape[-1])).flatten(1)
+    return F.normalize(pooled - pooled.mean(dim=1, keepdim=True), dim=1)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from core import events as ev
+from core import runs
 from core.augment import ViewMaker
 from core.config import TrainConfig, preset
 from core.data import DataSplits, load_dataset
@@ -29,6 +30,7 @@ from core.metrics import linear_probe, unequal
 from core.model import embed
 from core.objectives import Supervised
 from core.recipe import FINETUNE, recipe
+from core.reporting import JsonlLog
 from core.results import write_results
 from core.trainer import Trainer
 
@@ -98,15 +100,22 @@ def run_stage(config: TrainConfig, data: DataSplits, out: Path, views_before: in
               stop: threading.Event) -> Stage:
     trainer = Trainer(config, data, out_dir=out)
     curve, balanced = [], []
+    # A run folder like any other: the app lists the arms too.
+    runs.begin(out, config, data.class_names, label=" · ".join(out.parts[-3:]))
+    log = JsonlLog(out / runs.METRICS)
 
     def listen(event: ev.Event) -> None:
+        log(event)
         if isinstance(event, ev.EpochMetrics) and event.knn_top1 is not None:
             views = views_before + event.epoch * len(data.train) * views_per_image
             curve.append((views, event.knn_top1, event.test_top1))
             balanced.append(event.test_balanced)
 
     started = time.perf_counter()
-    outcome = trainer.run(listen, stop)
+    try:
+        outcome = trainer.run(listen, stop)
+    finally:
+        log.close()
     if not isinstance(outcome, ev.Finished) or outcome.reason != "completed":
         raise RuntimeError(f"{out}: the run did not complete ({outcome})")
     train, test = embed(trainer.backbone, trainer.eval_train), embed(trainer.backbone, trainer.eval_test)
@@ -172,15 +181,15 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
         return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
     table = {}
-    for name, runs in results.items():
+    for name, seeds in results.items():
         table[name] = {
-            "pretrain_knn": stats([r["pretrain"]["knn"] for r in runs if r["pretrain"]]),
-            "pretrain_probe": stats([r["pretrain"]["probe"] for r in runs if r["pretrain"]]),
-            "knn": stats([r["final"]["knn"] for r in runs]),
-            "probe": stats([r["final"]["probe"] for r in runs]),
-            "top1": stats([r["final"]["top1"] for r in runs]),
-            "balanced": stats([r["final"].get("balanced") for r in runs]),
-            "minutes": stats([(r["final"]["seconds"] + (r["pretrain"] or {}).get("seconds", 0)) / 60 for r in runs]),
+            "pretrain_knn": stats([r["pretrain"]["knn"] for r in seeds if r["pretrain"]]),
+            "pretrain_probe": stats([r["pretrain"]["probe"] for r in seeds if r["pretrain"]]),
+            "knn": stats([r["final"]["knn"] for r in seeds]),
+            "probe": stats([r["final"]["probe"] for r in seeds]),
+            "top1": stats([r["final"]["top1"] for r in seeds]),
+            "balanced": stats([r["final"].get("balanced") for r in seeds]),
+            "minutes": stats([(r["final"]["seconds"] + (r["pretrain"] or {}).get("seconds", 0)) / 60 for r in seeds]),
         }
     return table
 

@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             predictions = head.class_logits(test).argmax(dim=1)
         _print_class_report(confusion_matrix(predictions, data.test.labels, n_classes), data.class_names)
     if checkpoint.baselines:
-        raw, random_init = checkpoint.baselines
-        print(f"baselines: raw pixels {raw:.4f}, random-init encoder {random_init:.4f}")
+        raw, random_init, *balanced = checkpoint.baselines
+        also = f" (balanced {balanced[0]:.4f} and {balanced[1]:.4f})" if balanced else ""
+        print(f"baselines: raw pixels {raw:.4f}, random-init encoder {random_init:.4f}{also}")
     return 0
 
 

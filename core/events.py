@@ -36,10 +36,13 @@ class BudgetFitted:
 
 @dataclass(frozen=True)
 class Baselines:
-    """kNN top-1 on the test split for raw pixels and for the randomly initialised encoder."""
+    """kNN top-1 on the test split for raw pixels and for the randomly initialised encoder, and their
+    balanced accuracy (None in a checkpoint written before it was measured)."""
 
     raw_pixels: float
     random_init: float
+    raw_pixels_balanced: float | None = None
+    random_init_balanced: float | None = None
 
 
 @dataclass(frozen=True)

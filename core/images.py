@@ -74,6 +74,14 @@ def _open(source: str | Path | bytes) -> Image.Image:
         raise ImageError(f"cannot read {name}: {exc}") from exc
 
 
+BLANK_STD = 2.0  # gray levels: below this spread an image is one flat colour (JPEG noise is ~1)
+
+
+def is_blank(image: Image.Image) -> bool:
+    """Whether an 'L' or 'RGB' image is blank: one flat colour (a fully transparent PNG becomes white)."""
+    return float(np.asarray(image.convert("L"), dtype=np.float32).std()) < BLANK_STD
+
+
 def normalise_mode(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> 'L' or 'RGB'."""
     if image.mode in ("L", "RGB"):

@@ -8,9 +8,12 @@ Procrustes-align the result so successive pictures do not rotate, flip or jump.
 """
 from __future__ import annotations
 
+import csv
 import threading
 import time
 import warnings
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -206,3 +209,15 @@ def _warm_up_fits() -> None:
     projector = Projector()
     projector.project(points)
     projector.project(points)
+
+
+def write_layout_csv(path: str | Path, xy: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> Path:
+    """A layout as CSV, a row per training image: x, y, label (its class's name), index."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(("x", "y", "label", "index"))
+        for index, ((x, y), label) in enumerate(zip(np.asarray(xy).tolist(), np.asarray(labels).tolist())):
+            name = class_names[label] if 0 <= label < len(class_names) else f"class {label}"
+            writer.writerow((f"{x:.6g}", f"{y:.6g}", name, index))
+    return path

@@ -62,8 +62,10 @@ class ProgressBar:
             self._bar.refresh()
             self._bar.write(event.message)
         elif isinstance(event, ev.Baselines):
+            balanced = (f" (balanced {event.raw_pixels_balanced:.4f} and {event.random_init_balanced:.4f})"
+                        if self._imbalanced and event.random_init_balanced is not None else "")
             self._bar.write(f"baselines (kNN top-1 on test): raw pixels {event.raw_pixels:.4f}, "
-                            f"random-init encoder {event.random_init:.4f}")
+                            f"random-init encoder {event.random_init:.4f}{balanced}")
         elif isinstance(event, ev.StepMetrics):
             self._postfix.update(loss=f"{event.loss:.3f}", img_s=f"{event.images_per_s:.0f}")
             self._bar.update(event.step - self._bar.n)

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from core import auto_recipe, watchdog
+from core import auto_recipe, runs, watchdog
 from core import events as ev
 from core.checkpoint import Checkpoint
 from core.config import PRESETS, TrainConfig, preset
@@ -134,7 +134,8 @@ def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, do
     for name in data.skipped:
         print(f"skipped unreadable file: {name}", file=sys.stderr)
     if trainer.dist.is_main:
-        log = JsonlLog(out / "metrics.jsonl")
+        runs.begin(out, config, data.class_names)
+        log = JsonlLog(out / runs.METRICS)
         outcome = run_with_interrupt(trainer, fan_out(log, ProgressBar()))
         log.close()
     else:
@@ -146,8 +147,9 @@ def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, do
     knn = f", kNN top-1 {outcome.knn_top1:.4f}" if outcome.knn_top1 is not None else ""
     top1 = f", test top-1 {outcome.test_top1:.4f}" if outcome.test_top1 is not None else ""
     print(f"{outcome.reason} at epoch {outcome.epoch}, step {outcome.step}{knn}{top1}{where}")
-    if outcome.knn_top1 is not None and trainer.baselines and not trainer.objective.predicts_classes:
-        print(watchdog.ending(outcome.knn_top1, trainer.baselines.raw_pixels, trainer.baselines.random_init))
+    if trainer.judged_knn is not None and trainer.yardstick:
+        judged = trainer.yardstick
+        print(watchdog.ending(trainer.judged_knn, judged.raw_pixels, judged.random_init, judged.metric))
     if outcome.reason == "stopped" and outcome.checkpoint:
         print(f"resume with: python -m core.train --out {out} --resume {outcome.checkpoint}")
     return 130 if outcome.reason == "stopped" else 0

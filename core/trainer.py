@@ -34,9 +34,9 @@ from core.metrics import (
     balanced_accuracy,
     confusion_accuracy,
     confusion_matrix,
-    knn_accuracy,
     knn_predict,
     pixel_features,
+    unequal,
 )
 from core.model import Backbone, embed
 from core.objectives import build_objective
@@ -98,7 +98,10 @@ class Trainer:
         self.backbone = Backbone(config.model, data.train.channels).to(self.device)
         counts = torch.bincount(data.train.labels.cpu(), minlength=self.n_classes)
         self.objective = build_objective(config, len(data.train), self.n_classes, counts).to(self.device)
+        # A fine-tuning run's random-init baseline is this seeded encoder, not the pretrained one it loads.
+        self._random_init: dict[str, torch.Tensor] | None = None
         if config.init_from and resume_from is None:
+            self._random_init = {k: v.clone() for k, v in self.backbone.state_dict().items()}
             self._init_backbone(config.init_from)
         self.module: nn.Module = _Joint(self.backbone, self.objective)
         if self.dist.enabled:
@@ -119,6 +122,7 @@ class Trainer:
         self._budget_minutes = config.minutes  # kept once the length is fixed: later epochs check it
         self._eval_s: float | None = None  # what one evaluation took (timed with the baselines)
         self._watchdog: watchdog.Watchdog | None = None  # reads the kNN curve of a pretraining run
+        self.judged_knn: float | None = None  # the latest evaluation in the yardstick's figure
         # Views differ per rank; the epoch order (on the CPU) is the same on every rank.
         self.generator = torch.Generator(self.device).manual_seed(config.seed + self.dist.rank)
         self.order_generator = torch.Generator().manual_seed(config.seed)
@@ -156,7 +160,7 @@ class Trainer:
             config=self.config, backbone=self.backbone.state_dict(), objective=self.objective.state_dict(),
             step=self.step, epoch=self.step // self.steps_per_epoch, data_fingerprint=self.data.fingerprint,
             class_names=self.data.class_names, channels=self.data.train.channels,
-            baselines=(self.baselines.raw_pixels, self.baselines.random_init) if self.baselines else None,
+            baselines=dataclasses.astuple(self.baselines) if self.baselines else None,
             resume=resume)
 
     def _restore(self, path: str | Path) -> None:
@@ -214,11 +218,29 @@ class Trainer:
         return Evaluation(accuracy(votes.argmax(dim=1), labels), balanced_accuracy(knn_confusion), train, confusion)
 
     def _baselines(self) -> ev.Baselines:
-        cfg = self.config
-        raw = knn_accuracy(pixel_features(self.eval_train), self.data.train.labels,
-                           pixel_features(self.eval_test), self.data.test.labels, self.n_classes,
-                           cfg.knn_k, cfg.knn_temperature)
-        return ev.Baselines(raw_pixels=raw, random_init=self._timed_evaluation().knn)
+        cfg, labels = self.config, self.data.test.labels
+        votes = knn_predict(pixel_features(self.eval_train), self.data.train.labels, pixel_features(self.eval_test),
+                            self.n_classes, cfg.knn_k, cfg.knn_temperature).argmax(dim=1)
+        random_init = self._timed_evaluation() if self._random_init is None else self._evaluate_random_init()
+        return ev.Baselines(accuracy(votes, labels), random_init.knn,
+                            balanced_accuracy(confusion_matrix(votes, labels, self.n_classes)),
+                            random_init.knn_balanced)
+
+    def _evaluate_random_init(self) -> Evaluation:
+        trained = {k: v.clone() for k, v in self.backbone.state_dict().items()}
+        self.backbone.load_state_dict(self._random_init)
+        try:
+            return self._timed_evaluation()
+        finally:
+            self.backbone.load_state_dict(trained)
+
+    @property
+    def yardstick(self) -> watchdog.Yardstick | None:
+        """The kNN figure this run is judged by (balanced when the classes are unequal), with its baselines."""
+        if self.baselines is None:
+            return None
+        counts = self.data.train.labels.bincount(minlength=self.n_classes)
+        return watchdog.Yardstick.of(self.baselines, unequal(counts))
 
     def _timed_evaluation(self) -> Evaluation:
         """The evaluation, timed for a time budget (the latest one's cost is what the next fit counts)."""
@@ -318,7 +340,7 @@ class Trainer:
                              None if confusion is None else tuple(map(tuple, confusion.tolist())),
                              knn_balanced, top1_balanced))
         if knn is not None:
-            self._watch(emit, epoch, knn)
+            self._watch(emit, epoch, knn, knn_balanced)
         if snapshot:
             emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(),
                                       _cpu_copy(self.backbone),
@@ -327,14 +349,17 @@ class Trainer:
             self.save(emit)
         return knn, top1
 
-    def _watch(self, emit: Emit, epoch: int, knn: float) -> None:
+    def _watch(self, emit: Emit, epoch: int, knn: float, knn_balanced: float | None) -> None:
         """Tell the person, once, when a pretraining run's kNN says it has stopped helping (supervised
         and fine-tuning runs are judged by their class head)."""
         if self.objective.predicts_classes:
             return
+        yardstick = self.yardstick
         if self._watchdog is None:
-            self._watchdog = watchdog.Watchdog(self.baselines.random_init if self.baselines else None)
-        if (words := self._watchdog.observe(epoch, knn)) is not None:
+            self._watchdog = (watchdog.Watchdog(yardstick.random_init, yardstick.metric) if yardstick
+                              else watchdog.Watchdog(None))
+        self.judged_knn = yardstick.read(knn, knn_balanced) if yardstick else knn
+        if (words := self._watchdog.observe(epoch, self.judged_knn)) is not None:
             emit(ev.Advice(epoch, words))
 
     def run(self, emit: Emit, stop: threading.Event | None = None) -> ev.Finished | ev.Failed:

@@ -12,31 +12,38 @@ import warnings
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
 from core import auto_recipe
-from core.classify import HEAD, KNN
 from core.config import PRESETS, TrainConfig, preset
 from core.data import present_sources
-from core.images import ImageError, decode
 from core.objectives import OBJECTIVES
+from core.projection import write_layout_csv
 from core.recipe import recipe
 from demo import plots, text
+from demo.classify_panel import (
+    CLASSIFY_CONCURRENCY,
+    Classifying,
+    classify_panel,
+    gallery,
+    image_to_np,
+)
 from demo.session import Session
+from demo.workbench import Workbench, runs_panel
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "examples"
 MAX_UPLOAD = "20mb"
 DEFAULT_PORT = 7860
 TICK_S = 1.0
-THUMB_SCALE = 8  # 28 px training images shown at 224 px
 SNAPSHOT_EVERY = 2  # epochs between embedding snapshots (UMAP + published classifier) when a preset has none
 # What the 1 s timer may update, by name: App.tick returns a dict of some of these.
-TICK_OUTPUTS = ("status", "progress", "training", "knn", "confusion", "umap", "replay", "drawn")
-
-
-def _image_to_np(image: np.ndarray, scale: int = THUMB_SCALE) -> np.ndarray:
-    """Nearest-neighbour upscale so small images stay crisp in the browser."""
-    return image.repeat(scale, axis=0).repeat(scale, axis=1) if image.shape[0] < 96 else image
+TICK_OUTPUTS = ("status", "progress", "training", "knn", "confusion", "umap", "replay", "runs", "selected", "drawn")
+# Gradio's queue: one bound for every event, and a concurrency group per kind of event, so a classify
+# never waits behind the ticks of many open tabs (each tab polls every TICK_S).
+QUEUE_MAX = 256
+# After every event, Gradio's queue rebuilds a pandas summary of every event it has recorded (up to
+# 10,000) for its analytics; with 20 tabs ticking that alone kept a core busy and a classify took over
+# 2 s. A summary every 500th event, over the last 1,000, costs nothing noticeable.
+QUEUE_ANALYTICS = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "500", "GRADIO_ANALYTICS_MAX_EVENTS": "1000"}
+TICK_CONCURRENCY = 2  # a tick is a few ms; the shared curve cache makes most of them cheaper still
 
 
 class App:
@@ -50,6 +57,8 @@ class App:
         self.export_dir = Path(self._exports.name)
         self._curves_lock = threading.Lock()
         self._curves: tuple = (None, {})  # (key, {output name: figure}), shared by every tab
+        self.bench = Workbench(session, self.export_dir)
+        self.classifying = Classifying(session)
 
     # -- Train -------------------------------------------------------------------------------
     def start(self, dataset, folder, objective, preset_name, epochs, batch_size, lr, minutes=0):
@@ -102,26 +111,40 @@ class App:
         return "cpu-quick" if dataset == "fashion" else auto_recipe.NAME
 
     # -- Watch (timer) -----------------------------------------------------------------------
-    def tick(self, sprites, replay, drawn) -> dict:
+    def tick(self, sprites, replay, drawn, selected=(), smoothing=plots.LOSS_SMOOTHING) -> dict:
         """What changed since this tab last drew, keyed by component name (TICK_OUTPUTS); an output
-        left out stays as it is. `drawn` is the tab's own memo."""
-        views = self.session.views()
-        current = views[-1] if views else None
-        drawn = dict(drawn or {})
+        left out stays as it is. `drawn` is the tab's own memo; the curves show the current run and
+        the runs `selected` in the run table."""
+        every = self.session.views()
+        current = every[-1] if every else None
+        views = [v for v in every[:-1] if v.run_id in (selected or ())] + ([current] if current else [])
+        before, drawn = drawn or {}, dict(drawn or {})
         outputs = {"status": text.status_line(current), "progress": text.progress_html(current)}
-        curves_key = tuple((v.run_id, v.step, v.status, len(v.knn), len(v.top1), v.label) for v in views)
+        curves_key = (tuple((v.run_id, v.step, v.status, len(v.knn), len(v.top1), v.label) for v in views),
+                      float(smoothing))
         if curves_key != drawn.get("curves"):
             drawn["curves"] = curves_key
-            outputs.update(self._curve_figures(curves_key, views))
+            outputs.update(self._curve_figures(curves_key, views, float(smoothing)))
+        runs_key = tuple((v.run_id, v.status, v.label) for v in every)
+        if runs_key != drawn.get("runs"):  # a run started, ended, was renamed, deleted or opened
+            drawn["runs"] = runs_key
+            outputs["runs"], outputs["selected"] = self.bench.refresh(selected)
         outputs.update(self._clusters(current, sprites, replay, drawn))
-        return {**outputs, "drawn": drawn}
+        # An idle tab costs the server little: a slider as the tab last received it is not sent again. The
+        # status line and the progress bar always are (API clients poll the status line).
+        if outputs.get("replay") == drawn.get("sent_replay"):
+            outputs.pop("replay", None)
+        else:
+            drawn["sent_replay"] = outputs["replay"]
+        return outputs if drawn == before else {**outputs, "drawn": drawn}
 
-    def _curve_figures(self, key, views) -> dict:
+    def _curve_figures(self, key, views, smoothing: float) -> dict:
         """The curves for `key`, built once and shared by every tab: each open tab polls every second,
         and building them per tab (~0.15 s each) saturated two cores with 20 tabs open."""
         with self._curves_lock:
             if self._curves[0] != key:
-                self._curves = (key, {"training": plots.training_figure(views), "knn": plots.knn_figure(views),
+                self._curves = (key, {"training": plots.training_figure(views, smoothing),
+                                      "knn": plots.knn_figure(views),
                                       "confusion": plots.confusion_figure(views[-1] if views else None)})
             return dict(self._curves[1])
 
@@ -143,56 +166,25 @@ class App:
         return {"umap": plots.umap_figure(layout, names, thumbnails=thumbs, sprites=bool(sprites)), "replay": slider}
 
     def thumbnail(self, index):
+        """A training image (a clicked UMAP point or a typed index) and its nearest training images in
+        the published model's embedding space, captioned with class and cosine similarity."""
         thumbs = self.session.thumbnails()
         if thumbs is None or index is None:
-            return None
+            return None, []
         if not 0 <= int(index) < len(thumbs):
             raise gr.Error(text.THUMB_OUT_OF_RANGE.format(index=int(index), n=len(thumbs)))
-        return _image_to_np(thumbs[int(index)])
-
-    # -- Classify ----------------------------------------------------------------------------
-    # The photo and the drawing arrive as gradio's raw upload dicts (their events set preprocess=False):
-    # gr.Image's own preprocessing opens the file with Pillow and converts it to RGB, so an empty,
-    # corrupt or non-image upload failed inside gradio with a raw Pillow error naming a server temp
-    # path, transparency turned black, 16-bit images were clipped, and a decompression bomb was
-    # decoded before its pixel limit was checked. core.images.decode does all of that properly.
-    def on_upload(self, upload, method):
-        """A new photo (dropped, pasted or an example clicked) classifies at once; clearing clears."""
-        return (None, None, None, None, "") if upload is None else self.classify(upload, None, method)
-
-    def classify(self, upload, sketch, method):
-        try:
-            image = decode(upload["path"]) if upload is not None else _sketch_image(sketch)
-            if image is None:
-                raise gr.Error(text.NOTHING_TO_CLASSIFY)
-            prediction = self.session.classify(image, method)  # kNN when the model has no class head yet
-        except ImageError as exc:
-            raise gr.Error(str(exc)) from None
-        except LookupError:
-            raise gr.Error(text.NO_MODEL) from None
         classifier = self.session.classifier()
-        neighbours = [(_image_to_np(classifier.thumbnail(i)), f"#{i} · {name} · {sim:.2f}")
-                      for i, name, sim in prediction.neighbours]
-        return (_image_to_np(prediction.model_input), dict(prediction.top), neighbours,
-                plots.attention_overlay(prediction.model_input, prediction.attention), prediction.method)
+        if classifier is None or len(classifier.published.train_labels) != len(thumbs):
+            return image_to_np(thumbs[int(index)]), []
+        return image_to_np(thumbs[int(index)]), gallery(classifier, classifier.neighbours_of(int(index)))
 
-    def classify_many(self, paths, method):
-        """Several photos at once: each as the model sees it, captioned with its top class; an
-        unreadable file gets its reason as the caption instead of stopping the batch."""
-        if self.session.classifier() is None:
-            raise gr.Error(text.NO_MODEL)
-        results = []
-        for path in paths or []:
-            name = Path(path).name
-            try:
-                prediction = self.session.classify(decode(path), method)
-            except ImageError as exc:
-                results.append((np.zeros((28, 28), dtype=np.uint8), text.MANY_REFUSED.format(name=name, reason=exc)))
-                continue
-            label, probability = prediction.top[0]
-            results.append((_image_to_np(prediction.model_input),
-                            text.MANY_CAPTION.format(name=name, label=label, probability=probability)))
-        return results
+    def export_layout(self):
+        views = self.session.views()
+        layout = views[-1].layouts[-1] if views and views[-1].layouts else None
+        if layout is None:
+            raise gr.Error(text.NO_LAYOUT)
+        name = f"vit2040-{views[-1].run_id.replace('/', '-')}-umap-epoch{layout.epoch}.csv"
+        return str(write_layout_csv(self.export_dir / name, layout.xy, layout.labels, views[-1].class_names))
 
     # -- Keep --------------------------------------------------------------------------------
     def save(self):
@@ -209,15 +201,6 @@ class App:
         except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError, DatasetError are ValueErrors
             # The file's name, not the server temp path gradio stored the upload under.
             raise gr.Error(f"checkpoint refused: {str(exc).replace(str(path), Path(path).name)}") from None
-
-
-def _sketch_image(sketch):
-    """The composite of a raw Sketchpad value as an 'L' or 'RGB' image, or None when nothing was drawn."""
-    composite = (sketch or {}).get("composite")
-    if composite is None:
-        return None
-    image = decode(composite["path"])
-    return image if np.asarray(image).std() > 0 else None
 
 
 def _train_panel(app: App) -> dict:
@@ -259,11 +242,13 @@ def _watch_panel() -> dict:
     with gr.Column(scale=2):
         gr.Markdown(f"### {text.WATCH}")
         training = gr.Plot(plots.empty_figure(plots.EMPTY_TRAINING), show_label=False, elem_id="training-plot")
+        smoothing = gr.Slider(0, 0.99, value=plots.LOSS_SMOOTHING, step=0.01, label=text.LABEL_SMOOTHING,
+                              elem_id="smoothing")
         knn = gr.Plot(plots.empty_figure(plots.EMPTY_KNN), show_label=False, elem_id="knn-plot")
         with gr.Accordion(text.LABEL_CONFUSION, open=False):
             confusion = gr.Plot(plots.empty_figure(plots.EMPTY_CONFUSION), show_label=False,
                                 elem_id="confusion-plot")
-    return {"training": training, "knn": knn, "confusion": confusion}
+    return {"training": training, "knn": knn, "confusion": confusion, "smoothing": smoothing}
 
 
 def _clusters_panel(app: App) -> dict:
@@ -276,39 +261,15 @@ def _clusters_panel(app: App) -> dict:
             replay = gr.Slider(0, 1, value=0, step=1, label=text.LABEL_REPLAY, interactive=False)
             index = gr.Number(None, label=text.LABEL_INDEX, precision=0, minimum=0, elem_id="thumb-index")
             thumb = gr.Image(label=text.LABEL_THUMB, interactive=False, height=224, elem_id="thumb")
-    index.change(app.thumbnail, index, thumb)
-    index.submit(app.thumbnail, index, thumb)
+            export = gr.Button(text.BUTTON_EXPORT_LAYOUT, size="sm", elem_id="export-layout")
+            exported = gr.File(label=text.LABEL_LAYOUT_FILE, interactive=False, elem_id="exported-layout")
+    neighbours = gr.Gallery(label=text.LABEL_NEIGHBOURS_OF, columns=8, height="auto", object_fit="contain",
+                            elem_id="point-neighbours")
+    for event in (index.change, index.submit):
+        event(app.thumbnail, index, [thumb, neighbours], concurrency_id="classify",
+              concurrency_limit=CLASSIFY_CONCURRENCY)
+    export.click(app.export_layout, None, exported)
     return {"umap": umap, "sprites": sprites, "replay": replay}
-
-
-def _classify_panel(app: App) -> None:
-    gr.Markdown(f"### {text.CLASSIFY}")
-    with gr.Row():
-        with gr.Column(scale=1):
-            upload = gr.Image(type="filepath", label=text.LABEL_UPLOAD, sources=["upload", "clipboard"],
-                              elem_id="upload")
-            sketch = gr.Sketchpad(label=text.LABEL_SKETCH, type="numpy", height=280)
-            method_choice = gr.Radio([HEAD, KNN], value=HEAD, label=text.LABEL_METHOD, elem_id="method-choice")
-            button = gr.Button(text.BUTTON_CLASSIFY, variant="primary", elem_id="classify")
-        with gr.Column(scale=2):
-            with gr.Row():
-                seen = gr.Image(label=text.LABEL_SEEN, interactive=False, height=224)
-                attention = gr.Image(label=text.LABEL_ATTENTION, interactive=False, height=224)
-                top5 = gr.Label(num_top_classes=5, label=text.LABEL_TOP5, elem_id="top5")
-            method = gr.Markdown(elem_id="method")
-            neighbours = gr.Gallery(label=text.LABEL_NEIGHBOURS, columns=8, height=160, object_fit="contain")
-    outputs = [seen, top5, neighbours, attention, method]
-    button.click(app.classify, [upload, sketch, method_choice], outputs, preprocess=False)  # see App.classify
-    upload.change(app.on_upload, [upload, method_choice], outputs, preprocess=False)
-    with gr.Row():
-        many = gr.File(label=text.LABEL_MANY, file_count="multiple", file_types=["image"], type="filepath",
-                       elem_id="many")
-        many_results = gr.Gallery(label=text.LABEL_MANY_RESULTS, columns=6, height=200, object_fit="contain",
-                                  elem_id="many-results")
-    many.upload(app.classify_many, [many, method_choice], many_results)
-    examples = sorted(str(p) for p in ASSETS.glob("*.png"))
-    if examples:
-        gr.Examples(examples, inputs=upload, label=text.LABEL_EXAMPLES)
 
 
 def _keep_panel(app: App) -> None:
@@ -318,7 +279,7 @@ def _keep_panel(app: App) -> None:
         download = gr.File(label=text.LABEL_DOWNLOAD, interactive=False)
         load = gr.File(label=text.LABEL_LOAD, file_types=[".pt"], type="filepath")
     save.click(app.save, None, download)
-    load.upload(app.load, load, None)
+    load.upload(app.load, load, None, concurrency_id="load", concurrency_limit=1)
 
 
 def build(session: Session, data_root: str | None = None) -> gr.Blocks:
@@ -329,20 +290,31 @@ def build(session: Session, data_root: str | None = None) -> gr.Blocks:
             train = _train_panel(app)
             watch = _watch_panel()
         clusters = _clusters_panel(app)
-        _classify_panel(app)
+        workbench = runs_panel(app.bench)
+        classify_panel(app.classifying)
         _keep_panel(app)
         drawn = gr.State({})
-        outputs = {"status": train["status"], "progress": train["progress"], **watch, "umap": clusters["umap"],
-                   "replay": clusters["replay"], "drawn": drawn}
+        outputs = {"status": train["status"], "progress": train["progress"], "training": watch["training"],
+                   "knn": watch["knn"], "confusion": watch["confusion"], "umap": clusters["umap"],
+                   "replay": clusters["replay"], **workbench, "drawn": drawn}
         if set(outputs) != set(TICK_OUTPUTS):  # App.tick returns some of TICK_OUTPUTS by name
             raise RuntimeError(f"the timer wires {sorted(outputs)}, App.tick speaks of {sorted(TICK_OUTPUTS)}")
 
-        def tick(sprites, replay, memo):
-            return {outputs[name]: value for name, value in app.tick(sprites, replay, memo).items()}
+        def tick(sprites, replay, memo, selected, smoothing):
+            return {outputs[name]: value for name, value in app.tick(sprites, replay, memo, selected,
+                                                                     smoothing).items()}
 
-        gr.Timer(TICK_S).tick(tick, [clusters["sprites"], clusters["replay"], drawn], list(outputs.values()),
-                              show_progress="hidden")
+        inputs = [clusters["sprites"], clusters["replay"], drawn, workbench["selected"], watch["smoothing"]]
+        gr.Timer(TICK_S).tick(tick, inputs, list(outputs.values()), show_progress="hidden", concurrency_id="tick",
+                              concurrency_limit=TICK_CONCURRENCY)
     return blocks
+
+
+def queue(blocks: gr.Blocks) -> gr.Blocks:
+    """The app's queue: bounded, one concurrency limit per event unless the event names its group."""
+    for key, value in QUEUE_ANALYTICS.items():  # read when the queue is made; a person's own setting wins
+        os.environ.setdefault(key, value)
+    return blocks.queue(max_size=QUEUE_MAX, default_concurrency_limit=1)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -365,9 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     session.preload(preset("cpu-quick"))  # the default dataset, ready before the first Start
     blocks = build(session, args.data_root)
     try:
-        blocks.queue(default_concurrency_limit=4).launch(
+        queue(blocks).launch(
             server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD,
-            css=text.CSS, js=text.CLICK_TO_THUMBNAIL_JS, show_error=True)
+            css=text.CSS, js=text.PAGE_JS, show_error=True)
     finally:
         session.close()
     return 0

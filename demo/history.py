@@ -132,6 +132,7 @@ class RunHistory:
         self._total_steps = self._steps_per_epoch = 0
         self._images_per_s: float | None = None
         self._baselines: tuple[float, float] | None = None
+        self._baseline_event: ev.Baselines | None = None
         self._started_at: float | None = None
         self._running_since: float | None = None
         self._elapsed_before = 0.0  # running time of earlier starts (a resumed run adds up)
@@ -257,6 +258,7 @@ class RunHistory:
 
     def _baselines_known(self, event: ev.Baselines, now: float) -> None:
         self._baselines = (event.raw_pixels, event.random_init)
+        self._baseline_event = event
 
     def _stepped(self, event: ev.StepMetrics, now: float) -> None:
         self._steps.append(event.step)
@@ -290,8 +292,11 @@ class RunHistory:
             message += MESSAGE_KNN.format(knn=event.knn_top1)
         if event.test_top1 is not None:
             message += MESSAGE_TOP1.format(top1=event.test_top1)
-        if event.knn_top1 is not None and self._baselines and not self._predicts_classes:
-            message += f"  \n{watchdog.ending(event.knn_top1, *self._baselines)}"
+        if event.knn_top1 is not None and self._baseline_event and not self._predicts_classes:
+            stick = watchdog.Yardstick.of(self._baseline_event, self._unequal)
+            balanced = next((row[4] for row in reversed(self._epoch_rows) if row[2] is not None), None)
+            judged = stick.read(event.knn_top1, balanced)
+            message += f"  \n{watchdog.ending(judged, stick.raw_pixels, stick.random_init, stick.metric)}"
         self._stop(now, COMPLETED if event.reason == COMPLETED else STOPPED, message, event.checkpoint)
 
     def _failed(self, event: ev.Failed, now: float) -> None:

@@ -95,10 +95,10 @@ def _run_colour(position: int) -> str:
     return RUN_COLOURS[position % len(RUN_COLOURS)]
 
 
-def _add_run_lines(fig: go.Figure, run: RunView, colour: str, current: bool) -> None:
+def _add_run_lines(fig: go.Figure, run: RunView, colour: str, current: bool, smoothing: float) -> None:
     x = run.steps / max(run.steps_per_epoch, 1)  # epochs, so runs with other batch sizes line up
     keep = _thin(len(x))
-    smooth = ema(run.losses)
+    smooth = ema(run.losses, smoothing)
     group = dict(legendgroup=run.run_id, line_color=colour)
     fig.add_trace(go.Scatter(x=x[keep], y=run.losses[keep], mode="lines", name=run.label + RAW_SUFFIX,
                              line_width=1, opacity=0.3, showlegend=False, hoverinfo="skip", **group),
@@ -111,14 +111,17 @@ def _add_run_lines(fig: go.Figure, run: RunView, colour: str, current: bool) -> 
                   row=2, col=1)
 
 
-def training_figure(runs: Sequence[RunView]) -> go.Figure:
-    """Loss (raw per step, thin; EMA, bold) over lr, both against epochs, one colour per run."""
+def training_figure(runs: Sequence[RunView], smoothing: float = LOSS_SMOOTHING) -> go.Figure:
+    """Loss (raw per step, thin; EMA with weight `smoothing` in [0, 1), bold) over lr, both against
+    epochs, one colour per run."""
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
     if not any(len(run.steps) for run in runs):
         return empty_figure(EMPTY_TRAINING)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
     for position, run in enumerate(runs):
         if len(run.steps):
-            _add_run_lines(fig, run, _run_colour(position), current=position == len(runs) - 1)
+            _add_run_lines(fig, run, _run_colour(position), position == len(runs) - 1, smoothing)
     fig.update_yaxes(title_text=AXIS_LOSS, row=1, col=1)
     fig.update_yaxes(title_text=AXIS_LR, exponentformat="e", row=2, col=1)
     fig.update_xaxes(title_text=AXIS_EPOCH, row=2, col=1)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import auto_recipe
+from core import auto_recipe, runs
 from core import events as ev
 from core.checkpoint import Checkpoint
 from core.classify import Classifier, Prediction, PublishedModel
@@ -26,10 +26,11 @@ from core.distributed import resolve_device
 from core.objectives import Supervised
 from core.projection import Projector
 from core.recipe import FINETUNE, recipe
+from core.reporting import JsonlLog
 from core.trainer import Trainer
+from demo import saved_runs
 from demo.history import Layout, RunHistory, RunView, shift
-
-STAGE_FINETUNE = "fine-tuning"
+from demo.saved_runs import STAGE_FINETUNE
 
 
 class LatestSlot:
@@ -63,7 +64,8 @@ class LatestSlot:
 class _Run:
     history: RunHistory
     config: TrainConfig
-    out_dir: Path
+    out_dir: Path  # where the stage now training writes (a fine-tuning stage: folder / "finetune")
+    folder: Path  # the run folder (core.runs)
     data: DataSplits | None = None
     thread: threading.Thread | None = None
     stop: threading.Event | None = None
@@ -79,8 +81,9 @@ class Session:
         self.runs_dir = Path(runs_dir)
         self.datasets = DatasetCache(data_root, download)
         self._lock = threading.Lock()
-        self._runs: list[_Run] = []
-        self._ids = itertools.count(1)
+        self._runs: list[_Run] = self._saved_runs()  # every run folder in runs_dir, from earlier sessions too
+        taken = [int(run.history.run_id[4:]) for run in self._runs if run.history.run_id[4:].isdigit()]
+        self._ids = itertools.count(max(taken, default=0) + 1)
         self._classifier: Classifier | None = None
         self._jobs = LatestSlot()
         self._projector = Projector()  # used only by the worker thread
@@ -90,6 +93,16 @@ class Session:
         self._warmup = threading.Thread(target=Projector.warm_up, name="vit2040-umap-warmup", daemon=True)
         self._warmup.start()
         self._helpers = [self._worker, self._warmup]  # joined by close()
+
+    def _saved_runs(self) -> list[_Run]:
+        saved = []
+        for folder in runs.find(self.runs_dir):
+            config = runs.read_config(folder)
+            if config is None:  # not a run this version can read: left alone, not listed
+                continue
+            run_id = folder.relative_to(self.runs_dir).as_posix()
+            saved.append(_Run(saved_runs.history_of(folder, run_id), config, folder, folder, stop=threading.Event()))
+        return saved
 
     # -- reading (UI thread) -----------------------------------------------------------------
     def views(self) -> list[RunView]:
@@ -133,7 +146,7 @@ class Session:
             run_id = f"run-{next(self._ids)}"
             recipe_name = " · auto" if auto_budget else ""
             run = _Run(RunHistory(run_id, f"{run_id} · {config.objective} · {config.dataset}{recipe_name}", ()),
-                       config, self.runs_dir / run_id, auto_budget=auto_budget)
+                       config, self.runs_dir / run_id, self.runs_dir / run_id, auto_budget=auto_budget)
             self._runs.append(run)
             self._launch(run, resume_from=None)
         return f"started {run_id}"
@@ -174,10 +187,10 @@ class Session:
             view = run.history.view() if run else None
             if view is None or view.checkpoint is None or view.status not in ("completed", "stopped"):
                 raise LookupError("nothing to fine-tune: pretrain a run (or load a checkpoint) first")
-            if run.config.objective == Supervised.name:
+            if run.config.objective == Supervised.name or view.stages:
                 raise LookupError("this run already trains on the labels: fine-tune a pretrained run")
             run.config = recipe(run.config, stage=FINETUNE, init_from=view.checkpoint, epochs=epochs)
-            run.out_dir = run.out_dir / "finetune"
+            run.out_dir = run.folder / runs.FINETUNE_DIR
             run.offset = run.history.begin_stage(STAGE_FINETUNE)
             self._launch(run, resume_from=None)
         return f"fine-tuning {run.history.run_id} for {run.config.epochs} epochs from {Path(view.checkpoint).name}"
@@ -214,7 +227,10 @@ class Session:
 
     def _train(self, run: _Run, resume_from: str | None) -> None:
         """Training thread: load data, train, route events. Failures end up in the run's history."""
+        log: JsonlLog | None = None
+
         def emit(event: ev.Event) -> None:
+            log(event)  # the stage's own numbering, as the command line logs it
             event = shift(event, *run.offset)
             run.history(event)
             if isinstance(event, ev.EmbeddingSnapshot):
@@ -226,12 +242,21 @@ class Session:
             run.data = self.datasets.get(run.config)
             run.history.set_class_names(run.data.class_names)
             trainer = Trainer(run.config, run.data, out_dir=run.out_dir, resume_from=resume_from)
+            runs.begin(run.out_dir, run.config, run.data.class_names, label=run.history.label)
+            log = JsonlLog(run.out_dir / runs.METRICS)
             try:
                 trainer.run(emit, run.stop)
             finally:  # a budget fixed during the run is the config a resume or a fine-tune continues
                 run.config = trainer.config
+                runs.begin(run.out_dir, run.config, run.data.class_names)
         except Exception as exc:  # shown to the person in the status line, not lost in a log
-            run.history(ev.Failed(f"{exc.__class__.__name__}: {exc}", 0, 0, None))
+            failed = ev.Failed(f"{exc.__class__.__name__}: {exc}", 0, 0, None)
+            run.history(failed)
+            if log is not None:
+                log(failed)
+        finally:
+            if log is not None:
+                log.close()
 
     # -- the worker: publishing and UMAP -----------------------------------------------------
     def _work(self) -> None:
@@ -267,7 +292,8 @@ class Session:
         return dest
 
     def load(self, path: str | Path) -> str:
-        """Load a checkpoint file: validate it against its dataset, then show it as a finished run.
+        """Load a checkpoint file: validate it against its dataset, then show it as a finished run
+        (a run folder's checkpoint brings its curves; one of a listed run makes that run current).
 
         Called from a Gradio worker thread; embedding the training set is one batched forward pass.
         """
@@ -276,17 +302,74 @@ class Session:
         data = self.datasets.get(config)
         checkpoint.check_matches(data)
         published = PublishedModel.from_checkpoint(checkpoint, data.train)
+        folder = Path(path).resolve().parent
+        if folder.name == runs.FINETUNE_DIR and (folder.parent / runs.METRICS).is_file():
+            folder = folder.parent  # a fine-tuning stage's checkpoint: the run is its parent
+        logged = (folder / runs.METRICS).is_file()  # a run folder: its curves come with it
         with self._lock:
             self._refuse_if_running()
-            run_id = f"run-{next(self._ids)}"
-            run = _Run(RunHistory(run_id, f"{run_id} · loaded {Path(path).name}", data.class_names), config,
-                       Path(path).parent, data=data)
+            run = next((r for r in self._runs if r.folder.resolve() == folder), None)
+            if run is not None:
+                self._runs.remove(run)
+                run.data = data
+            else:
+                run_id = f"run-{next(self._ids)}"
+                history = (saved_runs.history_of(folder, run_id) if logged else
+                           RunHistory(run_id, f"{run_id} · loaded {Path(path).name}", data.class_names))
+                run = _Run(history, config, folder, folder, data=data)
             self._runs.append(run)
-        if checkpoint.baselines:
+        if not logged and checkpoint.baselines:
             run.history(ev.Baselines(*checkpoint.baselines))
-        run.history(ev.Finished("completed", checkpoint.epoch, checkpoint.step, None, str(path)))
+        if not logged:
+            run.history(ev.Finished("completed", checkpoint.epoch, checkpoint.step, None, str(path)))
         self._jobs.put((run, published))
         return f"loaded {Path(path).name}: {config.dataset}, {config.objective}, epoch {checkpoint.epoch}"
+
+    def open(self, run_id: str) -> str:
+        """Make a listed run current: its latest checkpoint is loaded and published for classifying."""
+        checkpoint = self._find(run_id).history.view().checkpoint
+        if not checkpoint or not Path(checkpoint).is_file():
+            raise LookupError(f"{run_id} has no checkpoint on disk to open")
+        return self.load(checkpoint)
+
+    # -- the run table ---------------------------------------------------------------------------
+    def _find(self, run_id: str) -> _Run:
+        with self._lock:
+            found = next((run for run in self._runs if run.history.run_id == run_id), None)
+        if found is None:
+            raise LookupError(f"no run {run_id!r}")
+        return found
+
+    def table(self) -> list[list]:
+        """One row per run (saved_runs.TABLE_HEADERS), oldest first, read from the run folders."""
+        with self._lock:
+            listed = list(self._runs)
+        return [saved_runs.table_row(run.history.run_id, runs.summarize(run.folder)) for run in listed
+                if (run.folder / runs.METRICS).is_file()]
+
+    def rename(self, run_id: str, label: str) -> str:
+        run = self._find(run_id)
+        run.history.label = runs.rename(run.folder, label)
+        return f"{run_id} is now called {run.history.label!r}"
+
+    def delete(self, run_id: str) -> str:
+        """Delete a run's folder (never one outside the runs folder) and drop it from the list."""
+        run = self._find(run_id)
+        if run.alive():
+            raise RuntimeError(f"{run_id} is training: stop it first")
+        runs.delete(self.runs_dir, run.folder)
+        with self._lock:
+            self._runs.remove(run)
+        return f"deleted {run_id} ({run.folder})"
+
+    def diff(self, a: str, b: str) -> list[list[str]]:
+        return saved_runs.diff_rows(runs.summarize(self._find(a).folder), runs.summarize(self._find(b).folder))
+
+    def export_metrics(self, run_ids: list[str], dest_dir: str | Path) -> Path:
+        folders = [self._find(run_id).folder for run_id in run_ids]
+        if not folders:
+            raise LookupError("select the runs to export first")
+        return runs.metrics_csv(folders, Path(dest_dir) / "vit2040-metrics.csv")
 
     def close(self) -> None:
         """Stop every run (each saves a checkpoint), then wait for every thread of this session.

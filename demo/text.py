@@ -47,6 +47,32 @@ LABEL_MANY = "…or several photos at once"
 LABEL_MANY_RESULTS = "Top class of each photo"
 MANY_CAPTION = "{name}: {label} ({probability:.0%})"
 MANY_REFUSED = "{name}: refused ({reason})"
+RUNS = "Runs (every run in the runs folder: select some to overlay their curves, export, compare)"
+LABEL_SELECTED = "Selected runs (overlaid on the curves)"
+BUTTON_REFRESH = "Refresh"
+BUTTON_OPEN = "Open (classify with it)"
+BUTTON_EXPORT_METRICS = "Export metrics (CSV)"
+BUTTON_DELETE = "Delete…"
+CONFIRM_DELETE = "Yes, delete {runs} and their files"
+LABEL_RENAME = "New name for the selected run"
+BUTTON_RENAME = "Rename"
+BUTTON_DIFF = "Compare settings of two"
+LABEL_EXPORTED = "Exported metrics"
+LABEL_DIFF = "Settings that differ"
+SELECT_ONE = "Select exactly one run to {action}."
+SELECT_TWO = "Select exactly two runs to compare their settings."
+SELECT_SOME = "Select the runs to {action} first."
+LABEL_SMOOTHING = "Loss smoothing"
+LABEL_NEIGHBOURS_OF = "Its 8 nearest training images in embedding space"
+BUTTON_EXPORT_LAYOUT = "Export this layout (CSV)"
+LABEL_LAYOUT_FILE = "Layout (x, y, label, index)"
+NO_LAYOUT = "No embedding layout yet: it appears after the first snapshot."
+NEIGHBOUR_CAPTION = "#{index} · {name} · {similarity:.2f}"
+UNLIKE = ("⚠ **Unlike the training images**: its nearest training image (similarity {nearest:.2f}) is less "
+          "similar than {share:.1%} of the training images are to their own nearest; answers for such images "
+          "mean little (flagged below the {percentile:g}st percentile).")
+LIKE = "Like the training images: its nearest training image is as close as for {share:.0%} of them."
+KNN_VOTES = "{counts} of the {k} nearest training images"
 BUTTON_SAVE = "Save checkpoint"
 LABEL_DOWNLOAD = "Download"
 LABEL_LOAD = "Load a checkpoint (.pt)"
@@ -115,6 +141,26 @@ CLICK_TO_THUMBNAIL_JS = """
   }, 500);
 }
 """
+
+# The Sketchpad's value -> its composite image (or null), run in the browser by the Classify button.
+SKETCH_COMPOSITE_JS = "(value) => (value && value.composite) || null"
+
+# Gradio 6.31's Sketchpad starts with no tool selected and its Clear switches back to none, so strokes
+# did nothing until the brush was picked again, for every digit: pick it at load and after each Clear.
+KEEP_BRUSH_JS = """
+() => {
+  const pick = () => document.querySelector("button[aria-label='Brush']:not(.highlight)")?.click();
+  document.addEventListener('click', (event) => {
+    if (event.target.closest("button[aria-label='Clear canvas']")) setTimeout(pick, 100);
+  }, true);
+  const ready = setInterval(() => {
+    if (document.querySelector("button[aria-label='Brush']")) { clearInterval(ready); pick(); }
+  }, 200);
+}
+"""
+
+# Everything the page runs at load.
+PAGE_JS = f"() => {{ ({CLICK_TO_THUMBNAIL_JS.strip()})(); ({KEEP_BRUSH_JS.strip()})(); }}"
 
 CSS = """
 .v2040-progress { height: 10px; background: #e5e7eb; border-radius: 5px; overflow: hidden; }

@@ -1,7 +1,18 @@
 """The auto recipe: its rules read measured facts (sides, framing, channels, device, budget), never a name."""
 import pytest
 
-from core.auto_recipe import MIN_PASSES, MULTI_CROP_PASSES, Facts, auto_recipe, choose_side, describe, passes, plan
+from core.auto_recipe import (
+    MIN_PASSES,
+    MIN_STEPS,
+    MULTI_CROP_PASSES,
+    Facts,
+    auto_recipe,
+    batch_and_lr,
+    choose_side,
+    describe,
+    passes,
+    plan,
+)
 from core.data import load_dataset
 from core.objectives import build_objective
 from core.recipe import recipe
@@ -42,7 +53,19 @@ def test_multi_crop_and_cutmix_only_when_the_budget_allows_hundreds_of_passes():
     few, many = auto_recipe(f, rate_for(100, f)), auto_recipe(f, rate_for(MULTI_CROP_PASSES, f))
     assert (few.augment.n_global, few.augment.n_local, few.augment.cutmix_alpha) == (1, 0, 0.0)
     assert (many.augment.n_global, many.augment.n_local, many.augment.cutmix_alpha) == (2, 4, 0.5)
-    assert many.model.dim == 192 and many.model.depth == 12 and many.batch_size == 256
+    assert many.model.dim == 192 and many.model.depth == 12
+
+
+def test_the_batch_is_the_largest_that_still_gives_the_run_its_steps_and_the_lr_follows_its_square_root():
+    cpu, gpu = facts(), facts(device="cuda")
+    assert batch_and_lr(cpu, 128 * MIN_STEPS) == (128, pytest.approx(1.5e-3))
+    assert batch_and_lr(cpu, 128 * MIN_STEPS - 1) == (64, pytest.approx(1.5e-3 / 2 ** 0.5))
+    assert batch_and_lr(cpu, 10) == (32, pytest.approx(1.5e-3 / 2))  # never below 32
+    assert batch_and_lr(gpu, 256 * MIN_STEPS) == (256, pytest.approx(5e-4))
+    few_images = auto_recipe(facts(n=900), rate_for(100, facts(n=900)))  # 90,000 images seen: batch 32
+    many_images = auto_recipe(facts(n=20000), rate_for(100, facts(n=20000)))
+    assert (few_images.batch_size, many_images.batch_size) == (32, 128)
+    assert few_images.lr < many_images.lr
 
 
 def test_the_budget_and_the_evaluations_follow_the_passes():
@@ -50,7 +73,7 @@ def test_the_budget_and_the_evaluations_follow_the_passes():
     config = auto_recipe(f, rate_for(80, f))
     assert config.minutes == 5.0 and config.eval_every == 80 // 8  # about eight evaluations
     assert passes(f, rate_for(80, f)) == pytest.approx(80)
-    assert describe(config) == "auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, a 5 min budget"
+    assert describe(config) == "auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, batch 64, a 5 min budget"
 
 
 @pytest.mark.parametrize("objective", ["instance", "contrastive", "supervised"])

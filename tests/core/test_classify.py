@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core.classify import Classifier, PublishedModel
+from core.classify import BLANK_MESSAGE, KNN, UNLIKE_SHARE, Classifier, PublishedModel
 from core.config import ModelConfig, TrainConfig
 from core.data import ImageSet
 from core.framing import Framing, measure_framing
-from core.images import decode, fit_square
+from core.images import ImageError, decode, fit_square
 from core.metrics import knn_predict
 from core.model import Backbone, embed
 from tests.core.conftest import TINY_AUGMENT, TINY_MODEL, make_splits
@@ -190,7 +190,8 @@ def test_a_light_on_dark_model_sees_paper_drawings_as_white_on_black():
 
 
 def test_a_thin_strip_classifies_end_to_end(classifier):
-    prediction = classifier.classify(decode(encode(Image.new("L", (1, 5000), 90))))
+    strip = Image.fromarray(np.random.default_rng(0).integers(0, 256, (5000, 1), dtype=np.uint8))
+    prediction = classifier.classify(decode(encode(strip)))
     assert prediction.model_input.shape == (14, 14) and len(prediction.neighbours) == 8
 
 
@@ -254,3 +255,47 @@ def test_build_measures_the_framing_and_stores_the_images_at_the_models_side(lig
     assert torch.equal(published.train_labels, train.labels) and published.head is None
     prediction = Classifier(published).classify(to_pil(train.images[4]))  # a 14 px upload, seen at 7 px
     assert prediction.model_input.shape == (7, 7) and len(prediction.neighbours) == 8
+
+
+
+# --- honest answers -------------------------------------------------------------------------------
+@pytest.mark.parametrize("blank", [Image.new("L", (50, 40), 255), Image.new("RGB", (64, 64), (20, 120, 40)),
+                                   Image.new("RGBA", (32, 32), (0, 0, 0, 0))])  # transparent: white
+def test_a_blank_image_gets_no_answer(blank, classifier):
+    with pytest.raises(ImageError, match="blank"):
+        classifier.classify(decode(encode(blank)))
+    assert "nothing to classify" in BLANK_MESSAGE
+
+
+def test_typicality_is_the_share_of_training_images_less_typical_and_flags_images_unlike_all(published):
+    classifier = Classifier(published)
+    own, own_pixels = classifier._own_nearest
+    top = float(own.max()) + 1e-3
+    assert classifier.typicality(top) == 1.0 and classifier.typicality(-1.0) == 0.0
+    assert classifier.typicality(top, -1.0) == 0.0  # unlike in pixels is enough
+    quarter = float(own[len(own) // 8])  # an eighth of them lie below: a share of 1/8, doubled
+    assert classifier.typicality(quarter) == pytest.approx(0.25, abs=0.05)
+    training = classifier.classify(to_pil(published.train_images[0]))
+    assert training.typicality > 0.5 and not training.unlike_training  # a training image is its own neighbour
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (14, 14), dtype=np.uint8))
+    unlike = classifier.classify(noise)
+    assert unlike.typicality < training.typicality
+    assert unlike.unlike_training == (unlike.typicality < UNLIKE_SHARE)
+
+
+def test_neighbours_of_a_training_image_leave_it_out_and_come_nearest_first(classifier, published):
+    unit = F.normalize(published.train_embeddings, dim=1)
+    neighbours = classifier.neighbours_of(5)
+    assert len(neighbours) == 8 and 5 not in [i for i, _, _ in neighbours]
+    expected = (unit @ unit[5]).topk(9).indices.tolist()
+    assert [i for i, _, _ in neighbours] == [i for i in expected if i != 5][:8]
+    assert [s for _, _, s in neighbours] == sorted((s for _, _, s in neighbours), reverse=True)
+    with pytest.raises(IndexError):
+        classifier.neighbours_of(len(unit))
+
+
+def test_a_knn_answer_counts_its_neighbours(classifier, published):
+    prediction = classifier.classify(to_pil(published.train_images[3]), KNN)
+    assert sum(n for _, n in prediction.votes) == prediction.k == 5
+    assert [n for _, n in prediction.votes] == sorted((n for _, n in prediction.votes), reverse=True)
+    assert prediction.votes[0][0] == prediction.top[0][0]  # the most votes names the top class here

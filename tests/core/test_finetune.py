@@ -87,3 +87,15 @@ def test_contrastive_pretraining_runs_and_learns(tiny_config, toy_data):
     done = Trainer(config, toy_data).run(rec)
     losses = [e.loss for e in rec.of(ev.EpochMetrics)]
     assert done.reason == "completed" and losses[-1] < losses[0]
+
+
+def test_a_finetuning_runs_random_init_baseline_is_the_random_encoder_not_the_pretrained_one(pretrained, toy_data):
+    config, path = pretrained
+    ft = recipe(config, stage=FINETUNE, init_from=str(path), epochs=1)
+    scratch = ft.with_overrides(init_from="")
+    finetuned, from_scratch = Trainer(ft, toy_data), Trainer(scratch, toy_data)
+    before = {k: v.clone() for k, v in finetuned.backbone.state_dict().items()}
+    assert finetuned._baselines().random_init == from_scratch._baselines().random_init  # the same seeded encoder
+    after = finetuned.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the pretrained weights are put back
+    assert not torch.equal(finetuned.evaluate().train_embeddings, from_scratch.evaluate().train_embeddings)

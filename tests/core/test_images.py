@@ -166,3 +166,14 @@ def test_load_square_composites_transparency_on_white(tmp_path):
     assert pixels.shape == (3, 14, 14) and pixels.dtype == torch.uint8
     assert (pixels[:, [0, 0, -1, -1], [0, -1, 0, -1]] == 255).all()  # transparent corners became white
     assert (pixels[:, 7, 7] == 0).all()  # the opaque black rectangle stays black
+
+
+def test_flat_images_are_blank_and_faint_strokes_are_not():
+    from core.images import is_blank
+    flat = np.full((40, 50), 200, np.uint8)
+    assert is_blank(Image.fromarray(flat)) and is_blank(Image.new("RGB", (9, 9), (10, 200, 30)))
+    noisy = flat + np.random.default_rng(0).integers(0, 2, flat.shape, dtype=np.uint8)  # JPEG-like noise
+    assert is_blank(Image.fromarray(noisy))
+    stroke = flat.copy()
+    stroke[18:22, 5:45] = 40  # one thin dark line
+    assert not is_blank(Image.fromarray(stroke))

@@ -1,9 +1,12 @@
 """The watchdog: when the kNN curve says pretraining has stopped helping, the person is told, once."""
 import dataclasses
 
+import torch
+
 from core import events as ev
+from core.checkpoint import Checkpoint
 from core.trainer import Trainer
-from core.watchdog import verdict
+from core.watchdog import BALANCED, TOP1, Yardstick, verdict
 from tests.core.conftest import Recorder
 
 
@@ -61,3 +64,35 @@ def test_a_run_ends_by_saying_plainly_whether_it_beat_both_baselines():
     worse = ending(0.70, 0.75, 0.63)
     assert "is NOT above raw pixels (" in worse and "random-init" not in worse.split("(")[0]
     assert "NOT above raw pixels or the random-init encoder" in ending(0.5, 0.75, 0.63)
+
+
+def test_with_unequal_classes_the_run_is_judged_by_balanced_knn(tiny_config, toy_data, tmp_path):
+    """Top-1 can rise by filing everything under the largest class; balanced accuracy cannot. A scripted
+    curve whose top-1 climbs while its balanced accuracy sinks below the random init's is told so."""
+    keep = torch.cat([torch.arange(len(toy_data.train)), torch.tensor([0, 4, 8, 12, 16, 20])])  # class 0: 16 of 46
+    unequal = dataclasses.replace(toy_data, train=toy_data.train.subset(keep))
+    top1 = iter([0.3, 0.4, 0.5, 0.6, 0.7])
+    balanced = iter([0.3, 0.28, 0.26, 0.25, 0.24])  # the first is the random-init baseline's
+
+    trainer = Trainer(tiny_config.with_overrides(epochs=4), unequal, out_dir=tmp_path)
+    real = trainer.evaluate
+    trainer.evaluate = lambda: dataclasses.replace(real(), knn=next(top1), knn_balanced=next(balanced))
+    rec = Recorder()
+    trainer.run(rec)
+    baselines = rec.of(ev.Baselines)[0]
+    assert (baselines.random_init, baselines.random_init_balanced) == (0.3, 0.3)
+    assert baselines.raw_pixels_balanced is not None
+    assert trainer.yardstick.metric == BALANCED and trainer.judged_knn == 0.24
+    advice = rec.of(ev.Advice)
+    assert [a.epoch for a in advice] == [2] and advice[0].message.startswith("balanced kNN accuracy 26.0% has been")
+    saved = Checkpoint.load(trainer.last_checkpoint)
+    assert saved.baselines == dataclasses.astuple(baselines)  # the balanced pair travels with the run
+    equal = Trainer(tiny_config.with_overrides(epochs=1), toy_data)
+    equal.run(Recorder())
+    assert equal.yardstick.metric == TOP1
+
+
+def test_old_checkpoints_hold_two_baselines_and_are_judged_by_top1():
+    old = ev.Baselines(0.7, 0.6)
+    assert Yardstick.of(old, unequal_classes=True) == Yardstick(TOP1, 0.7, 0.6)
+    assert Yardstick.of(ev.Baselines(0.7, 0.6, 0.5, 0.4), True).read(0.9, 0.3) == 0.3

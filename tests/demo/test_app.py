@@ -1,9 +1,13 @@
 """The app's callbacks without a browser (the browser test covers the page itself)."""
+import dataclasses
+
 import gradio as gr
 import pytest
+import torch
 
 from demo import app as app_module
 from demo.app import App, parse_args
+from demo.classify_panel import ASSETS, Classifying, answer_notes
 
 
 class FakeSession:
@@ -18,6 +22,9 @@ class FakeSession:
     def classify(self, image, method=None):
         return self._classifier.classify(image, method)
 
+    def table(self):
+        return []
+
 
 def test_port_comes_from_the_environment_unless_given(monkeypatch):
     monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
@@ -29,7 +36,7 @@ def test_port_comes_from_the_environment_unless_given(monkeypatch):
 def test_classifying_before_any_model_says_what_to_do(tmp_path):
     app = App(FakeSession())
     with pytest.raises(gr.Error, match="start training"):
-        app.classify_many([str(app_module.ASSETS / "sneaker.png")], "class head")
+        app.classifying.classify_many([str(ASSETS / "sneaker.png")], "class head")
 
 
 def test_many_photos_each_get_a_caption_and_bad_files_do_not_stop_the_batch(tmp_path):
@@ -44,7 +51,7 @@ def test_many_photos_each_get_a_caption_and_bad_files_do_not_stop_the_batch(tmp_
 
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
-    results = App(FakeSession(Canned())).classify_many([str(app_module.ASSETS / "sneaker.png"), str(bad)], "kNN vote")
+    results = Classifying(FakeSession(Canned())).classify_many([str(ASSETS / "sneaker.png"), str(bad)], "kNN vote")
     assert results[0][1] == "sneaker.png: Sneaker (90%)"
     assert results[1][1].startswith("broken.png: refused")
 
@@ -124,7 +131,7 @@ def test_the_timer_updates_only_the_outputs_it_names(tmp_path):
     first = app.tick(False, None, {})
     assert set(first) == set(app_module.TICK_OUTPUTS)
     second = app.tick(False, None, first["drawn"])
-    assert set(second) == {"status", "progress", "replay", "drawn"}
+    assert set(second) == {"status", "progress"}  # nothing changed: not even the tab's memo is sent back
 
 
 def test_datasets_without_a_tuned_preset_default_to_the_auto_recipe_and_start_it_in_the_session(monkeypatch):
@@ -145,3 +152,93 @@ def test_datasets_without_a_tuned_preset_default_to_the_auto_recipe_and_start_it
     (request, budget), (_, epochs_budget) = started
     assert (request.dataset, request.objective, budget) == ("digits", "contrastive", (None, 2.0))
     assert epochs_budget == (10, 0.0)  # no minutes: the epochs decide
+
+
+def _view(run_id, steps=3):
+    from core import events as ev
+    from demo.history import RunHistory
+    history = RunHistory(run_id, f"{run_id} label", ("a", "b"))
+    history(ev.RunStarted("cpu", 10, 10, 1, steps, 0, 100))
+    for step in range(1, steps + 1):
+        history(ev.StepMetrics(step, step - 1, 1.0 / step, 1e-3, 100.0))
+    history(ev.Finished("completed", steps, steps, None, None))
+    return history.view()
+
+
+def test_the_curves_show_the_current_run_and_the_selected_ones_and_the_run_table_follows_the_runs(monkeypatch):
+    shown = []
+
+    class Three(FakeSession):
+        runs = [_view("old-1"), _view("old-2"), _view("run-3")]
+
+        def views(self):
+            return list(self.runs)
+
+        def thumbnails(self):
+            return None
+
+        def table(self):
+            return [[v.run_id] + [""] * 10 for v in self.runs]
+
+    monkeypatch.setattr(app_module.plots, "training_figure", lambda views, smoothing: shown.append(
+        ([v.run_id for v in views], smoothing)) or "figure")
+    app = App(Three())
+    first = app.tick(False, None, {}, [], 0.9)
+    assert shown[-1] == (["run-3"], 0.9)  # nothing selected: the current run alone
+    assert first["selected"]["choices"] == ["old-1", "old-2", "run-3"]
+    again = app.tick(False, None, first["drawn"], ["old-1"], 0.5)
+    assert shown[-1] == (["old-1", "run-3"], 0.5) and "runs" not in again  # the runs did not change
+    Three.runs = Three.runs[1:]
+    after = app.tick(False, None, again["drawn"], ["old-1", "old-2"], 0.5)
+    assert after["selected"]["choices"] == ["old-2", "run-3"] and after["selected"]["value"] == ["old-2"]
+
+
+def test_a_clicked_point_shows_its_neighbours_and_an_answer_says_how_like_the_training_images_it_is():
+    from core.classify import KNN, Classifier
+    from tests.core.test_classify import publish, to_pil
+    published = publish()
+    classifier = Classifier(published)
+
+    class Published(FakeSession):
+        def thumbnails(self):
+            return published.train_images[:, 0].numpy()
+
+    app = App(Published(classifier))
+    image, neighbours = app.thumbnail(4)
+    assert image.shape == (14 * 8, 14 * 8) and len(neighbours) == 8
+    assert all(caption.startswith("#") and caption.count(" · ") == 2 for _, caption in neighbours)
+    assert "#4 " not in [caption[:3] for _, caption in neighbours]
+    with pytest.raises(gr.Error, match="No training image #999"):
+        app.thumbnail(999)
+    like = answer_notes(classifier.classify(to_pil(published.train_images[0]), KNN))
+    assert "of the 5 nearest training images" in like and "Like the training images" in like
+    import numpy as np
+    noise = classifier.classify(to_pil(torch.from_numpy(np.random.default_rng(0).integers(
+        0, 256, (1, 14, 14), dtype=np.uint8))))
+    flagged = answer_notes(dataclasses.replace(noise, typicality=0.004))
+    assert "Unlike the training images" in flagged and "99.6%" in flagged and "1st percentile" in flagged
+
+
+def test_the_layout_exports_as_csv(tmp_path):
+    import csv
+
+    import numpy as np
+
+    from demo.history import Layout
+
+    class WithLayout(FakeSession):
+        def views(self):
+            return [dataclasses.replace(_view("run-1"), layouts=(
+                Layout(4, np.array([[0.5, 1.5], [2.0, -1.0]], np.float32), np.array([1, 0])),))]
+
+    app = App(WithLayout())  # its export folder lives as long as it does
+    rows = list(csv.DictReader(open(app.export_layout())))
+    assert rows == [{"x": "0.5", "y": "1.5", "label": "b", "index": "0"},
+                    {"x": "2", "y": "-1", "label": "a", "index": "1"}]
+
+    class Empty(FakeSession):
+        def views(self):
+            return []
+
+    with pytest.raises(gr.Error, match="No embedding layout"):
+        App(Empty()).export_layout()

@@ -1,6 +1,8 @@
 """The real app in a real browser: start it, train a short run from the UI, watch the curves and the
 UMAP update, classify an example image. Screenshots land in docs/screenshots/ (the README shows one)."""
+import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,12 +28,61 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def app_url(tmp_path):
+def stroke(page, dx=0):
+    box = page.locator("#sketch canvas").last.bounding_box()
+    x, y = box["x"] + box["width"] / 2 - 60 + dx, box["y"] + box["height"] / 2 - 40
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(x + 3 * i, y + 5 * i)
+    page.mouse.up()
+
+
+def classify_and_time(page) -> float:
+    """Click Classify and wait for a new answer: the 'what the model sees' image changes (an unchanged
+    drawing gives the same file, so each call needs a new drawing)."""
+    before = page.locator("#seen img").get_attribute("src") if page.locator("#seen img").count() else None
+    started = time.monotonic()
+    page.locator("#classify").click()
+    while True:
+        img = page.locator("#seen img")
+        if img.count() and img.get_attribute("src") != before:
+            return time.monotonic() - started
+        assert time.monotonic() - started < 60, "no answer to Classify"
+        page.wait_for_timeout(50)
+
+
+def draw_and_classify(page):
+    """A drawing classifies, the page then stops uploading it (it used to re-upload the drawing several
+    times a second while the 1 s timer ran, and a Classify took 10-18 s), and Clear keeps the brush."""
+    uploads = []
+    page.on("request", lambda request: uploads.append(time.monotonic()) if "/gradio_api/upload" in request.url
+            else None)
+    page.locator("#sketch").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    stroke(page)  # no tool picked by hand: the page selects the brush itself
+    classify_and_time(page)
+    assert "%" in page.locator("#top5").inner_text()
+    page.wait_for_timeout(2000)
+    quiet_from = time.monotonic()
+    page.wait_for_timeout(4000)
+    assert not [t for t in uploads if t > quiet_from], "the page kept uploading after the drawing was classified"
+    stroke(page, dx=15)  # a second stroke: a new drawing, so a new answer to wait for
+    assert classify_and_time(page) < 2.0
+    page.locator("#sketch button[aria-label='Clear canvas']").click()
+    page.wait_for_timeout(500)
+    stroke(page, dx=30)  # drawn again without picking the brush
+    classify_and_time(page)
+    page.screenshot(path=str(SHOTS / "drawn.png"), full_page=True)
+
+
+@contextlib.contextmanager
+def serve(runs_dir: Path):
+    """The app as `python -m demo.app` serves it, on a free port, over `runs_dir`."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     proc = subprocess.Popen([sys.executable, "-m", "demo.app", "--port", str(port), "--runs-dir",
-                             str(tmp_path / "runs")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             str(runs_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
@@ -43,9 +94,26 @@ def app_url(tmp_path):
         except OSError:
             assert time.monotonic() < deadline, "the app did not come up"
             time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=60)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.fixture
+def app_url(tmp_path):
+    with serve(tmp_path / "runs") as url:
+        yield url
+
+
+def a_photo(tmp_path) -> Path:
+    """A crop of scikit-learn's temple photo: nothing like a garment."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+    path = tmp_path / "temple.jpg"
+    Image.fromarray(load_sample_image("china.jpg")[50:350, 100:400]).save(path)
+    return path
 
 
 def click_a_point_until(page, done, attempts=20):
@@ -64,7 +132,7 @@ def click_a_point_until(page, done, attempts=20):
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(),
                     reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)")
-def test_train_watch_and_classify_in_a_browser(app_url):
+def test_train_watch_and_classify_in_a_browser(app_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -86,15 +154,27 @@ def test_train_watch_and_classify_in_a_browser(app_url):
         expect(point).to_be_visible(timeout=120_000)
         page.screenshot(path=str(SHOTS / "trained.png"), full_page=True)
 
-        # a click on a point shows that training image (retried: a late UMAP layout redraws the plot)
+        # a click on a point shows that training image and its 8 nearest neighbours (retried: a late UMAP
+        # layout redraws the plot)
         click_a_point_until(page, lambda: page.locator("#thumb img").count() > 0)
         expect(page.locator("#thumb img")).to_be_visible()
+        expect(page.locator("#point-neighbours img")).to_have_count(8, timeout=30_000)
+        # each captioned with its index, class and similarity
+        expect(page.locator("#point-neighbours")).to_contain_text(re.compile(r"#\d+ · [^·]+ · -?[01]\.\d\d"))
+        page.locator("#point-neighbours").scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "neighbours.png"), full_page=True)
+
+        draw_and_classify(page)
 
         page.locator("#upload input[type=file]").set_input_files(str(EXAMPLE))
         expect(page.locator("#top5")).to_contain_text("%", timeout=60_000)
         expect(page.locator("#method")).to_contain_text("kNN vote", timeout=10_000)
+        expect(page.locator("#method")).to_contain_text("Like the training images")
         page.locator("#top5").scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / "classified.png"), full_page=True)
+        page.locator("#upload input[type=file]").set_input_files(str(a_photo(tmp_path)))
+        expect(page.locator("#method")).to_contain_text("Unlike the training images", timeout=60_000)
+        page.screenshot(path=str(SHOTS / "flagged.png"), full_page=True)
 
         # stage 2 on the same run: fine-tune for two epochs, then the class head classifies
         page.locator("#finetune-epochs input").fill("2")
@@ -107,4 +187,41 @@ def test_train_watch_and_classify_in_a_browser(app_url):
         expect(page.locator("#method")).to_contain_text("fine-tuned class head", timeout=60_000)
         page.locator("#confusion-plot").scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / "finetuned.png"), full_page=True)
+        browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)")
+def test_runs_outlive_the_app_and_overlay_and_export_in_a_browser(tmp_path):
+    """A run trained by the command line into the app's runs folder, then the app: it lists the run,
+    a new run overlays it when selected, its metrics export, and the table survives a restart."""
+    from playwright.sync_api import expect, sync_playwright
+
+    runs_dir = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "core.train", "--preset", "cpu-quick", "--epochs", "2",
+                           "--out", str(runs_dir / "from-the-cli")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        with serve(runs_dir) as url:
+            page.goto(url)
+            expect(page.locator("#run-table")).to_contain_text("from-the-cli", timeout=60_000)
+            page.locator("#epochs input").fill("1")
+            page.locator("#start").click()
+            # the status line shows the CLI's completed run until the new one starts
+            expect(page.locator("#status")).to_contain_text(re.compile("completed · run-1"), timeout=300_000)
+            expect(page.locator("#run-table")).to_contain_text("run-1", timeout=30_000)
+            page.locator("#run-selection").get_by_label("from-the-cli").check()
+            expect(page.locator("#training-plot")).to_contain_text("from-the-cli", timeout=30_000)  # the overlay
+            page.locator("#export-metrics").click()
+            expect(page.locator("#exported-metrics")).to_contain_text("vit2040-metrics", timeout=30_000)
+            page.locator("#run-table").scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
+        with serve(runs_dir) as url:  # a restart: both runs are still there, with their curves
+            page.goto(url)
+            expect(page.locator("#run-table")).to_contain_text("run-1", timeout=60_000)
+            expect(page.locator("#run-table")).to_contain_text("from-the-cli")
+            expect(page.locator("#training-plot .scatterlayer .trace").first).to_be_visible(timeout=30_000)
         browser.close()

@@ -277,3 +277,12 @@ def test_unequal_classes_get_balanced_accuracy_beside_top1():
     assert "balanced 75.0%" in plots.confusion_figure(view).layout.title.text  # (1 + 0.5) / 2
     equal = make_run(knn=(0.5, 0.6))
     assert not equal.imbalanced and not any("balanced" in trace.name for trace in plots.knn_figure([equal]).data)
+
+
+def test_the_smoothing_slider_sets_the_loss_curves_weight():
+    run = make_run(steps=12, steps_per_epoch=4)
+    _, smooth, _ = plots.training_figure([run], smoothing=0.5).data
+    assert np.allclose(smooth.y, plots.ema(run.losses, 0.5))
+    assert np.allclose(plots.training_figure([run], smoothing=0.0).data[1].y, run.losses)  # no smoothing
+    with pytest.raises(ValueError, match="smoothing"):
+        plots.training_figure([run], smoothing=1.0)

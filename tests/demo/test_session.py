@@ -1,4 +1,5 @@
 """The app's Session, driven as the UI drives it, on the digits set with a tiny model."""
+import csv
 import time
 
 import numpy as np
@@ -167,3 +168,46 @@ def test_a_budgeted_run_leaves_its_fixed_length_for_a_fine_tune_to_continue(sess
     assert session.views()[-1].status == "completed" and run.config.minutes == 0.0
     saved = Checkpoint.load(session.views()[-1].checkpoint).config
     assert (saved.epochs, saved.minutes) == (run.config.epochs, 0.0)  # fine-tune's quarter is of these epochs
+
+
+def test_runs_persist_across_sessions_with_their_curves_and_the_command_lines_runs_are_listed(tmp_path):
+    from core import runs
+    from core.data import load_dataset
+    from core.train import execute
+    root = tmp_path / "runs"
+    first = Session(root)
+    try:
+        first.start(TINY)
+        wait_for(lambda: first.views()[-1].status == "completed")
+        wait_for(lambda: first.classifier() is not None)
+        before = first.views()[-1]
+    finally:
+        first.close()
+    cli = TINY.with_overrides(lr=2e-3)
+    assert execute(cli, out=root / "from-the-cli", data=load_dataset("digits")) == 0
+
+    second = Session(root)
+    try:
+        views = {v.run_id: v for v in second.views()}
+        assert set(views) == {"run-1", "from-the-cli"}
+        again = views["run-1"]
+        assert np.array_equal(again.steps, before.steps) and np.array_equal(again.knn, before.knn)
+        assert again.status == "completed" and again.checkpoint == before.checkpoint
+        assert again.class_names == before.class_names and again.baselines == before.baselines
+        table = {row[0]: row for row in second.table()}
+        assert table["run-1"][3] == "instance" and table["run-1"][-1] == "completed"
+        assert table["from-the-cli"][1] == "from-the-cli"
+        assert second.diff("run-1", "from-the-cli") == [["lr", repr(TINY.lr), repr(2e-3)]]
+        assert second.start(TINY) == "started run-2"  # numbering continues after the runs on disk
+        wait_for(lambda: not second.running())
+        second.rename("run-1", "the first one")
+        assert runs.label_of(root / "run-1") == "the first one"
+        assert "loaded" in second.open("run-1")  # its checkpoint: the listed run becomes current, once
+        assert [v.run_id for v in second.views()].count("run-1") == 1 and second.views()[-1].run_id == "run-1"
+        wait_for(lambda: second.classifier() is not None and second.classifier().published.config == TINY)
+        csv_path = second.export_metrics(["run-1", "from-the-cli"], tmp_path)
+        assert {row["run"] for row in csv.DictReader(csv_path.open())} == {"the first one", "from-the-cli"}
+        assert "deleted" in second.delete("from-the-cli")
+        assert not (root / "from-the-cli").exists() and "from-the-cli" not in [v.run_id for v in second.views()]
+    finally:
+        second.close()
