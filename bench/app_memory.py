@@ -51,7 +51,7 @@ def run_app(epochs: int, device: str, runs_dir: Path, timeout_s: float) -> dict:
     try:
         session.start(config)
         while True:
-            drawn = app.tick(True, None, drawn)["drawn"]
+            drawn = app.tick(True, None, drawn).get("drawn", drawn)  # left out when nothing changed
             view = session.views()[-1]
             # Done when the run ended and its last snapshot is drawn (the worker keeps only the
             # newest pending snapshot, so not every epoch gets a layout).

@@ -60,13 +60,16 @@ def test_the_app_listens_on_loopback_only(app, record):
 
 
 class _NoSession:
-    """Stands in for Session: main() only needs preload and close."""
+    """Stands in for Session: main() only needs preload, the run table and close."""
 
     def __init__(self, *args, **kwargs):
         pass
 
     def preload(self, config):
         pass
+
+    def table(self):
+        return []
 
     def close(self):
         pass

@@ -163,9 +163,10 @@ def test_bad_upload(name, app, model_loaded, reference, tmp_path, record):
     record(happened + "; the next request classified normally", seconds=round(seconds, 3))
 
 
-def sketch(composite) -> dict:
-    """A Sketchpad value as the browser sends it: the drawing's layers flattened into one PNG."""
-    return {"background": None, "layers": [], "composite": composite, "id": None}
+def sketch(composite):
+    """What the browser sends for a drawing: the Sketchpad's layers flattened into one PNG, which the
+    Classify button copies out of the Sketchpad in the page (demo.text.SKETCH_COMPOSITE_JS)."""
+    return composite
 
 
 @pytest.mark.reliability(case="a drawing on the sketchpad, then an empty one")
