@@ -67,7 +67,8 @@ LABEL_NEIGHBOURS_OF = "Its 8 nearest training images in embedding space"
 BUTTON_EXPORT_LAYOUT = "Export this layout (CSV)"
 LABEL_LAYOUT_FILE = "Layout (x, y, label, index)"
 NO_LAYOUT = "No embedding layout yet: it appears after the first snapshot."
-NEIGHBOUR_CAPTION = "#{index} · {name} · {similarity:.2f}"
+# The similarity first: a narrow tile cuts the end of a caption, and a long class name hid it there.
+NEIGHBOUR_CAPTION = "{similarity:.2f} · {name} · #{index}"
 UNLIKE = ("⚠ **Unlike the training images**: its nearest training image (similarity {nearest:.2f}) is less "
           "similar than {share:.1%} of the training images are to their own nearest; answers for such images "
           "mean little (flagged below the {percentile:g}st percentile).")

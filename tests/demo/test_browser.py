@@ -160,7 +160,7 @@ def test_train_watch_and_classify_in_a_browser(app_url, tmp_path):
         expect(page.locator("#thumb img")).to_be_visible()
         expect(page.locator("#point-neighbours img")).to_have_count(8, timeout=30_000)
         # each captioned with its index, class and similarity
-        expect(page.locator("#point-neighbours")).to_contain_text(re.compile(r"#\d+ · [^·]+ · -?[01]\.\d\d"))
+        expect(page.locator("#point-neighbours")).to_contain_text(re.compile(r"-?[01]\.\d\d · [^·]+ · #\d+"))
         page.locator("#point-neighbours").scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / "neighbours.png"), full_page=True)
 
