@@ -29,8 +29,10 @@ from core.recipe import FINETUNE, recipe
 from core.reporting import JsonlLog
 from core.trainer import Trainer
 from demo import saved_runs
-from demo.history import Layout, RunHistory, RunView, shift
+from demo.history import COMPLETED, FAILED, STOPPED, Layout, RunHistory, RunView, shift
 from demo.saved_runs import STAGE_FINETUNE
+
+ENDED = (COMPLETED, STOPPED, FAILED)
 
 
 class LatestSlot:
@@ -204,7 +206,10 @@ class Session:
         return "stopping after the current step; a checkpoint will be saved"
 
     def _refuse_if_running(self) -> None:
-        if self._runs and self._runs[-1].alive():
+        run = self._runs[-1] if self._runs else None
+        if run is not None and run.alive() and run.history.view().status in ENDED:
+            run.thread.join(timeout=10)  # it has ended and is only writing its config and closing its log
+        if run is not None and run.alive():
             raise RuntimeError("a run is already going: stop it first (every tab shares one run)")
 
     def _launch(self, run: _Run, resume_from: str | None) -> None:
