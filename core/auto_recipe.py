@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core import labels
 from core.config import AugmentConfig, ModelConfig, TrainConfig
 from core.data import DataSplits, ImageSet, survey
 from core.trainer import Trainer
@@ -166,6 +167,8 @@ def describe(config: TrainConfig, name: str = NAME, length: bool = True) -> str:
              f"batch {config.batch_size}"]
     if aug.cutmix_alpha:
         parts.append("CutMix")
+    if few := labels.describe(config):
+        parts.append(few)
     if length:
         parts.append(f"a {config.minutes:g} min budget" if config.minutes else epochs(config.epochs))
     return f"{name} recipe: " + ", ".join(parts)

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from core.config import TrainConfig, from_json, to_json
-from core.model import Backbone
+from core.model import build_backbone
 from core.objectives import Objective, load_class_head, objective_class
 
 if TYPE_CHECKING:
@@ -174,8 +175,8 @@ class Checkpoint:
                                   "fine-tuning keeps the architecture (only the resolution may change)")
 
     # -- modules -----------------------------------------------------------------------------
-    def build_backbone(self, device: str | torch.device = "cpu") -> Backbone:
-        backbone = Backbone(self.config.model, self.channels)
+    def build_backbone(self, device: str | torch.device = "cpu") -> nn.Module:
+        backbone = build_backbone(self.config.model, self.channels)
         backbone.load_state_dict(self.backbone)
         return backbone.to(device).eval()
 

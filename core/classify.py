@@ -24,6 +24,7 @@ from core.config import TrainConfig
 from core.data import ImageSet
 from core.framing import Framing, preprocess
 from core.images import ImageError, is_blank
+from core.labels import labelled_index
 from core.metrics import knn_votes
 from core.model import Backbone, embed
 from core.objectives import load_class_head
@@ -77,6 +78,9 @@ class PublishedModel:
     def from_checkpoint(cls, checkpoint: Checkpoint, train: ImageSet) -> PublishedModel:
         """A checkpoint's model over its training set (one batched forward pass embeds the set); the
         caller has checked that `train` is the data it was trained on (Checkpoint.check_matches)."""
+        if checkpoint.config.model.arch != "vit":
+            raise ValueError(f"this checkpoint holds core.compare's reference CNN ({checkpoint.config.model.arch}); "
+                             "the app classifies, and shows the attention of, its ViTs only")
         backbone = checkpoint.build_backbone()
         embeddings = embed(backbone, train.resized(checkpoint.config.model.image_size))
         return cls.build(checkpoint.config, train, checkpoint.backbone, embeddings, checkpoint.epoch,
@@ -155,7 +159,9 @@ class Classifier:
         if self._train.shape[1] != self._backbone.dim:
             raise ValueError(f"train_embeddings have {self._train.shape[1]} dimensions, the model {self._backbone.dim}")
         self._labels = published.train_labels.clone()
-        self._k = min(published.config.knn_k, len(self._labels))
+        # A run that saw few labels (config.labels_per_class) votes with its labelled images only.
+        self._labelled = labelled_index(self._labels, published.config.labels_per_class, published.config.seed)
+        self._k = min(published.config.knn_k, len(self._labelled))
         # Each training image's similarity to its nearest other one, in the embedding and in pixels
         # (an instance-discrimination embedding maps a photo of anything near some garment; pixels less so).
         self._pixels = _pixel_features(published.train_images)  # (N, C * PIXEL_SIDE²), unit rows
@@ -167,7 +173,7 @@ class Classifier:
                       else load_class_head(published.config, len(published.class_names), published.head))
         self.methods = (HEAD, KNN) if self._head is not None else (KNN,)
         self._describe = {HEAD: f"fine-tuned class head, softmax over {len(published.class_names)} classes",
-                          KNN: f"kNN vote over {len(self._labels):,} training embeddings (k={self._k})"}
+                          KNN: f"kNN vote over {len(self._labelled):,} labelled training embeddings (k={self._k})"}
         self.method = self._describe[self.methods[0]]
 
     def classify(self, image: Image.Image, method: str | None = None) -> Prediction:
@@ -225,8 +231,8 @@ class Classifier:
 
     def _vote(self, similarity: torch.Tensor) -> torch.Tensor:
         """The kNN votes of core.metrics (the monitor's own rule), normalised to sum to 1: (1, n_classes)."""
-        votes = knn_votes(similarity[None], self._labels, len(self.published.class_names), self._k,
-                          self.published.config.knn_temperature)
+        votes = knn_votes(similarity[None, self._labelled], self._labels[self._labelled],
+                          len(self.published.class_names), self._k, self.published.config.knn_temperature)
         return votes / votes.sum()
 
     def _top(self, probability: torch.Tensor) -> list[tuple[str, float]]:
@@ -236,7 +242,8 @@ class Classifier:
 
     def _counts(self, similarity: torch.Tensor) -> list[tuple[str, int]]:
         """How many of the k nearest training images each class has, most first."""
-        counts = self._labels[similarity.topk(self._k).indices].bincount(minlength=len(self.published.class_names))
+        nearest = self._labels[self._labelled][similarity[self._labelled].topk(self._k).indices]
+        counts = nearest.bincount(minlength=len(self.published.class_names))
         order = counts.argsort(descending=True)
         return [(self.published.class_names[c], int(counts[c])) for c in order.tolist() if counts[c] > 0]
 

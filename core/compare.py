@@ -1,12 +1,17 @@
-"""`python -m core.compare`: the paper's comparison, at equal compute, over seeds.
+"""`python -m core.compare`: the paper's comparison, at equal compute, over seeds, labels and budgets.
 
-Variants: supervised from scratch; IDMM -> fine-tune; contrastive -> fine-tune; IDMM without CutMix;
-IDMM without label smoothing. Compute is equalised as *views seen* (forward/backward passes of one
-28 px crop each; every view costs the same on a given model), so a slow or busy machine changes the
-wall-clock but never the result. `--minutes` converts to views with a throughput measured on this
-machine before the runs; `--views` sets the budget directly. A pretrained variant spends 80 % of it
-pretraining and 20 % fine-tuning (the paper's 800 + 200 epochs). Each (variant, seed) is written to
-its own result.json as it finishes, so an interrupted comparison continues where it stopped.
+Variants (core/variants.py): supervised from scratch; IDMM -> fine-tune; contrastive -> fine-tune; IDMM
+without CutMix; IDMM without label smoothing; and the CNN a person would pick instead (ResNet-18).
+Compute is equalised as *views seen*, so a slow or busy machine changes the wall-clock but never the
+result. `--minutes` converts to views with a throughput measured on this machine before the first runs
+(kept in OUT/calibration.json); `--views` sets the budget directly. The CNN's views cost more: its
+budget is the same minutes, through its cost per view measured beside the ViT's.
+
+`--labels-per-class 5,20,all` lets fine-tuning and supervised training see only K labelled images per
+class (nested across K, drawn with the seed; the test split is unchanged); `--pretrain-on all,labelled`
+pretrains on every training image or on the labelled ones only. `--minutes 3,10` runs several budgets.
+Each arm is written to its own result.json as it finishes, so an interrupted comparison continues
+where it stopped, and the reports are built from every result under OUT.
 """
 from __future__ import annotations
 
@@ -16,134 +21,33 @@ import statistics
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from core import events as ev
-from core import runs
-from core.augment import ViewMaker
-from core.config import TrainConfig, preset
+from core.config import TrainConfig
 from core.data import DataSplits, load_dataset
-from core.metrics import linear_probe, unequal
-from core.model import embed
+from core.labels_report import write_labels_section
+from core.metrics import unequal
 from core.objectives import Supervised
-from core.recipe import FINETUNE, recipe
-from core.reporting import JsonlLog
-from core.results import write_results
+from core.recipe import recipe
+from core.results import stats, write_results
 from core.trainer import Trainer
+from core.variants import VARIANT_NAMES, VARIANTS, Arm, base_recipe, run_arm, variant
 
-PRETRAIN_SHARE = 0.8
-EVALS_PER_STAGE = 5
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One arm of the comparison: a stage-1 objective (through the recipe) and what it ablates."""
-
-    name: str
-    description: str
-    objective: str  # stage 1's objective; "supervised" is supervised from scratch, with no stage 2
-    ablation: dict = field(default_factory=dict)  # overrides of the base recipe for stage 1
-
-    @property
-    def pretrains(self) -> bool:
-        return self.objective != Supervised.name
-
-    def views_per_image(self, base: TrainConfig) -> int:
-        """Views of each image per stage-1 step, as the recipe gives them (contrastive: a pair)."""
-        return ViewMaker(recipe(base.with_overrides(**self.ablation), self.objective).augment).views_per_image
+DEFAULT_VARIANTS = tuple(name for name in VARIANT_NAMES if name != "cnn")  # the paper's table
 
 
-VARIANTS = (
-    Variant("scratch", "supervised from scratch: the fine-tuning recipe for the whole budget", Supervised.name),
-    Variant("idmm+ft", "IDMM (CutMix 0.5, label smoothing 0.1), then fine-tuning", "instance"),
-    Variant("contrastive+ft", "SimCLR NT-Xent (2 views, T 0.2, 128-d projection), then fine-tuning", "contrastive"),
-    Variant("idmm-no-cutmix+ft", "IDMM without CutMix, then fine-tuning", "instance",
-            {"augment": {"cutmix_alpha": 0.0}}),
-    Variant("idmm-no-ls+ft", "IDMM without label smoothing, then fine-tuning", "instance", {"label_smoothing": 0.0}),
-)
+def _supervised_config(dataset: str, arch: str) -> TrainConfig:
+    config = recipe(base_recipe(dataset, 0), Supervised.name, epochs=1000)
+    if arch != "vit":
+        config = config.with_overrides(**variant("cnn").ablation)
+    return config.with_overrides(eval_every=0, checkpoint_every=0)
 
 
-def base_recipe(dataset: str, seed: int) -> TrainConfig:
-    """cpu-quick with the paper's IDMM ingredients back on (CutMix 0.5, smoothing 0.1), so that the
-    ablations remove something that is there."""
-    return preset("cpu-quick").with_overrides(dataset=dataset, seed=seed, augment={"cutmix_alpha": 0.5},
-                                              label_smoothing=0.1, snapshot_every=0)
-
-
-def _epochs(views: float, n_images: int, views_per_image: int) -> int:
-    return max(1, round(views / (n_images * views_per_image)))
-
-
-def _stage(base: TrainConfig, epochs: int, objective: str | None = None, **recipe_args) -> TrainConfig:
-    """The recipe's config for one stage of `epochs` (core.recipe also fits the warmup to a short
-    stage), evaluated EVALS_PER_STAGE times and saved once, at the end."""
-    config = recipe(base, objective, epochs=epochs, **recipe_args)
-    return config.with_overrides(eval_every=max(1, epochs // EVALS_PER_STAGE), checkpoint_every=epochs)
-
-
-@dataclass
-class Stage:
-    """What one training stage left: final measures and its curve of (views seen, kNN, test top-1)."""
-
-    knn: float
-    probe: float
-    top1: float | None
-    curve: list = field(default_factory=list)
-    seconds: float = 0.0
-    balanced: float | None = None  # the class head's balanced accuracy (mean recall over classes)
-
-
-def run_stage(config: TrainConfig, data: DataSplits, out: Path, views_before: int, views_per_image: int,
-              stop: threading.Event) -> Stage:
-    trainer = Trainer(config, data, out_dir=out)
-    curve, balanced = [], []
-    # A run folder like any other: the app lists the arms too.
-    runs.begin(out, config, data.class_names, label=" · ".join(out.parts[-3:]))
-    log = JsonlLog(out / runs.METRICS)
-
-    def listen(event: ev.Event) -> None:
-        log(event)
-        if isinstance(event, ev.EpochMetrics) and event.knn_top1 is not None:
-            views = views_before + event.epoch * len(data.train) * views_per_image
-            curve.append((views, event.knn_top1, event.test_top1))
-            balanced.append(event.test_balanced)
-
-    started = time.perf_counter()
-    try:
-        outcome = trainer.run(listen, stop)
-    finally:
-        log.close()
-    if not isinstance(outcome, ev.Finished) or outcome.reason != "completed":
-        raise RuntimeError(f"{out}: the run did not complete ({outcome})")
-    train, test = embed(trainer.backbone, trainer.eval_train), embed(trainer.backbone, trainer.eval_test)
-    probe = linear_probe(train, data.train.labels, test, data.test.labels, len(data.class_names))
-    return Stage(outcome.knn_top1, probe, outcome.test_top1, curve, time.perf_counter() - started, balanced[-1])
-
-
-def run_variant(variant: Variant, data: DataSplits, seed: int, budget: int, out: Path,
-                stop: threading.Event) -> dict:
-    base = base_recipe(data.name, seed)
-    ablated, n = base.with_overrides(**variant.ablation), len(data.train)
-    if not variant.pretrains:
-        final = run_stage(_stage(ablated, _epochs(budget, n, 1), variant.objective), data, out, 0, 1, stop)
-        return {"final": final.__dict__, "pretrain": None}
-    views = variant.views_per_image(base)
-    pre_config = _stage(ablated, _epochs(budget * PRETRAIN_SHARE, n, views), variant.objective)
-    pre = run_stage(pre_config, data, out / "pretrain", 0, views, stop)
-    pre_views = pre_config.epochs * n * views
-    ft_config = _stage(pre_config, _epochs(budget - pre_views, n, 1), stage=FINETUNE,
-                       init_from=str(out / "pretrain" / "last.pt"))
-    final = run_stage(ft_config, data, out / "finetune", pre_views, 1, stop)
-    return {"final": final.__dict__, "pretrain": pre.__dict__}
-
-
-def calibrate(dataset: str, data: DataSplits, seconds: float = 20.0) -> float:
+def calibrate(dataset: str, data: DataSplits, arch: str = "vit", seconds: float = 20.0) -> float:
     """Views per second of the supervised recipe on this machine (median over steps after a warm-up)."""
-    config = recipe(base_recipe(dataset, 0), Supervised.name, epochs=1000).with_overrides(eval_every=0,
-                                                                                         checkpoint_every=0)
     rates, stop = [], threading.Event()
     deadline = time.perf_counter() + seconds + 30  # the first step also waits for the baselines
 
@@ -153,33 +57,45 @@ def calibrate(dataset: str, data: DataSplits, seconds: float = 20.0) -> float:
             if time.perf_counter() > deadline or len(rates) >= 60:
                 stop.set()
 
-    Trainer(config, data).run(listen, stop)
+    Trainer(_supervised_config(dataset, arch), data).run(listen, stop)
     return statistics.median(rates[3:] or rates)
+
+
+def _calibration(out: Path, dataset: str) -> dict:
+    path = out / "calibration.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    return saved if saved.get("dataset") == dataset else {"dataset": dataset}
 
 
 def measured_rate(out: Path, dataset: str, data: DataSplits) -> float:
     """The views/s that turns --minutes into views, measured once per output folder and kept in
     OUT/calibration.json: a re-run then gets the same budget, so it reuses every finished result
     instead of re-measuring a slightly different rate and starting over."""
-    path = out / "calibration.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("dataset") == dataset:
-            print(f"using the rate measured before: {saved['rate']:.0f} views/s (delete {path} to re-measure)")
-            return float(saved["rate"])
-    rate = calibrate(dataset, data)
-    path.write_text(json.dumps({"dataset": dataset, "rate": rate}))
-    return rate
+    saved = _calibration(out, dataset)
+    if "rate" in saved:
+        print(f"using the rate measured before: {saved['rate']:.0f} views/s (delete {out / 'calibration.json'} "
+              "to re-measure)")
+        return float(saved["rate"])
+    saved["rate"] = calibrate(dataset, data)
+    (out / "calibration.json").write_text(json.dumps(saved))
+    return saved["rate"]
+
+
+def cost_ratio(out: Path, dataset: str, data: DataSplits, arch: str) -> float:
+    """Views of `arch` per view of the ViT in the same time, both measured now, back to back (so a load
+    on the machine slows both alike), and kept in OUT/calibration.json like the rate."""
+    if arch == "vit":
+        return 1.0
+    saved = _calibration(out, dataset)
+    ratios = saved.setdefault("ratios", {})
+    if arch not in ratios:
+        ratios[arch] = calibrate(dataset, data, arch) / calibrate(dataset, data)
+        (out / "calibration.json").write_text(json.dumps(saved))
+    return float(ratios[arch])
 
 
 def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
     """Mean and sample std over seeds of each measure, per variant."""
-    def stats(values):
-        values = [v for v in values if v is not None]
-        if not values:
-            return None
-        return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
-
     table = {}
     for name, seeds in results.items():
         table[name] = {
@@ -194,25 +110,62 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
     return table
 
 
+def _numbers(text: str, parse) -> list:
+    try:
+        return [parse(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _labels(part: str) -> int:
+    value = 0 if part == "all" else int(part)
+    if value < 0 or (value == 0 and part != "all"):
+        raise ValueError("labels per class are a positive count or 'all'")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, default=2.0, help="budget per variant, converted to views")
-    budget.add_argument("--views", type=int, help="budget per variant in views seen (overrides --minutes)")
+    budget.add_argument("--minutes", type=lambda text: _numbers(text, float), default=[2.0],
+                        help="budget per arm, converted to views; a comma list runs several (3,10)")
+    budget.add_argument("--views", type=lambda text: _numbers(text, int),
+                        help="budget per arm in views seen (a comma list runs several)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", choices=[v.name for v in VARIANTS],
-                        default=[v.name for v in VARIANTS])
+    parser.add_argument("--variants", nargs="+", choices=VARIANT_NAMES, default=list(DEFAULT_VARIANTS))
+    parser.add_argument("--labels-per-class", type=lambda text: _numbers(text, _labels),
+                        help="labelled images per class for fine-tuning and supervised training, e.g. 5,20,50,all; "
+                             "the report gains the accuracy-against-labels section")
+    parser.add_argument("--pretrain-on", type=lambda text: _numbers(text, str), default=["all"],
+                        help="what pretraining sees with few labels: all (every training image), labelled, "
+                             "or both (all,labelled)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs and results.json")
     parser.add_argument("--results", type=Path, default=Path("docs/RESULTS.md"), help="the report to write")
     parser.add_argument("--data-root", type=Path)
     return parser
 
 
+def _arms(args, budgets: list[tuple[str, int]], ratios: dict[str, float]):
+    """(budget folder, arm) in the order they run: budgets as given, then seeds (a whole first seed reads
+    sooner than every seed of half the grid), then labels, all first (its pretraining is the one the
+    other counts reuse), then variants."""
+    for tag, views in budgets:
+        for seed in range(args.seeds):
+            for k in sorted(args.labels_per_class or [0], key=lambda k: (k != 0, k)):
+                for name in args.variants:
+                    chosen = variant(name)
+                    for pretrain_on in args.pretrain_on if chosen.pretrains and k else ["all"]:
+                        yield tag, Arm(chosen, seed, round(views * ratios[chosen.arch]), k, pretrain_on)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = "python -m core.compare " + " ".join(sys.argv[1:] if argv is None else argv)
+    if bad := set(args.pretrain_on) - {"all", "labelled"}:
+        print(f"error: --pretrain-on takes all and/or labelled, not {', '.join(sorted(bad))}", file=sys.stderr)
+        return 2
     try:
         splits = {seed: load_dataset(args.dataset, root=args.data_root, seed=seed) for seed in range(args.seeds)}
     except ValueError as exc:
@@ -220,32 +173,57 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     rate = None if args.views else measured_rate(args.out, args.dataset, splits[0])
-    budget = args.views or int(args.minutes * 60 * rate)
-    print(f"budget: {budget} views per variant" + (f" ({args.minutes} min at {rate:.0f} views/s)" if rate else ""))
-    results: dict[str, list[dict]] = {}
+    budgets = ([(f"{v}views", v) for v in args.views] if args.views else
+               [(f"{m:g}min", int(m * 60 * rate)) for m in args.minutes])
+    ratios = {v.arch: cost_ratio(args.out, args.dataset, splits[0], v.arch) for v in VARIANTS
+              if v.name in args.variants}
+    for tag, views in budgets:
+        print(f"budget {tag}: {views} views per arm" + (f" at {rate:.0f} views/s" if rate else "")
+              + "".join(f"; {arch} {views * r:.0f} (its cost per view measured)" for arch, r in ratios.items()
+                        if arch != "vit"))
     stop = threading.Event()
-    for name in args.variants:
-        variant = next(v for v in VARIANTS if v.name == name)
-        for seed in range(args.seeds):
-            folder = args.out / name / f"seed{seed}"
-            done = folder / "result.json"
-            if done.exists() and json.loads(done.read_text())["budget"] == budget:
-                result = json.loads(done.read_text())
-            else:
-                result = {"budget": budget, **run_variant(variant, splits[seed], seed, budget, folder, stop)}
-                done.write_text(json.dumps(result))
-            results.setdefault(name, []).append(result)
-            print(f"{name} seed {seed}: top-1 {result['final']['top1']:.4f}, kNN {result['final']['knn']:.4f}",
-                  flush=True)
-    summary = summarise(results)
-    (args.out / "results.json").write_text(json.dumps({"budget": budget, "rate": rate, "summary": summary,
-                                                       "runs": results}, indent=1))
-    write_results(args.results, summary=summary, runs=results, variants=VARIANTS, budget=budget, rate=rate,
-                  minutes=None if args.views else args.minutes, command=command, dataset=args.dataset,
-                  n_train=len(splits[0].train), n_test=len(splits[0].test), seeds=args.seeds,
-                  imbalanced=unequal(torch.bincount(splits[0].train.labels)))
+    for tag, arm in _arms(args, budgets, ratios):
+        folder = args.out / tag / arm.variant.name / arm.labels / f"seed{arm.seed}"
+        done = folder / "result.json"
+        if not (done.exists() and json.loads(done.read_text())["budget"] == arm.budget):
+            result = {"budget": arm.budget, "budget_tag": tag, "variant": arm.variant.name, "seed": arm.seed,
+                      "labels_per_class": arm.labels_per_class, "pretrain_on": arm.pretrain_on,
+                      **run_arm(arm, splits[arm.seed], args.out / tag, stop)}
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(result))
+        final = json.loads(done.read_text())["final"]
+        print(f"{tag} {arm.variant.name} labels {arm.labels} seed {arm.seed}: top-1 {final['top1']:.4f}, "
+              f"balanced {final['balanced']:.4f}, kNN {final['knn']:.4f}", flush=True)
+    report(args, budgets, rate, splits[0], command)
     print(f"wrote {args.results}")
     return 0
+
+
+def _results(out: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(out.glob("*/*/*/seed*/result.json"))]
+
+
+def report(args, budgets: list[tuple[str, int]], rate: float | None, data: DataSplits, command: str) -> None:
+    """The paper's table (every label, the first budget) or, with --labels-per-class, the labels section."""
+    everything = _results(args.out)
+    if args.labels_per_class:
+        write_labels_section(args.results, everything, command=command, dataset=args.dataset,
+                             n_train=len(data.train), n_classes=len(data.class_names), seeds=args.seeds,
+                             rate=rate)
+        return
+    tag, budget = budgets[0]
+    table: dict[str, list[dict]] = {}
+    for result in everything:
+        if result["budget_tag"] == tag and not result["labels_per_class"] and result["variant"] in args.variants:
+            table.setdefault(result["variant"], []).append(result)
+    table = {name: table[name] for name in args.variants if name in table}
+    summary = summarise(table)
+    (args.out / "results.json").write_text(json.dumps({"budget": budget, "rate": rate, "summary": summary,
+                                                       "runs": table}, indent=1))
+    write_results(args.results, summary=summary, runs=table, variants=VARIANTS, budget=budget, rate=rate,
+                  minutes=None if args.views else args.minutes[0], command=command, dataset=args.dataset,
+                  n_train=len(data.train), n_test=len(data.test), seeds=args.seeds,
+                  imbalanced=unequal(torch.bincount(data.train.labels)))
 
 
 if __name__ == "__main__":

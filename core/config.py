@@ -13,7 +13,10 @@ from typing import Any
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLS = ("cls", "mean")
 ATTENTIONS = ("sdpa", "explicit")
+ARCHS = ("vit", "resnet18")
+RESNET18_DIM = 512  # ResNet-18's pooled features: the embedding a resnet18 backbone gives
 BALANCE_MODES = ("auto", "on", "off")
+PRETRAIN_ON = ("all", "labelled")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -28,8 +31,12 @@ def _check_range(name: str, pair: tuple[float, float], low: float, high: float) 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """vit-pytorch ViT backbone. `image_size` is the resolution the position embedding is built for."""
+    """vit-pytorch ViT backbone. `image_size` is the resolution the position embedding is built for.
 
+    `arch="resnet18"` is core.compare's reference CNN (core/cnn.py) instead: it reads `image_size`
+    and `dim` (which must be ResNet-18's 512) and ignores the ViT's other fields."""
+
+    arch: str = "vit"
     image_size: int = 28
     patch_size: int = 7
     dim: int = 128
@@ -56,6 +63,9 @@ class ModelConfig:
             _check(getattr(self, name) > 0, f"model.{name} must be positive")
         _check(self.pool in POOLS, f"model.pool must be one of {POOLS}, got {self.pool!r}")
         _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
+        _check(self.arch in ARCHS, f"model.arch must be one of {ARCHS}, got {self.arch!r}")
+        _check(self.arch != "resnet18" or self.dim == RESNET18_DIM,
+               f"a resnet18 backbone embeds in {RESNET18_DIM} dimensions: set model.dim to {RESNET18_DIM}")
         _check(self.attention in ATTENTIONS,
                f"model.attention must be one of {ATTENTIONS}, got {self.attention!r}")
 
@@ -124,6 +134,12 @@ class TrainConfig:
     contrastive_temperature: float = 0.2  # NT-Xent's softmax temperature
     projection_dim: int = 128  # contrastive projection head's output (0 = none: the loss sees the embedding)
     init_from: str = ""  # a pretrained checkpoint whose backbone starts this run (stage 2: fine-tuning)
+    # Only this many training images per class keep their label (0: all; core/labels.py draws them with
+    # the seed, nested across values): a supervised run trains on them, and every kNN votes with them.
+    labels_per_class: int = 0
+    # The images a label-free objective trains on when labels are few: "all" training images, or only
+    # the "labelled" ones (the paper's situation: the same few images for both stages).
+    pretrain_on: str = "all"
     seed: int = 0
     knn_k: int = 20
     knn_temperature: float = 0.07
@@ -148,6 +164,8 @@ class TrainConfig:
         _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
         _check(self.balance_classes in BALANCE_MODES,
                f"balance_classes must be one of {BALANCE_MODES}, got {self.balance_classes!r}")
+        _check(self.labels_per_class >= 0, "labels_per_class must be >= 0 (0: every label)")
+        _check(self.pretrain_on in PRETRAIN_ON, f"pretrain_on must be one of {PRETRAIN_ON}, got {self.pretrain_on!r}")
         _check(self.contrastive_temperature > 0 and self.projection_dim >= 0,
                "need contrastive_temperature > 0 and projection_dim >= 0")
         _check(self.knn_k >= 1 and self.knn_temperature > 0, "knn_k >= 1 and knn_temperature > 0")

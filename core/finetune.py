@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="default: the pretraining lr")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--labels-per-class", type=int,
+                        help="train on only this many labelled images per class (drawn with the seed; default: all)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--data-root", type=Path, help="folder holding the dataset's files")
     parser.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     pretrained = Checkpoint.load(args.checkpoint).config
-    overrides = {name: getattr(args, name) for name in ("batch_size", "lr", "seed", "device", "minutes")
+    overrides = {name: getattr(args, name) for name in ("batch_size", "lr", "seed", "device", "minutes",
+                                                   "labels_per_class")
                  if getattr(args, name) is not None}
     return recipe(pretrained, stage=FINETUNE, init_from=str(args.checkpoint), resolution=args.resolution,
                   epochs=args.epochs, **overrides)

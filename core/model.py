@@ -22,6 +22,7 @@ from vit_pytorch import ViT
 from vit_pytorch.vit import Attention
 
 from core.augment import to_model_input
+from core.cnn import ResNetBackbone
 from core.config import ModelConfig
 
 # Named sizes: one for 28 px data on a CPU, and the paper's DeiT-Tiny.
@@ -165,6 +166,13 @@ class Backbone(nn.Module):
         self.vit.pos_embedding = nn.Parameter(pos.contiguous())
         self.grid = new_grid
         self.config = type(self.config)(**{**self.config.__dict__, "image_size": image_size})
+
+
+def build_backbone(config: ModelConfig, channels: int) -> nn.Module:
+    """The backbone `config.arch` names: this module's ViT, or the reference CNN (core/cnn.py)."""
+    if config.arch == "resnet18":
+        return ResNetBackbone(config, channels)
+    return Backbone(config, channels)
 
 
 @torch.no_grad()

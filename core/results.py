@@ -1,13 +1,20 @@
-"""docs/RESULTS.md and its curve plot, from the comparison's summary (see core.compare)."""
+"""docs/RESULTS.md and its curve plot, from the comparison's summary (see core.compare).
+
+The report has two parts with a writer each: the paper's table (here) and the labels-per-class
+section (core/labels_report.py), which sits between LABELS_BEGIN and LABELS_END; each writer keeps
+the other's part as it was."""
 from __future__ import annotations
 
 import datetime
 import os
 import platform
+import statistics
 from pathlib import Path
 
 import torch
 
+LABELS_BEGIN = "<!-- labels per class: written by core.compare --labels-per-class -->"
+LABELS_END = "<!-- end of labels per class -->"
 COLUMNS = (("pretrain_knn", "stage-1 kNN"), ("pretrain_probe", "stage-1 probe"), ("knn", "final kNN"),
            ("probe", "final probe"), ("top1", "test top-1"), ("minutes", "minutes"))
 
@@ -19,6 +26,14 @@ def machine() -> str:
                       if line.startswith("model name")), model)
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
     return f"{model or 'unknown CPU'}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
+
+
+def stats(values: list) -> list[float] | None:
+    """[mean, sample std] of the values that were measured (std 0 for one), None for none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
 
 def _cell(value, scale: float = 100.0, digits: int = 1) -> str:
@@ -160,4 +175,18 @@ Variants:
 
 ![curves]({image.name})
 """
-    path.write_text(text)
+    # The labels section (core/labels_report.py) has its own writer: keep it as it was.
+    kept = labels_section(path.read_text()) if path.exists() else ""
+    path.write_text(text + (f"\n{kept}\n" if kept else ""))
+
+
+def labels_section(text: str) -> str:
+    """The labels section of a report ('' if it has none)."""
+    start, end = text.find(LABELS_BEGIN), text.find(LABELS_END)
+    return text[start:end + len(LABELS_END)] if 0 <= start < end else ""
+
+
+def without_labels_section(text: str) -> str:
+    """The report with its labels section taken out."""
+    kept = labels_section(text)
+    return text.replace(kept, "") if kept else text

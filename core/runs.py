@@ -142,6 +142,7 @@ class Summary:
     test_balanced: float | None
     duration_s: float
     stages: int  # 1, or 2 with a fine-tuning stage
+    labels_per_class: int = 0  # the labels its last stage saw (0: every label)
 
 
 def summarize(folder: str | Path) -> Summary:
@@ -157,9 +158,11 @@ def summarize(folder: str | Path) -> Summary:
             for stage in events]
     done = sum(e.epoch for e in last if e is not None)
     duration = sum(e.elapsed_s for e in last if e is not None)
+    final = read_config(stages[-1])
     return Summary(folder, label_of(folder), read_config(folder), status, done,
                    max(knns) if knns else None, heads[-1].test_top1 if heads else None,
-                   heads[-1].test_balanced if heads else None, duration, len(stages))
+                   heads[-1].test_balanced if heads else None, duration, len(stages),
+                   final.labels_per_class if final else 0)
 
 
 def config_diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, object, object]]:

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--labels-per-class", type=int,
+                        help="only this many training images per class keep their label (drawn with the seed; "
+                             "default: all): a supervised run trains on them, and the kNN votes with them")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU runs)")
     parser.add_argument("--data-root", type=Path, help="folder holding the dataset's files")
@@ -58,8 +61,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    overrides = {name: getattr(args, name) for name in ("dataset", "batch_size", "lr", "seed", "device", "minutes")
-                 if getattr(args, name) is not None}
+    overrides = {name: getattr(args, name) for name in ("dataset", "batch_size", "lr", "seed", "device", "minutes",
+                                                        "labels_per_class") if getattr(args, name) is not None}
     return {**overrides, **({"compile": True} if args.compile else {})}
 
 

@@ -29,6 +29,7 @@ from core.config import TrainConfig
 from core.data import DataSplits
 from core.distributed import Dist, init_from_env, resolve_device
 from core.images import fit_square
+from core.labels import labelled_index, training_index
 from core.metrics import (
     accuracy,
     balanced_accuracy,
@@ -38,8 +39,8 @@ from core.metrics import (
     pixel_features,
     unequal,
 )
-from core.model import Backbone, embed
-from core.objectives import build_objective
+from core.model import build_backbone, embed
+from core.objectives import build_objective, objective_class
 from core.recipe import with_epochs
 from core.schedule import warmup_cosine
 
@@ -62,7 +63,7 @@ class Evaluation:
 class _Joint(nn.Module):
     """Backbone and objective as one module, so DDP sees every parameter of a step."""
 
-    def __init__(self, backbone: Backbone, objective: nn.Module):
+    def __init__(self, backbone: nn.Module, objective: nn.Module):
         super().__init__()
         self.backbone = backbone
         self.objective = objective
@@ -88,16 +89,23 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         size = config.model.image_size
-        self.train_images = data.train.images.to(self.device)
-        self.train_labels = data.train.labels.to(self.device)
-        self.eval_train = fit_square(self.train_images, size)
+        # Few labels (config.labels_per_class): every kNN votes with the labelled images only, and the
+        # run trains on them unless its objective is label-free and may see every image.
+        self.labelled = labelled_index(data.train.labels, config.labels_per_class, config.seed)
+        self.memory_labels = data.train.labels[self.labelled]
+        train_index = training_index(config, data.train.labels, objective_class(config.objective).predicts_classes)
+        self.n_train = len(train_index)
+        every = self.n_train == len(data.train)  # then no copy: Flowers' images at 144 px are 127 MB
+        self.train_images = (data.train.images if every else data.train.images[train_index]).to(self.device)
+        self.train_labels = (data.train.labels if every else data.train.labels[train_index]).to(self.device)
+        self.eval_train = fit_square(data.train.images.to(self.device), size)  # every image: snapshots show them all
         self.eval_test = fit_square(data.test.images.to(self.device), size)
         self.n_classes = len(data.class_names)
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank and every run
-        self.backbone = Backbone(config.model, data.train.channels).to(self.device)
-        counts = torch.bincount(data.train.labels.cpu(), minlength=self.n_classes)
-        self.objective = build_objective(config, len(data.train), self.n_classes, counts).to(self.device)
+        self.backbone = build_backbone(config.model, data.train.channels).to(self.device)
+        counts = torch.bincount(self.train_labels.cpu(), minlength=self.n_classes)
+        self.objective = build_objective(config, self.n_train, self.n_classes, counts).to(self.device)
         # A fine-tuning run's random-init baseline is this seeded encoder, not the pretrained one it loads.
         self._random_init: dict[str, torch.Tensor] | None = None
         if config.init_from and resume_from is None:
@@ -113,7 +121,7 @@ class Trainer:
                                            weight_decay=config.weight_decay,
                                            fused=self.device.type == "cuda")
         self.views = ViewMaker(config.augment)
-        self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+        self.steps_per_epoch = math.ceil(self.n_train / config.batch_size)
         # A budgeted run's provisional length is never reached: it is fixed after a few seconds of steps
         # (until then only the warmup's ramp, which does not depend on the length, sets the lr).
         self._schedule(max(config.epochs, math.ceil(budget.PROVISIONAL_STEPS / self.steps_per_epoch))
@@ -207,8 +215,8 @@ class Trainer:
         """The kNN monitor (and the class head, when the objective has one) on the test split."""
         train, test = embed(self.backbone, self.eval_train), embed(self.backbone, self.eval_test)
         labels = self.data.test.labels
-        votes = knn_predict(train, self.data.train.labels, test, self.n_classes, self.config.knn_k,
-                            self.config.knn_temperature)
+        votes = knn_predict(train[self.labelled.to(train.device)], self.memory_labels, test, self.n_classes,
+                            self.config.knn_k, self.config.knn_temperature)
         knn_confusion = confusion_matrix(votes.argmax(dim=1), labels, self.n_classes)
         confusion = None
         if self.objective.predicts_classes:
@@ -219,7 +227,8 @@ class Trainer:
 
     def _baselines(self) -> ev.Baselines:
         cfg, labels = self.config, self.data.test.labels
-        votes = knn_predict(pixel_features(self.eval_train), self.data.train.labels, pixel_features(self.eval_test),
+        memory = pixel_features(self.eval_train)[self.labelled.to(self.device)]
+        votes = knn_predict(memory, self.memory_labels, pixel_features(self.eval_test),
                             self.n_classes, cfg.knn_k, cfg.knn_temperature).argmax(dim=1)
         random_init = self._timed_evaluation() if self._random_init is None else self._evaluate_random_init()
         return ev.Baselines(accuracy(votes, labels), random_init.knn,
@@ -239,7 +248,7 @@ class Trainer:
         """The kNN figure this run is judged by (balanced when the classes are unequal), with its baselines."""
         if self.baselines is None:
             return None
-        counts = self.data.train.labels.bincount(minlength=self.n_classes)
+        counts = self.memory_labels.bincount(minlength=self.n_classes)
         return watchdog.Yardstick.of(self.baselines, unequal(counts))
 
     def _timed_evaluation(self) -> Evaluation:
@@ -283,7 +292,7 @@ class Trainer:
         self.config = dataclasses.replace(with_epochs(self.config, epochs), minutes=0.0)
         self._schedule(epochs)
         if costs is not None:
-            rate = len(self.data.train) / (self.steps_per_epoch * costs.step_s)
+            rate = self.n_train / (self.steps_per_epoch * costs.step_s)
             emit(ev.BudgetFitted(minutes, epochs, self.step, self.total_steps, rate,
                                  budget.describe(minutes, epochs, rate, None if first else planned)))
 
@@ -375,8 +384,8 @@ class Trainer:
     def _run(self, emit: Emit, stop: threading.Event) -> ev.Finished | ev.Failed:
         cfg, spe = self.config, self.steps_per_epoch
         main_emit = emit if self.dist.is_main else (lambda event: None)
-        counts = tuple(torch.bincount(self.data.train.labels.cpu(), minlength=self.n_classes).tolist())
-        main_emit(ev.RunStarted(str(self.device), len(self.data.train), len(self.data.test), spe,
+        counts = tuple(torch.bincount(self.train_labels.cpu(), minlength=self.n_classes).tolist())
+        main_emit(ev.RunStarted(str(self.device), self.n_train, len(self.data.test), spe,
                                 self.total_steps, self.step, sum(p.numel() for p in self.module.parameters()),
                                 cfg.objective, cfg.init_from, counts,
                                 self.objective.weighs_classes, self.objective.predicts_classes))
@@ -389,7 +398,7 @@ class Trainer:
         while self.step < self.total_steps:
             epoch, first = divmod(self.step, spe)
             if self.order_epoch != epoch:
-                self.order = torch.randperm(len(self.data.train), generator=self.order_generator).to(self.device)
+                self.order = torch.randperm(self.n_train, generator=self.order_generator).to(self.device)
                 self.order_epoch = epoch
             losses, window, since, interrupted = [], [], self.clock(), False
             for step_in_epoch in range(first, spe):

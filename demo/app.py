@@ -86,9 +86,9 @@ class App:
     def stop(self):
         gr.Info(self.session.stop())
 
-    def finetune(self, epochs):
+    def finetune(self, epochs, labels_per_class):
         try:
-            gr.Info(self.session.finetune(int(epochs) if epochs else None))
+            gr.Info(self.session.finetune(int(epochs) if epochs else None, int(labels_per_class or 0)))
         except (LookupError, RuntimeError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
 
@@ -225,6 +225,8 @@ def _train_panel(app: App) -> dict:
         with gr.Row():
             finetune_epochs = gr.Number(0, label=text.LABEL_FINETUNE_EPOCHS, precision=0, minimum=0,
                                         elem_id="finetune-epochs")
+            finetune_labels = gr.Number(0, label=text.LABEL_FINETUNE_LABELS, precision=0, minimum=0,
+                                        elem_id="finetune-labels")
             finetune = gr.Button(text.BUTTON_FINETUNE, elem_id="finetune")
         status = gr.Markdown(text.IDLE_STATUS, elem_id="status")
         progress = gr.HTML(text.progress_html(None))
@@ -232,7 +234,7 @@ def _train_panel(app: App) -> dict:
     start.click(app.start, inputs, None)
     stop.click(app.stop, None, None)
     resume.click(app.resume, None, None)
-    finetune.click(app.finetune, finetune_epochs, None)
+    finetune.click(app.finetune, [finetune_epochs, finetune_labels], None)
     preset_name.change(App.preset_defaults, preset_name, [epochs, batch, lr])
     dataset.change(App.preset_for, dataset, preset_name)
     return {"status": status, "progress": progress}

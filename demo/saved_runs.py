@@ -46,7 +46,9 @@ def length(summary: runs.Summary) -> str:
 
 def table_row(run_id: str, summary: runs.Summary) -> list:
     config = summary.config
-    objective = "" if config is None else config.objective + (" (fine-tuned)" if summary.stages > 1 else "")
+    notes = (["fine-tuned"] if summary.stages > 1 else []) + (
+        [f"{summary.labels_per_class} labels per class"] if summary.labels_per_class else [])
+    objective = "" if config is None else config.objective + (f" ({', '.join(notes)})" if notes else "")
     recipe = "" if config is None else describe(config, "", length=False).removeprefix(" recipe: ")
     return [run_id, summary.label, "" if config is None else config.dataset, objective, recipe, length(summary),
             _percent(summary.best_knn), _percent(summary.test_top1), _percent(summary.test_balanced),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import auto_recipe, runs
+from core import auto_recipe, labels, runs
 from core import events as ev
 from core.checkpoint import Checkpoint
 from core.classify import Classifier, Prediction, PublishedModel
@@ -180,9 +180,10 @@ class Session:
             self._launch(run, resume_from=view.checkpoint)
         return f"resuming {run.history.run_id} from step {view.step}"
 
-    def finetune(self, epochs: int | None = None) -> str:
+    def finetune(self, epochs: int | None = None, labels_per_class: int = 0) -> str:
         """Stage 2 on the last run: supervised fine-tuning from its checkpoint, as the same run (its
-        curves continue). The pretrained checkpoint stays where it is; stage 2 writes to a subfolder."""
+        curves continue), on every label or only `labels_per_class` per class (core/labels.py). The
+        pretrained checkpoint stays where it is; stage 2 writes to a subfolder."""
         with self._lock:
             self._refuse_if_running()
             run = self._runs[-1] if self._runs else None
@@ -191,11 +192,14 @@ class Session:
                 raise LookupError("nothing to fine-tune: pretrain a run (or load a checkpoint) first")
             if run.config.objective == Supervised.name or view.stages:
                 raise LookupError("this run already trains on the labels: fine-tune a pretrained run")
-            run.config = recipe(run.config, stage=FINETUNE, init_from=view.checkpoint, epochs=epochs)
+            run.config = recipe(run.config, stage=FINETUNE, init_from=view.checkpoint, epochs=epochs,
+                                labels_per_class=labels_per_class)
             run.out_dir = run.folder / runs.FINETUNE_DIR
             run.offset = run.history.begin_stage(STAGE_FINETUNE)
             self._launch(run, resume_from=None)
-        return f"fine-tuning {run.history.run_id} for {run.config.epochs} epochs from {Path(view.checkpoint).name}"
+        few = f" on {labels.describe(run.config)}" if labels_per_class else ""
+        return (f"fine-tuning {run.history.run_id} for {run.config.epochs} epochs{few} "
+                f"from {Path(view.checkpoint).name}")
 
     def stop(self) -> str:
         with self._lock:

@@ -104,7 +104,7 @@ def test_prediction_reports_what_the_model_saw_and_how(classifier, published):
     prediction = classifier.classify(to_pil(published.train_images[2]))
     assert prediction.model_input.dtype == np.uint8 and prediction.model_input.shape == (14, 14)
     assert np.array_equal(prediction.model_input, published.train_images[2, 0].numpy())
-    assert prediction.method == "kNN vote over 48 training embeddings (k=5)"
+    assert prediction.method == "kNN vote over 48 labelled training embeddings (k=5)"
 
 
 @pytest.mark.parametrize("pool", ["cls", "mean"])

@@ -94,3 +94,15 @@ def test_the_auto_recipe_is_the_default_for_datasets_without_a_tuned_preset():
     assert train.wants_auto(parse(["--out", "x", "--preset", "auto"]))
     assert not train.wants_auto(parse(["--out", "x", "--dataset", "digits", "--preset", "cpu-quick"]))
     assert not train.wants_auto(parse(["--out", "x", "--dataset", "digits", "--resume", "r.pt"]))
+
+
+def test_labels_per_class_reach_the_config_of_a_training_and_a_fine_tuning_run(tmp_path):
+    from core import finetune, train
+    args = train.build_parser().parse_args(["--out", "x", "--objective", "supervised", "--labels-per-class", "5"])
+    assert train.config_from_args(args).labels_per_class == 5
+    pretrained = tmp_path / "a"
+    done = cli("core.train", "--preset", "cpu-quick", "--dataset", "digits", "--epochs", "1", "--out", str(pretrained))
+    assert done.returncode == 0, done.stderr
+    args = finetune.build_parser().parse_args([str(pretrained / "last.pt"), "--out", "y", "--labels-per-class", "3"])
+    config = finetune.config_from_args(args)
+    assert (config.labels_per_class, config.objective) == (3, "supervised")

@@ -6,8 +6,9 @@ import sys
 import pytest
 
 from core import compare
-from core.compare import VARIANTS, _epochs, _stage, base_recipe, measured_rate, summarise
+from core.compare import measured_rate, summarise
 from core.results import _verdict, findings, write_results
+from core.variants import VARIANTS, _epochs, _stage, base_recipe
 
 
 def run(top1, knn=0.8, pretrain=None):
@@ -40,7 +41,27 @@ def test_ablations_remove_what_the_base_recipe_has():
     variants = {v.name: v for v in VARIANTS}
     assert base.with_overrides(**variants["idmm-no-cutmix+ft"].ablation).augment.cutmix_alpha == 0
     assert base.with_overrides(**variants["idmm-no-ls+ft"].ablation).label_smoothing == 0
-    assert not variants["scratch"].pretrains and all(v.pretrains for n, v in variants.items() if n != "scratch")
+    assert not variants["scratch"].pretrains and not variants["cnn"].pretrains
+    assert all(v.pretrains for n, v in variants.items() if n not in ("scratch", "cnn"))
+
+
+def test_the_grid_runs_seed_by_seed_all_labels_first_and_gives_the_cnn_the_same_minutes_in_its_views():
+    args = compare.build_parser().parse_args(["--out", "x", "--views", "1000,5000", "--seeds", "2", "--variants",
+                                              "scratch", "idmm+ft", "cnn", "--labels-per-class", "20,5,all",
+                                              "--pretrain-on", "all,labelled"])
+    arms = list(compare._arms(args, [("1000views", 1000), ("5000views", 5000)], {"vit": 1.0, "resnet18": 0.04}))
+    first = [(tag, a.seed, a.variant.name, a.labels, a.budget) for tag, a in arms][:8]
+    assert first == [("1000views", 0, "scratch", "all", 1000), ("1000views", 0, "idmm+ft", "all", 1000),
+                     ("1000views", 0, "cnn", "all", 40), ("1000views", 0, "scratch", "5", 1000),
+                     ("1000views", 0, "idmm+ft", "5", 1000), ("1000views", 0, "idmm+ft", "5-labelled", 1000),
+                     ("1000views", 0, "cnn", "5", 40), ("1000views", 0, "scratch", "20", 1000)]
+    assert len(arms) == 2 * 2 * (3 + 4 + 4)  # budgets x seeds x (all labels: 3 arms; 5 and 20: 4 each)
+
+
+def test_labels_per_class_take_counts_or_all():
+    assert compare.build_parser().parse_args(["--out", "x", "--labels-per-class", "5,all"]).labels_per_class == [5, 0]
+    with pytest.raises(SystemExit):
+        compare.build_parser().parse_args(["--out", "x", "--labels-per-class", "0"])
 
 
 def test_summary_is_mean_and_sample_std_over_seeds():
@@ -77,7 +98,8 @@ def test_findings_read_each_difference_against_the_spread_over_seeds():
 
 def test_a_rerun_reuses_the_measured_rate_so_its_budget_and_results_stay(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(compare, "calibrate", lambda dataset, data: calls.append(dataset) or 1000.0 + len(calls))
+    monkeypatch.setattr(compare, "calibrate",
+                        lambda dataset, data, arch="vit": calls.append(dataset) or 1000.0 + len(calls))
     assert measured_rate(tmp_path, "fashion", None) == 1001.0
     assert measured_rate(tmp_path, "fashion", None) == 1001.0 and calls == ["fashion"]  # kept, not re-measured
     assert measured_rate(tmp_path, "digits", None) == 1002.0  # another dataset is measured anew
@@ -102,12 +124,39 @@ def test_compare_runs_end_to_end_and_continues_where_it_stopped(tmp_path):
             "--results", str(tmp_path / "RESULTS.md")]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
-    result = json.loads((tmp_path / "cmp" / "idmm+ft" / "seed0" / "result.json").read_text())
+    arm = tmp_path / "cmp" / "3000views" / "idmm+ft" / "all" / "seed0"
+    result = json.loads((arm / "result.json").read_text())
     assert result["budget"] == 3000 and 0 <= result["final"]["top1"] <= 1 and result["pretrain"]["knn"] > 0
-    assert (tmp_path / "cmp" / "idmm+ft" / "seed0" / "finetune" / "last.pt").exists()
+    assert (arm / "finetune" / "last.pt").exists()
     assert "| idmm+ft |" in (tmp_path / "RESULTS.md").read_text()
-    stamp = (tmp_path / "cmp" / "scratch" / "seed0" / "result.json").stat().st_mtime_ns
+    scratch = tmp_path / "cmp" / "3000views" / "scratch" / "all" / "seed0" / "result.json"
+    stamp = scratch.stat().st_mtime_ns
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert (tmp_path / "cmp" / "scratch" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+    assert scratch.stat().st_mtime_ns == stamp
     assert again.stdout.splitlines()[-2:] == first.stdout.splitlines()[-2:]
+
+
+@pytest.mark.slow
+def test_labels_per_class_share_one_pretraining_and_the_report_keeps_both_sections(tmp_path):
+    out, report = tmp_path / "cmp", tmp_path / "RESULTS.md"
+    report.write_text("# the paper's table\n")
+    args = [sys.executable, "-m", "core.compare", "--dataset", "digits", "--views", "2000", "--seeds", "1",
+            "--variants", "scratch", "idmm+ft", "--labels-per-class", "2,all", "--pretrain-on", "all,labelled",
+            "--out", str(out), "--results", str(report)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    budget = out / "2000views"
+    arms = sorted(str(p.parent.parent.relative_to(budget)) for p in budget.glob("*/*/seed0/result.json"))
+    assert arms == ["idmm+ft/2", "idmm+ft/2-labelled", "idmm+ft/all", "scratch/2", "scratch/all"]
+    assert sorted(p.name for p in (budget / "idmm+ft" / "pretrain").iterdir()) == ["seed0"]  # one, shared
+    assert (budget / "idmm+ft" / "2-labelled" / "seed0" / "pretrain" / "last.pt").exists()  # its own
+    two = json.loads((budget / "scratch" / "2" / "seed0" / "result.json").read_text())
+    assert two["labels_per_class"] == 2 and two["budget"] == 2000
+    assert json.loads((budget / "scratch" / "2" / "seed0" / "config.json").read_text())["labels_per_class"] == 2
+    text = report.read_text()
+    assert text.startswith("# the paper's table") and "### Budget 2000views" in text
+    assert "| idmm+ft (pretrained on the labelled only) |" in text and (tmp_path / "results_labels.png").exists()
+    with_labels = json.loads((budget / "idmm+ft" / "2" / "seed0" / "result.json").read_text())
+    shared = json.loads((budget / "idmm+ft" / "all" / "seed0" / "result.json").read_text())
+    assert with_labels["pretrain"] == shared["pretrain"]  # the same pretraining, read back

@@ -61,9 +61,24 @@ def test_the_app_builds_with_the_finetune_button_method_choice_and_confusion_vie
     from demo.app import build
     blocks = build(FakeSession())
     ids = {getattr(block, "elem_id", None) for block in blocks.blocks.values()}
-    assert {"finetune", "method-choice", "confusion-plot"} <= ids
+    assert {"finetune", "finetune-labels", "method-choice", "confusion-plot"} <= ids
     radio = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "method-choice")
     assert [choice[0] for choice in radio.choices] == ["class head", "kNN vote"]
+
+
+def test_fine_tune_passes_its_labels_per_class_to_the_session():
+    from demo.app import App
+    asked = []
+
+    class Recording(FakeSession):
+        def finetune(self, epochs=None, labels_per_class=0):
+            asked.append((epochs, labels_per_class))
+            return "fine-tuning"
+
+    app = App(Recording())
+    app.finetune(0, 5)
+    app.finetune(3, None)
+    assert asked == [(None, 5), (3, 0)]
 
 
 def test_each_objective_in_the_menu_starts_a_config_it_can_train(monkeypatch):

@@ -145,6 +145,21 @@ def test_finetuning_continues_the_run_and_publishes_a_class_head(session):
         session.finetune()
 
 
+def test_finetuning_on_few_labels_trains_on_them_votes_with_them_and_the_table_says_so(session):
+    session.start(TINY)
+    wait_for(lambda: session.views()[-1].status == "completed")
+    assert session.finetune(epochs=1, labels_per_class=3) == ("fine-tuning run-1 for 1 epochs on 3 labels per "
+                                                             "class from last.pt")
+    wait_for(lambda: session.views()[-1].status == "completed" and session.views()[-1].stages)
+    wait_for(lambda: "class head" in (session.classifier().methods if session.classifier() else ()))
+    assert Checkpoint.load(session.views()[-1].checkpoint).config.labels_per_class == 3
+    vote = session.classify(digit_photo(), "kNN vote")
+    assert vote.method == "kNN vote over 30 labelled training embeddings (k=5)"  # 3 of each of 10 classes
+    assert sum(n for _, n in vote.votes) == 5
+    row = session.table()[0]
+    assert "instance (fine-tuned, 3 labels per class)" in row
+
+
 
 def test_an_auto_run_fits_its_recipe_in_the_training_thread_and_trains_on_it(session, tmp_path):
     from scripts.make_folder_dataset import main as make_folder
