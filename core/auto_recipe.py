@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -118,14 +117,7 @@ def measure_rate(config: TrainConfig, channels: int, steps: int = 3) -> float:
     shape = (batch, channels, config.data_size, config.data_size)
     random_set = ImageSet(torch.randint(0, 256, shape, dtype=torch.uint8), torch.arange(batch) % 2, ("a", "b"))
     data = DataSplits("timing", random_set, random_set.subset(torch.arange(2)))
-    trainer = Trainer(config.with_overrides(minutes=0.0, epochs=1, warmup_epochs=0), data)
-    index = torch.arange(batch, device=trainer.device)
-    trainer._train_step(index, 0)
-    started = time.perf_counter()
-    for _ in range(steps):
-        loss = trainer._train_step(index, 0)
-    loss.item()  # waits for the device
-    return steps * len(index) / (time.perf_counter() - started)
+    return Trainer(config.with_overrides(minutes=0.0, epochs=1, warmup_epochs=0), data).time_steps(steps)
 
 
 def auto_recipe(facts: Facts, images_per_s: float) -> TrainConfig:

@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs and results.json")
     parser.add_argument("--results", type=Path, default=Path("docs/RESULTS.md"), help="the report to write")
     parser.add_argument("--data-root", type=Path)
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report from the results already under OUT; train nothing")
     return parser
 
 
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
               + "".join(f"; {arch} {views * r:.0f} (its cost per view measured)" for arch, r in ratios.items()
                         if arch != "vit"))
     stop = threading.Event()
-    for tag, arm in _arms(args, budgets, ratios):
+    for tag, arm in [] if args.report_only else _arms(args, budgets, ratios):
         folder = args.out / tag / arm.variant.name / arm.labels / f"seed{arm.seed}"
         done = folder / "result.json"
         if not (done.exists() and json.loads(done.read_text())["budget"] == arm.budget):
@@ -209,7 +211,7 @@ def report(args, budgets: list[tuple[str, int]], rate: float | None, data: DataS
     if args.labels_per_class:
         write_labels_section(args.results, everything, command=command, dataset=args.dataset,
                              n_train=len(data.train), n_classes=len(data.class_names), seeds=args.seeds,
-                             rate=rate)
+                             rate=rate, imbalanced=unequal(torch.bincount(data.test.labels)))
         return
     tag, budget = budgets[0]
     table: dict[str, list[dict]] = {}

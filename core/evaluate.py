@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from core import labels
 from core.checkpoint import Checkpoint
 from core.data import load_dataset
 from core.distributed import resolve_device
@@ -61,13 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     size, n_classes = config.model.image_size, len(data.class_names)
-    train = embed(backbone, data.train.resized(size))
+    # A run that saw K labels per class is measured with those K: its kNN and probe learn from them only.
+    labelled = labels.labelled_index(data.train.labels, config.labels_per_class, config.seed)
+    train = embed(backbone, data.train.resized(size)[labelled])
     test = embed(backbone, data.test.resized(size))
-    votes = knn_predict(train, data.train.labels, test, n_classes, config.knn_k, config.knn_temperature)
+    train_labels = data.train.labels[labelled]
+    votes = knn_predict(train, train_labels, test, n_classes, config.knn_k, config.knn_temperature)
     knn = accuracy(votes.argmax(dim=1), data.test.labels)
     unequal_classes = unequal(torch.bincount(data.test.labels, minlength=n_classes))
-    probe = linear_probe(train, data.train.labels, test, data.test.labels, n_classes)
-    print(f"{args.checkpoint}: {config.dataset}, {config.objective}, epoch {checkpoint.epoch}, step {checkpoint.step}")
+    probe = linear_probe(train, train_labels, test, data.test.labels, n_classes)
+    print(f"{args.checkpoint}: {config.dataset}, {config.objective}, epoch {checkpoint.epoch}, step {checkpoint.step}"
+          + (f", {labels.describe(config)} ({len(labelled)} labelled images)" if config.labels_per_class else ""))
     print(f"kNN top-1 (k={config.knn_k}, T={config.knn_temperature}) on {len(data.test)} test images: {knn:.4f}")
     if unequal_classes:  # unequal classes: what a minority class gets counts as much as the majority's
         knn_confusion = confusion_matrix(votes.argmax(dim=1), data.test.labels, n_classes)

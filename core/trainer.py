@@ -311,6 +311,17 @@ class Trainer:
         self.optimizer.step()
         return loss.detach()
 
+    def time_steps(self, steps: int) -> float:
+        """Training images per second over `steps` optimiser steps on one batch, after one warm-up step (the
+        first allocates). It trains this trainer's weights: time a throwaway trainer (core.auto_recipe)."""
+        index = torch.arange(min(self.config.batch_size, self.n_train), device=self.device)
+        self._train_step(index, 0)
+        started = time.perf_counter()
+        for _ in range(steps):
+            loss = self._train_step(index, 0)
+        loss.item()  # waits for the device
+        return steps * len(index) / (time.perf_counter() - started)
+
     def _batch_index(self, step_in_epoch: int) -> torch.Tensor:
         b = self.config.batch_size
         index = self.order[step_in_epoch * b:(step_in_epoch + 1) * b]

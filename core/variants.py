@@ -117,7 +117,9 @@ def run_stage(config: TrainConfig, data: DataSplits, out: Path, views_before: in
         return Stage(**json.loads(record.read_text()))
     trainer = Trainer(config, data, out_dir=out)
     curve, balanced = [], []
-    # A run folder like any other: the app lists the arms too.
+    # A run folder like any other: the app lists the arms too. A stage cut short starts over, so its
+    # half-written log goes first (the app would otherwise show both attempts as one curve).
+    (out / runs.METRICS).unlink(missing_ok=True)
     runs.begin(out, config, data.class_names, label=" · ".join(out.parts[-4:]))
     log = JsonlLog(out / runs.METRICS)
 

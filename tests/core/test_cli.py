@@ -106,3 +106,10 @@ def test_labels_per_class_reach_the_config_of_a_training_and_a_fine_tuning_run(t
     args = finetune.build_parser().parse_args([str(pretrained / "last.pt"), "--out", "y", "--labels-per-class", "3"])
     config = finetune.config_from_args(args)
     assert (config.labels_per_class, config.objective) == (3, "supervised")
+    tuned = tmp_path / "b"
+    done = cli("core.finetune", str(pretrained / "last.pt"), "--epochs", "1", "--labels-per-class", "3",
+               "--out", str(tuned))
+    assert done.returncode == 0, done.stderr
+    assert "30 train / " in done.stdout  # 3 labelled images of each of the 10 classes
+    report = cli("core.evaluate", str(tuned / "last.pt"))
+    assert report.returncode == 0 and ", 3 labels per class (30 labelled images)" in report.stdout

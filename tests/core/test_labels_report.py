@@ -10,7 +10,8 @@ def result(variant, k, top1, seed=0, pretrain_on="all", pretrained=True, tag="3m
 
 
 RESULTS = [result("scratch", 5, 0.50), result("scratch", 5, 0.52, seed=1), result("scratch", 0, 0.85),
-           result("idmm+ft", 5, 0.60), result("idmm+ft", 5, 0.62, seed=1), result("idmm+ft", 0, 0.84),
+           result("scratch", 0, 0.87, seed=1), result("idmm+ft", 5, 0.60), result("idmm+ft", 5, 0.62, seed=1),
+           result("idmm+ft", 0, 0.84), result("idmm+ft", 0, 0.84, seed=1),
            result("idmm+ft", 5, 0.55, pretrain_on="labelled"), result("scratch", 0, 0.87, tag="10min")]
 
 
@@ -23,15 +24,20 @@ def test_the_grid_averages_seeds_and_an_all_labels_arm_serves_both_pretraining_s
     assert three["idmm+ft (pretrained on the labelled only)"][5]["top1"] == [0.55, 0.0]
     rows = markdown_table(three)
     assert rows[0] == "| method | 5 per class | all per class |"
-    assert "| scratch | 51.0 ± 1.4 / 50.0 ± 1.4 (2) | 85.0 ± 0.0 / 84.0 ± 0.0 (1) |" in rows
+    assert "| scratch | 51.0 ± 1.4 / 50.0 ± 1.4 (2) | 86.0 ± 1.4 / 85.0 ± 1.4 (2) |" in rows
+    assert "| scratch | 51.0 ± 1.4 (2) | 86.0 ± 1.4 (2) |" in markdown_table(three, balanced=False)
 
 
 def test_readings_say_where_pretraining_stops_paying_against_the_spread():
     words = readings(grid(RESULTS)["3min"])
     idmm = next(line for line in words if line.startswith("- **idmm+ft**"))
-    assert "5: +10.0 (std 1.4, better)" in idmm and "all: -1.0 (std 0.0, worse)" in idmm
+    assert "5: +10.0 (std 1.4, better)" in idmm and "all: -2.0 (std 1.4, worse)" in idmm
     assert "The reading changes between 5 and all (better → worse)." in idmm
-    assert readings({"idmm+ft": {}}) == ["Supervised from scratch was not run at this budget: nothing to compare with."]
+    labelled = next(line for line in words if "labelled only" in line)
+    assert "5: +4.0 (std 1.4, one seed: not read)" in labelled and labelled.endswith("worse).")  # nothing to cross
+    assert readings({"idmm+ft": {}}) == ["`scratch` was not run at this budget: nothing to compare with."]
+    against_cnn = readings(grid(RESULTS + [result("cnn", 5, 0.70)])["3min"], "cnn", ("idmm+ft",))
+    assert len(against_cnn) == 2 and against_cnn[0].startswith("- **idmm+ft** − cnn") and "5: -9.0" in against_cnn[0]
 
 
 def test_each_writer_keeps_the_other_part_of_the_report(tmp_path):

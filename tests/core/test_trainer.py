@@ -164,3 +164,11 @@ def test_the_compiled_step_trains_like_the_eager_one(tiny_config, toy_data):
     Trainer(config.with_overrides(compile=True), toy_data).run(compiled)
     assert [s.loss for s in compiled.of(ev.StepMetrics)] == pytest.approx([s.loss for s in eager.of(ev.StepMetrics)],
                                                                            rel=1e-3)
+
+
+def test_time_steps_measures_a_rate_without_moving_the_run_on(tiny_config, toy_data):
+    trainer = Trainer(tiny_config, toy_data)
+    before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
+    assert trainer.time_steps(2) > 0
+    assert trainer.step == 0  # the schedule and the sample order are untouched: a run could still start
+    assert any(not torch.equal(before[k], v) for k, v in trainer.backbone.state_dict().items())  # it did train
