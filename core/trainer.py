@@ -98,7 +98,8 @@ class Trainer:
         every = self.n_train == len(data.train)  # then no copy: Flowers' images at 144 px are 127 MB
         self.train_images = (data.train.images if every else data.train.images[train_index]).to(self.device)
         self.train_labels = (data.train.labels if every else data.train.labels[train_index]).to(self.device)
-        self.eval_train = fit_square(data.train.images.to(self.device), size)  # every image: snapshots show them all
+        # Every training image (snapshots show them all), at the model's side.
+        self.eval_train = fit_square(self.train_images if every else data.train.images.to(self.device), size)
         self.eval_test = fit_square(data.test.images.to(self.device), size)
         self.n_classes = len(data.class_names)
 

@@ -111,9 +111,9 @@ class Stage:
 def run_stage(config: TrainConfig, data: DataSplits, out: Path, views_before: int, views_per_image: int,
               stop: threading.Event) -> Stage:
     """Train one stage in run folder `out`; its record (STAGE_RECORD) is written there when it completes,
-    and a stage whose record exists is not trained again."""
+    and a stage whose record and checkpoint exist is not trained again (a later stage starts from it)."""
     record = out / STAGE_RECORD
-    if record.exists():
+    if record.exists() and (out / "last.pt").exists():
         return Stage(**json.loads(record.read_text()))
     trainer = Trainer(config, data, out_dir=out)
     curve, balanced = [], []

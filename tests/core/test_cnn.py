@@ -38,7 +38,11 @@ def test_the_trainer_trains_the_cnn_with_the_supervised_recipe():
     config = TrainConfig(dataset="toy", objective="supervised", epochs=2, warmup_epochs=0, batch_size=12,
                          model=ModelConfig(arch="resnet18", dim=512, image_size=14, patch_size=7),
                          augment=AugmentConfig(n_global=1, global_size=14, n_local=0, local_size=14), knn_k=5)
-    seen = []
-    outcome = Trainer(config, _data()).run(seen.append, threading.Event())
+    seen, data = [], _data()
+    trainer = Trainer(config, data)
+    outcome = trainer.run(seen.append, threading.Event())
     assert isinstance(outcome, ev.Finished) and outcome.reason == "completed" and outcome.step == 6
     assert outcome.test_top1 is not None and 0 <= outcome.knn_top1 <= 1
+    from core.classify import PublishedModel
+    with pytest.raises(ValueError, match="reference CNN"):  # the app says why it will not show it
+        PublishedModel.from_checkpoint(trainer.checkpoint(), data.train)
