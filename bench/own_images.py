@@ -1,11 +1,13 @@
 """`python -m bench.own_images FOLDER [FOLDER ...]`: the auto recipe on a person's own folders, at equal minutes.
 
-Three arms per folder, each through the command lines a person would type, each given the same total
-minutes (default 5): the auto recipe pretrained for 80 % of them and fine-tuned for the rest; the same
-with the cpu-quick preset (tuned on Fashion-MNIST at 28 px) in place of the auto recipe; and supervised
-training from scratch with the auto recipe for all of them. Prints one markdown table: the baselines
-(raw pixels, random-init encoder), the pretrained backbone's kNN (top-1 and balanced), the class head's
-test top-1 and balanced accuracy, and wall-clock minutes. Asserts nothing.
+Three arms per folder, each one `python -m core.pipeline` command given the same total minutes (default
+5; loading, planning and timing count): the auto recipe pretrained for PRETRAIN_SHARE of them and
+fine-tuned for the rest (`--pretrain always`); the same with the cpu-quick preset (tuned on
+Fashion-MNIST at 28 px) in place of the auto recipe; and supervised training from scratch with the auto
+recipe for all of them (`--pretrain never`). Prints one markdown table: the baselines (raw pixels,
+random-init encoder), the pretrained backbone's kNN (top-1 and balanced), the class head's test top-1
+and balanced accuracy, wall-clock minutes, and what the pipeline's default (`--pretrain auto`) would
+have chosen (core/payoff.py), so its result is the row it names. Asserts nothing.
 """
 from __future__ import annotations
 
@@ -18,9 +20,8 @@ from pathlib import Path
 
 from core import events as ev
 from core.metrics import unequal
+from core.pipeline import RECORD
 from core.watchdog import Yardstick
-
-PRETRAIN_SHARE = 0.8
 
 
 def _run(args: list[str]) -> float:
@@ -44,48 +45,51 @@ def _last_evaluation(run: Path) -> dict:
     return [e for e in _events(run)["EpochMetrics"] if e["knn_top1"] is not None][-1]
 
 
-def arm(folder: Path, out: Path, name: str, minutes: float, preset: list[str]) -> dict:
-    """One arm: pretrain + fine-tune (preset given) or supervised from scratch (preset None)."""
-    dataset = ["--dataset", f"folder:{folder}"]
-    if name == "scratch":
-        spent = _run(["core.train", *dataset, "--objective", "supervised", "--minutes", str(minutes),
-                      "--out", str(out / name)])
-        final = _last_evaluation(out / name)
-        return {"arm": name, "minutes": spent, "knn": final["knn_top1"], "knn_balanced": final["knn_balanced"],
-                "top1": final["test_top1"], "balanced": final["test_balanced"],
-                "baselines": _events(out / name)["Baselines"][0]}
-    pre, ft = out / name, out / f"{name}-ft"
-    spent = _run(["core.train", *preset, *dataset, "--minutes", str(minutes * PRETRAIN_SHARE), "--out", str(pre)])
-    spent += _run(["core.finetune", str(pre / "last.pt"), "--minutes", str(minutes * (1 - PRETRAIN_SHARE)),
-                   "--out", str(ft)])
-    pretrained, final, events = _last_evaluation(pre), _last_evaluation(ft), _events(pre)
-    baselines = {k: v for k, v in events["Baselines"][0].items() if k != "event"}
-    yardstick = Yardstick.of(ev.Baselines(**baselines), unequal(events["RunStarted"][0]["class_counts"]))
-    judged = yardstick.read(pretrained["knn_top1"], pretrained["knn_balanced"])
-    return {"arm": name, "minutes": spent, "knn": pretrained["knn_top1"], "knn_balanced": pretrained["knn_balanced"],
-            "top1": final["test_top1"], "balanced": final["test_balanced"], "baselines": events["Baselines"][0],
-            "judged_by": yardstick.metric,
-            "above_baselines": judged > max(yardstick.raw_pixels, yardstick.random_init),
-            "advice": [a["message"] for a in events.get("Advice", [])]}
+def arm(folder: Path, out: Path, name: str, minutes: float, flags: list[str]) -> dict:
+    """One arm: a core.pipeline command with `flags`, read back from its stages' logs."""
+    spent = _run(["core.pipeline", "--dataset", f"folder:{folder}", "--minutes", str(minutes), "--out",
+                  str(out / name), *flags])
+    record = json.loads((out / name / RECORD).read_text())
+    first, last = (Path(record["stages"][i]["folder"]) for i in (0, -1))
+    final, events = _last_evaluation(last), _events(first)
+    result = {"arm": name, "minutes": spent, "top1": final["test_top1"], "balanced": final["test_balanced"],
+              "baselines": events["Baselines"][0], "expected_to_pay": record["expected_to_pay"],
+              "labels_per_class": record["labels_per_class"], "passes": record["passes"]}
+    backbone = _last_evaluation(first)
+    result.update(knn=backbone["knn_top1"], knn_balanced=backbone["knn_balanced"])
+    if record["pretrain"]:
+        ended = events["Finished"][-1]
+        baselines = {k: v for k, v in events["Baselines"][0].items() if k != "event"}
+        yardstick = Yardstick.of(ev.Baselines(**baselines), unequal(events["RunStarted"][0]["class_counts"]))
+        judged = yardstick.read(backbone["knn_top1"], backbone["knn_balanced"])
+        result.update(judged_by=yardstick.metric, above_baselines=judged > max(yardstick.raw_pixels,
+                                                                                yardstick.random_init),
+                      advice=[a["message"] for a in events.get("Advice", [])],
+                      pretraining_ended=f"{ended['reason']} at epoch {ended['epoch']}")
+    return result
 
 
-ARMS = (("auto+ft", []), ("cpu-quick+ft", ["--preset", "cpu-quick"]), ("scratch", None))
+ARMS = (("auto+ft", ["--pretrain", "always"]), ("cpu-quick+ft", ["--preset", "cpu-quick", "--pretrain", "always"]),
+        ("scratch", ["--pretrain", "never"]))
 
 
 def table(results: dict[str, list[dict]]) -> str:
     lines = ["| folder | arm | raw pixels kNN (balanced) | random-init kNN (balanced) | backbone kNN (balanced) "
              "| class head top-1 "
-             "| balanced accuracy | minutes | the backbone ends above both baselines |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| balanced accuracy | minutes | the backbone ends above both baselines; pretraining ended "
+             "| --pretrain auto would |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for folder, arms in results.items():
         for r in arms:
             b = r["baselines"]
             raw, random_init = (f"{b[k]:.1%} ({b[f'{k}_balanced']:.1%})" for k in ("raw_pixels", "random_init"))
             above = "—" if r["arm"] == "scratch" else (f"{'yes' if r['above_baselines'] else '**no**'} "
-                                                       f"({r['judged_by']})")
+                                                       f"({r['judged_by']}); {r['pretraining_ended']}")
+            would = (f"{'pretrain' if r['expected_to_pay'] else 'train from scratch'} "
+                     f"({r['labels_per_class']:g} a class, ~{r['passes']:.0f} passes)")
             lines.append(f"| {folder} | {r['arm']} | {raw} | {random_init} | {r['knn']:.1%} "
                          f"({r['knn_balanced']:.1%}) | {r['top1']:.1%} | {r['balanced']:.1%} | {r['minutes']:.1f} "
-                         f"| {above} |")
+                         f"| {above} | {would} |")
     return "\n".join(lines)
 
 
@@ -99,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for folder in args.folders:
         results[folder.name] = []
-        for name, preset in ARMS:
-            result = arm(folder, args.out / folder.name, name, args.minutes, preset)
+        for name, flags in ARMS:
+            result = arm(folder, args.out / folder.name, name, args.minutes, flags)
             results[folder.name].append(result)
             print(f"{folder.name} {name}: {json.dumps(result)}", flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))

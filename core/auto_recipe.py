@@ -114,7 +114,8 @@ def measure_rate(config: TrainConfig, channels: int, steps: int = 3) -> float:
     """Training images per second of `config` on this machine: a few real steps after one warm-up, on
     random images of the stored side (a step costs the same whatever the pixels show)."""
     batch = config.batch_size
-    shape = (batch, channels, config.data_size, config.data_size)
+    side = config.data_size or config.model.image_size  # 0: stored at the model's side
+    shape = (batch, channels, side, side)
     random_set = ImageSet(torch.randint(0, 256, shape, dtype=torch.uint8), torch.arange(batch) % 2, ("a", "b"))
     data = DataSplits("timing", random_set, random_set.subset(torch.arange(2)))
     return Trainer(config.with_overrides(minutes=0.0, epochs=1, warmup_epochs=0), data).time_steps(steps)

@@ -110,4 +110,4 @@ def describe(minutes: float, epochs: int, images_per_s: float, was: int | None =
     """What a run prints once its budget is fixed, e.g. '5 min budget: ~46 epochs at 410 img/s', and when
     it moves it ('... (was 52)')."""
     moved = f" (was {was})" if was is not None else ""
-    return f"{minutes:g} min budget: ~{epochs} epochs at {images_per_s:,.0f} img/s{moved}"
+    return f"{minutes:.3g} min budget: ~{epochs} epochs at {images_per_s:,.0f} img/s{moved}"

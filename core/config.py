@@ -140,6 +140,9 @@ class TrainConfig:
     # The images a label-free objective trains on when labels are few: "all" training images, or only
     # the "labelled" ones (the paper's situation: the same few images for both stages).
     pretrain_on: str = "all"
+    # A pretraining run ends early (reason HANDED_OVER) when its kNN on held-out training images stops
+    # helping (core/watchdog.py), so a pipeline gives the rest of its minutes to fine-tuning.
+    stop_when_not_helping: bool = False
     seed: int = 0
     knn_k: int = 20
     knn_temperature: float = 0.07

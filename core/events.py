@@ -100,7 +100,7 @@ class CheckpointSaved:
 
 @dataclass(frozen=True)
 class Finished:
-    reason: str  # "completed" | "stopped"
+    reason: str  # "completed" | "stopped" | "handed over" (core/watchdog.py)
     epoch: int
     step: int
     knn_top1: float | None

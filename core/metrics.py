@@ -36,6 +36,21 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
     return torch.cat(scores)
 
 
+@torch.no_grad()
+def knn_leave_one_out(features: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int = 20,
+                      temperature: float = 0.07, chunk: int = 2048) -> torch.Tensor:
+    """Class votes (N, n_classes) of each image from its k nearest *other* images: a held-out kNN on the
+    training set itself, with no split to carve (an image never votes for itself)."""
+    normed = F.normalize(features.float(), dim=1)
+    scores = []
+    for start in range(0, len(normed), chunk):
+        similarity = normed[start:start + chunk] @ normed.T  # (chunk, N)
+        rows = torch.arange(len(similarity), device=similarity.device)
+        similarity[rows, rows + start] = -float("inf")
+        scores.append(knn_votes(similarity, labels, n_classes, k, temperature))
+    return torch.cat(scores)
+
+
 def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
                  test_labels: torch.Tensor, n_classes: int, k: int = 20, temperature: float = 0.07) -> float:
     scores = knn_predict(train_features, train_labels, test_features, n_classes, k, temperature)

@@ -22,6 +22,8 @@ PRETRAIN, FINETUNE = "pretrain", "finetune"
 STAGES = (PRETRAIN, FINETUNE)
 WARMUP_SHARE = 0.25  # the most of a run its warmup may take
 FINETUNE_SHARE = 4  # fine-tuning runs 1/4 of the pretraining epochs by default (800 -> 200)
+# ... so of a budget split between the two stages, pretraining takes this share (the paper's 800 of 1,000)
+PRETRAIN_SHARE = FINETUNE_SHARE / (FINETUNE_SHARE + 1)
 
 
 def recipe(base: TrainConfig, objective: str | None = None, *, stage: str = PRETRAIN, epochs: int | None = None,

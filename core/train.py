@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from core import auto_recipe, runs, watchdog
+from core import auto_recipe, payoff, runs, watchdog
 from core import events as ev
 from core.checkpoint import Checkpoint
 from core.config import PRESETS, TrainConfig, preset
@@ -88,6 +88,8 @@ def auto_from_args(args: argparse.Namespace) -> tuple[TrainConfig, DataSplits]:
     base, data = auto_recipe.plan(dataset, device, args.minutes or 0.0, load)
     print(auto_recipe.describe(base))
     config = recipe(base, args.objective, epochs=args.epochs, **_overrides(args))
+    if payoff.applies(config):
+        print(f"expected: {payoff.for_run(config, data).reason}; python -m core.pipeline follows it")
     return config, data if config.data_size == base.data_size else None
 
 

@@ -131,6 +131,13 @@ class Trainer:
         self._budget_minutes = config.minutes  # kept once the length is fixed: later epochs check it
         self._eval_s: float | None = None  # what one evaluation took (timed with the baselines)
         self._watchdog: watchdog.Watchdog | None = None  # reads the kNN curve of a pretraining run
+        # stop_when_not_helping: the same signs read on held-out training images, against the random-init
+        # encoder's figure there; `handed_over` holds the words once they apply (the run then ends).
+        self._held_out_watchdog: watchdog.Watchdog | None = None
+        self._held_out_random: float | None = None
+        self.handed_over: str | None = None
+        if config.stop_when_not_helping and self.dist.enabled:
+            raise ValueError("stop_when_not_helping is read on one process: train it without torchrun")
         self.judged_knn: float | None = None  # the latest evaluation in the yardstick's figure
         # Views differ per rank; the epoch order (on the CPU) is the same on every rank.
         self.generator = torch.Generator(self.device).manual_seed(config.seed + self.dist.rank)
@@ -232,9 +239,23 @@ class Trainer:
         votes = knn_predict(memory, self.memory_labels, pixel_features(self.eval_test),
                             self.n_classes, cfg.knn_k, cfg.knn_temperature).argmax(dim=1)
         random_init = self._timed_evaluation() if self._random_init is None else self._evaluate_random_init()
+        if cfg.stop_when_not_helping:
+            self._held_out_random = self._held_out_knn(random_init.train_embeddings)
         return ev.Baselines(accuracy(votes, labels), random_init.knn,
                             balanced_accuracy(confusion_matrix(votes, labels, self.n_classes)),
                             random_init.knn_balanced)
+
+    @property
+    def _held_out_metric(self) -> str:
+        """Balanced accuracy when the labelled training images' classes are unequal, else top-1."""
+        counts = torch.bincount(self.memory_labels, minlength=self.n_classes)
+        return watchdog.BALANCED if unequal(counts[counts > 0]) else watchdog.TOP1
+
+    def _held_out_knn(self, train_embeddings: torch.Tensor) -> float:
+        """The leave-one-out kNN of the labelled training images, in `_held_out_metric`."""
+        return watchdog.held_out(train_embeddings[self.labelled.to(train_embeddings.device)], self.memory_labels,
+                                 self.n_classes, self.config.knn_k, self.config.knn_temperature,
+                                 self._held_out_metric)
 
     def _evaluate_random_init(self) -> Evaluation:
         trained = {k: v.clone() for k, v in self.backbone.state_dict().items()}
@@ -361,7 +382,7 @@ class Trainer:
                              None if confusion is None else tuple(map(tuple, confusion.tolist())),
                              knn_balanced, top1_balanced))
         if knn is not None:
-            self._watch(emit, epoch, knn, knn_balanced)
+            self._watch(emit, epoch, knn, knn_balanced, features)
         if snapshot:
             emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(),
                                       _cpu_copy(self.backbone),
@@ -370,9 +391,10 @@ class Trainer:
             self.save(emit)
         return knn, top1
 
-    def _watch(self, emit: Emit, epoch: int, knn: float, knn_balanced: float | None) -> None:
+    def _watch(self, emit: Emit, epoch: int, knn: float, knn_balanced: float | None, features: torch.Tensor) -> None:
         """Tell the person, once, when a pretraining run's kNN says it has stopped helping (supervised
-        and fine-tuning runs are judged by their class head)."""
+        and fine-tuning runs are judged by their class head); with stop_when_not_helping, end the run when
+        the held-out training images say so."""
         if self.objective.predicts_classes:
             return
         yardstick = self.yardstick
@@ -382,6 +404,12 @@ class Trainer:
         self.judged_knn = yardstick.read(knn, knn_balanced) if yardstick else knn
         if (words := self._watchdog.observe(epoch, self.judged_knn)) is not None:
             emit(ev.Advice(epoch, words))
+        if self.config.stop_when_not_helping:
+            if self._held_out_watchdog is None:
+                self._held_out_watchdog = watchdog.Watchdog(self._held_out_random, self._held_out_metric)
+            if (words := self._held_out_watchdog.observe(epoch, self._held_out_knn(features))) is not None:
+                self.handed_over = f"{watchdog.HELD_OUT}{words}; {watchdog.HANDOVER}"
+                emit(ev.Advice(epoch, self.handed_over))
 
     def run(self, emit: Emit, stop: threading.Event | None = None) -> ev.Finished | ev.Failed:
         """Train to the configured number of epochs, or until `stop` is set; returns the last event."""
@@ -433,11 +461,13 @@ class Trainer:
                 return self._finish(emit, "stopped", *measured)
             if self.dist.is_main:
                 measured = self._end_epoch(main_emit, epoch + 1, losses, started)
+            if self.handed_over:
+                return self._finish(emit, watchdog.HANDED_OVER, *measured)
             self._correct_budget(main_emit, started, epoch + 1)
         return self._finish(emit, "completed", *measured)
 
     def _finish(self, emit: Emit, reason: str, knn: float | None, top1: float | None) -> ev.Finished:
-        if reason == "stopped":
+        if reason != "completed":
             self.save(emit)
         done = ev.Finished(reason, self.step // self.steps_per_epoch, self.step, knn, self.last_checkpoint, top1)
         emit(done)

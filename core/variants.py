@@ -25,11 +25,10 @@ from core.labels import labelled_index
 from core.metrics import linear_probe
 from core.model import embed
 from core.objectives import Supervised
-from core.recipe import FINETUNE, recipe
+from core.recipe import FINETUNE, PRETRAIN_SHARE, recipe
 from core.reporting import JsonlLog
 from core.trainer import Trainer
 
-PRETRAIN_SHARE = 0.8
 EVALS_PER_STAGE = 5
 STAGE_RECORD = "stage.json"
 

@@ -7,6 +7,10 @@ warn, never to choose a checkpoint or a setting):
 A self-supervised objective cannot know which differences the labels care about, so on some data the
 representation peaks early and then drifts; the remedy a person has is to stop and fine-tune.
 
+A run asked to (`stop_when_not_helping`, core.pipeline's pretraining) also reads the same two signs on
+held-out *training* images (a leave-one-out kNN: each labelled training image voted for by the others)
+and ends when they apply: that choice is made on the training split, never on the test split.
+
 Which kNN: top-1 when the classes are equal; balanced accuracy (mean recall) when they are not, since
 an embedding that files every image under the largest class scores that class's share in top-1 and
 chance in balanced accuracy.
@@ -15,7 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from core import events as ev
+from core.metrics import accuracy, balanced_accuracy, confusion_matrix, knn_leave_one_out
 
 DROP = 0.02  # two points of kNN
 PATIENCE = 2  # evaluations in a row
@@ -26,6 +33,9 @@ BELOW_BEST = ("{metric} {knn:.1%} has stayed more than {drop:.0f} points below i
               "epoch {best_epoch}) for {patience} evaluations: pretraining has stopped helping")
 ADVICE = "the labels are what can help now: stop and fine-tune"
 TOP1, BALANCED = "kNN top-1", "balanced kNN accuracy"
+HELD_OUT = "on held-out training images (leave-one-out kNN), "
+HANDED_OVER = "handed over"  # the Finished reason of a run that stopped because it was not helping
+HANDOVER = "pretraining ends here and the rest of the budget goes to fine-tuning"
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,16 @@ class Yardstick:
 
     def read(self, knn: float, knn_balanced: float | None) -> float:
         return knn_balanced if self.metric == BALANCED and knn_balanced is not None else knn
+
+
+def held_out(train_embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int, temperature: float,
+             metric: str) -> float:
+    """The leave-one-out kNN of labelled training embeddings (N, D), in `metric`."""
+    predicted = knn_leave_one_out(train_embeddings, labels, n_classes, k, temperature).argmax(dim=1)
+    labels = labels.to(predicted.device)
+    if metric == BALANCED:
+        return balanced_accuracy(confusion_matrix(predicted, labels, n_classes))
+    return accuracy(predicted, labels)
 
 
 def verdict(epochs: list[int], knns: list[float], random_init: float | None, metric: str = TOP1) -> str | None:

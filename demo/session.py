@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import auto_recipe, labels, runs
+from core import auto_recipe, labels, payoff, runs
 from core import events as ev
 from core.checkpoint import Checkpoint
 from core.classify import Classifier, Prediction, PublishedModel
@@ -165,6 +165,8 @@ class Session:
         run.history.note(auto_recipe.describe(base))
         run.config = recipe(base, request.objective, epochs=epochs, seed=request.seed,
                             snapshot_every=request.snapshot_every)
+        if payoff.applies(run.config):
+            run.history.note(f"expected: {payoff.for_run(run.config, data).reason}")
         run.auto_budget = None  # fitted: a resume or a fine-tune continues this config
 
     def resume(self) -> str:

@@ -1,0 +1,32 @@
+import torch
+
+from core import payoff
+
+
+def labels(*counts):
+    return torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+
+
+def test_few_labels_a_class_expect_pretraining_to_pay_whatever_the_budget():
+    expected = payoff.expect(labels(5, 5, 5), passes=3)
+    assert expected.pretrain and expected.labels_per_class == 5
+    assert "expected to match or beat supervised training from scratch (at most 20 labels a class)" in expected.reason
+
+
+def test_many_labels_and_a_short_budget_expect_scratch_to_match_or_beat_it():
+    expected = payoff.expect(labels(204, 204), passes=97)
+    assert not expected.pretrain
+    assert expected.reason.startswith("204 labelled images a class and ~97 passes over the images: supervised")
+
+
+def test_a_long_budget_expects_pretraining_to_pay_even_with_many_labels():
+    assert payoff.expect(labels(204, 204), passes=payoff.LONG_PASSES).pretrain
+    assert "300+ passes" in payoff.expect(labels(204, 204), passes=325).reason
+
+
+def test_labels_a_class_is_the_median_over_the_classes_present():
+    # 10, 30, 400 labelled: the median class has 30 (a large class does not hide two small ones)
+    assert payoff.labels_per_class(labels(10, 30, 400)) == 30
+    assert payoff.labels_per_class(labels(0, 12, 30)) == 21  # an empty class is not a class of this data
+    assert payoff.expect(labels(10, 30, 400), passes=10).pretrain is False
+    assert payoff.expect(labels(10, 12, 400), passes=10).pretrain is True

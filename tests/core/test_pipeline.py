@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from core import pipeline
+from core.checkpoint import Checkpoint
+from scripts.make_folder_dataset import main as make_folder
+
+
+def first_event(folder, kind):
+    return next(e for e in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines()) if e["event"] == kind)
+
+
+def last_event(folder, kind):
+    return [e for e in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines()) if e["event"] == kind][-1]
+
+
+@pytest.fixture(scope="module")
+def few_labels(tmp_path_factory):
+    """Three classes of 5 to 10 photos: at most 20 labels a class, so pretraining is expected to pay or tie."""
+    folder = tmp_path_factory.mktemp("data") / "photos"
+    assert make_folder([str(folder), "--classes", "3", "--largest", "10", "--imbalance", "2"]) == 0
+    return f"folder:{folder}"
+
+
+@pytest.mark.slow
+def test_few_labels_pretrain_then_fine_tune_from_the_pretrained_backbone_within_the_minutes(few_labels, tmp_path,
+                                                                                            capsys):
+    out = tmp_path / "run"
+    assert pipeline.main(["--dataset", few_labels, "--minutes", "0.25", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "expected: " in printed
+    assert "expected to match or beat supervised training from scratch (at most 20 labels a class)" in printed
+    assert "pipeline (auto): pretraining, then fine-tuning, 0.25 min in all" in printed
+    record = json.loads((out / pipeline.RECORD).read_text())
+    assert record["pretrain"] and record["expected_to_pay"] and record["labels_per_class"] <= 20
+    assert [s["stage"] for s in record["stages"]] == ["pretrain", "finetune"]
+    assert record["model"] == str(out / "finetune" / "last.pt")
+    assert first_event(out / "pretrain", "RunStarted")["objective"] == "instance"
+    assert Checkpoint.load(out / "pretrain" / "last.pt").config.stop_when_not_helping  # held-out hand-over
+    tuned = first_event(out / "finetune", "RunStarted")
+    assert tuned["objective"] == "supervised" and tuned["init_from"] == str(out / "pretrain" / "last.pt")
+    # the fine-tuning stage is given what the clock left of the whole budget, not a fresh one
+    assert Checkpoint.load(out / "finetune" / "last.pt").config.dataset == few_labels
+    pretrained_s = last_event(out / "pretrain", "EpochMetrics")["elapsed_s"]
+    assert first_event(out / "finetune", "BudgetFitted")["minutes"] < 0.25 - pretrained_s / 60
+
+
+@pytest.mark.slow
+def test_never_trains_supervised_from_scratch_and_still_says_what_it_expected(few_labels, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert pipeline.main(["--dataset", few_labels, "--minutes", "0.1", "--out", str(out), "--pretrain", "never"]) == 0
+    assert "pipeline (never): supervised training from scratch" in capsys.readouterr().out
+    record = json.loads((out / pipeline.RECORD).read_text())
+    assert not record["pretrain"] and record["expected_to_pay"]
+    assert [s["stage"] for s in record["stages"]] == ["supervised"] and not (out / "pretrain").exists()
+    started = first_event(out / "supervised", "RunStarted")
+    assert started["objective"] == "supervised" and not started["init_from"]
+
+
+def test_a_folder_that_cannot_load_is_an_error_not_a_traceback(tmp_path, capsys):
+    assert pipeline.main(["--dataset", f"folder:{tmp_path / 'nope'}", "--minutes", "1", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
