@@ -29,7 +29,7 @@ from core.labels import labelled_index
 from core.objectives import objective_class
 
 FEW_LABELS = 20
-LONG_PASSES = 300
+LONG_PASSES = auto_recipe.MULTI_CROP_PASSES  # one number: where the paper's long-run recipe starts to pay
 RATE_STEPS = 10  # timed steps for a budget's passes: three are noisy when other work shares the machine
 
 
