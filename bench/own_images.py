@@ -7,19 +7,22 @@ Fashion-MNIST at 28 px) in place of the auto recipe; and supervised training fro
 recipe for all of them (`--pretrain never`). Prints one markdown table: the baselines (raw pixels,
 random-init encoder), the pretrained backbone's kNN (top-1 and balanced), the class head's test top-1
 and balanced accuracy, wall-clock minutes, and what the pipeline's default (`--pretrain auto`) would
-have chosen (core/payoff.py), so its result is the row it names. Asserts nothing.
+have chosen (core/payoff.py), so its result is the row it names. A pretraining arm names what its
+second stage was: fine-tuning from the backbone of the best held-out epoch, or, when no epoch beat the
+random init there, training from scratch (core/handover.py). `--arms` reruns some arms; the others'
+results in OUT/results.json are kept. Asserts nothing.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from core import events as ev
-from core.metrics import unequal
 from core.pipeline import RECORD
 from core.watchdog import Yardstick
 
@@ -47,6 +50,7 @@ def _last_evaluation(run: Path) -> dict:
 
 def arm(folder: Path, out: Path, name: str, minutes: float, flags: list[str]) -> dict:
     """One arm: a core.pipeline command with `flags`, read back from its stages' logs."""
+    shutil.rmtree(out / name, ignore_errors=True)  # the bench's own folder: a rerun replaces the arm
     spent = _run(["core.pipeline", "--dataset", f"folder:{folder}", "--minutes", str(minutes), "--out",
                   str(out / name), *flags])
     record = json.loads((out / name / RECORD).read_text())
@@ -60,13 +64,20 @@ def arm(folder: Path, out: Path, name: str, minutes: float, flags: list[str]) ->
     if record["pretrain"]:
         ended = events["Finished"][-1]
         baselines = {k: v for k, v in events["Baselines"][0].items() if k != "event"}
-        yardstick = Yardstick.of(ev.Baselines(**baselines), unequal(events["RunStarted"][0]["class_counts"]))
+        yardstick = Yardstick.of(ev.Baselines(**baselines), events["RunStarted"][0]["class_counts"])
         judged = yardstick.read(backbone["knn_top1"], backbone["knn_balanced"])
         result.update(judged_by=yardstick.metric, above_baselines=judged > max(yardstick.raw_pixels,
                                                                                 yardstick.random_init),
                       advice=[a["message"] for a in events.get("Advice", [])],
-                      pretraining_ended=f"{ended['reason']} at epoch {ended['epoch']}")
+                      pretraining_ended=f"{ended['reason']} at epoch {ended['epoch']}",
+                      then=_second_stage(record))
     return result
+
+
+def _second_stage(record: dict) -> str:
+    if record["stages"][-1]["stage"] == "finetune":
+        return f"fine-tuned from epoch {record['pretrained_best_epoch']}"
+    return "trained from scratch (no epoch beat the random init on held-out images)"
 
 
 ARMS = (("auto+ft", ["--pretrain", "always"]), ("cpu-quick+ft", ["--preset", "cpu-quick", "--pretrain", "always"]),
@@ -84,7 +95,8 @@ def table(results: dict[str, list[dict]]) -> str:
             b = r["baselines"]
             raw, random_init = (f"{b[k]:.1%} ({b[f'{k}_balanced']:.1%})" for k in ("raw_pixels", "random_init"))
             above = "—" if r["arm"] == "scratch" else (f"{'yes' if r['above_baselines'] else '**no**'} "
-                                                       f"({r['judged_by']}); {r['pretraining_ended']}")
+                                                       f"({r['judged_by']}); {r['pretraining_ended']}; "
+                                                       f"then {r.get('then', 'fine-tuned from the last epoch')}")
             would = (f"{'pretrain' if r['expected_to_pay'] else 'train from scratch'} "
                      f"({r['labels_per_class']:g} a class, ~{r['passes']:.0f} passes)")
             lines.append(f"| {folder} | {r['arm']} | {raw} | {random_init} | {r['knn']:.1%} "
@@ -99,15 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--minutes", type=float, default=5.0, help="total minutes per arm")
     parser.add_argument("--out", type=Path, default=Path("runs/own-images"))
+    parser.add_argument("--arms", nargs="+", choices=[name for name, _ in ARMS], default=[name for name, _ in ARMS])
     args = parser.parse_args(argv)
-    results = {}
+    saved = args.out / "results.json"
+    results = json.loads(saved.read_text()) if saved.exists() else {}
     for folder in args.folders:
-        results[folder.name] = []
+        kept = {r["arm"]: r for r in results.get(folder.name, [])}
         for name, flags in ARMS:
-            result = arm(folder, args.out / folder.name, name, args.minutes, flags)
-            results[folder.name].append(result)
-            print(f"{folder.name} {name}: {json.dumps(result)}", flush=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+            if name in args.arms:
+                kept[name] = arm(folder, args.out / folder.name, name, args.minutes, flags)
+                print(f"{folder.name} {name}: {json.dumps(kept[name])}", flush=True)
+        results[folder.name] = [kept[name] for name, _ in ARMS if name in kept]
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(results, indent=1))  # after every folder: a stopped bench keeps what ran
     print(table(results))
     return 0
 

@@ -117,12 +117,12 @@ def time_stage(name: str, config: TrainConfig, plan: Plan, compile_step: bool) -
         trainer._train_step(index, 0)
 
     seconds = time_windows(step, device, plan.warmup, plan.windows, plan.steps_per_window)
-    embed(trainer.backbone, trainer.eval_test[:2])  # warm-up: the first eval-mode forward pays set-up
+    embed(trainer.backbone, trainer.monitor.eval_test[:2])  # warm-up: the first eval-mode forward pays set-up
     synchronize(device)
     started = time.perf_counter()
-    embed(trainer.backbone, trainer.eval_test)
+    embed(trainer.backbone, trainer.monitor.eval_test)
     synchronize(device)
-    rate = len(trainer.eval_test) / (time.perf_counter() - started)
+    rate = len(trainer.monitor.eval_test) / (time.perf_counter() - started)
     return StageTime(name, config, batch, [s / plan.steps_per_window for s in seconds], rate, compile_step)
 
 

@@ -17,7 +17,8 @@ Every rule is here, and each reads a measured fact, never a dataset's name:
   scratch needs thousands of steps before it learns shapes, and a few hundred images at batch 128 give a
   budget of minutes only a few hundred (measured on a composited folder: the supervised loss did not leave
   ln(classes) in 800 steps at 128, and did at 32).
-- evaluations: about EVALUATIONS over the run, so the watchdog can read the curve.
+- evaluations: about EVALUATIONS over the run, so the watchdog can read the curve (a budget that fixes
+  a shorter run than this estimate keeps them: core/budget.py).
 """
 from __future__ import annotations
 
@@ -129,10 +130,20 @@ def auto_recipe(facts: Facts, images_per_s: float) -> TrainConfig:
     epochs = (max(1, math.floor(passes(facts, images_per_s) / views)) if facts.minutes else DEFAULT_EPOCHS)
     batch, lr = batch_and_lr(facts, epochs * facts.n_train)
     config = _base(facts, side, patch, stored, multi_crop, batch, lr)
-    return dataclasses.replace(config, eval_every=max(1, epochs // EVALUATIONS))
+    # With a budget, `epochs` is the estimate the run's own timing then corrects (core/budget.py): the
+    # evaluations are planned over it, and a shorter fixed length keeps them.
+    return dataclasses.replace(config, epochs=epochs, eval_every=max(1, epochs // EVALUATIONS))
 
 
-def plan(spec: str, device: str, minutes: float, load: Callable[[int], DataSplits]) -> tuple[TrainConfig, DataSplits]:
+@dataclass(frozen=True)
+class Plan:
+    """The auto recipe's base config and the splits it trains on."""
+
+    config: TrainConfig
+    data: DataSplits
+
+
+def plan(spec: str, device: str, minutes: float, load: Callable[[int], DataSplits]) -> Plan:
     """The auto config for dataset `spec` and the splits it trains on, loaded once at the chosen side by
     `load(stored side)`. The side is chosen from the files' headers and a throughput timed on random
     images; the framing is then measured from the loaded images."""
@@ -145,9 +156,10 @@ def plan(spec: str, device: str, minutes: float, load: Callable[[int], DataSplit
     side, patch, stored = choose_side(guess, rate)
     data = load(stored if native > SMALL_SIDE else 0)
     facts = Facts(native, len(data.train), data.train.channels, data.train.framing.light_on_dark, device, minutes)
-    config = auto_recipe(facts, rate if rate is not None else measure_rate(_base(facts, side, patch, stored, False),
-                                                                           data.train.channels))
-    return dataclasses.replace(config, dataset=spec, data_size=stored if native > SMALL_SIDE else 0), data
+    if rate is None:
+        rate = measure_rate(_base(facts, side, patch, stored, False), data.train.channels)
+    config = auto_recipe(facts, rate)
+    return Plan(dataclasses.replace(config, dataset=spec, data_size=stored if native > SMALL_SIDE else 0), data)
 
 
 def describe(config: TrainConfig, name: str = NAME, length: bool = True) -> str:

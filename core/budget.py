@@ -101,6 +101,16 @@ def seconds_for(epochs: int, costs: Costs, steps_per_epoch: int, done_steps: int
     return steps * costs.step_s + ends
 
 
+def eval_every_for(planned_epochs: int, eval_every: int, epochs: int) -> int:
+    """The evaluation interval once a budget fixed `epochs` where the recipe planned `planned_epochs` at
+    `eval_every`: a shorter run keeps the evaluations that were planned (a recipe's length is only its
+    estimate of what the clock allows, and the watchdog needs points on the curve to read); a longer one
+    keeps the interval."""
+    if not eval_every or epochs >= planned_epochs:
+        return eval_every
+    return max(1, round(eval_every * epochs / planned_epochs))
+
+
 def worth_correcting(planned: int, fitted: int) -> bool:
     """Whether a new fit differs enough from the planned length to move it mid-run."""
     return abs(fitted - planned) >= max(2, CORRECTION_SHARE * planned)

@@ -141,7 +141,8 @@ class TrainConfig:
     # the "labelled" ones (the paper's situation: the same few images for both stages).
     pretrain_on: str = "all"
     # A pretraining run ends early (reason HANDED_OVER) when its kNN on held-out training images stops
-    # helping (core/watchdog.py), so a pipeline gives the rest of its minutes to fine-tuning.
+    # helping, and keeps its best backbone there (core/handover.py), so a pipeline gives the rest of its
+    # minutes to the next stage. A run that trains on the labels is judged by its class head: not read.
     stop_when_not_helping: bool = False
     seed: int = 0
     knn_k: int = 20

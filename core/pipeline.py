@@ -1,13 +1,11 @@
 """`python -m core.pipeline --dataset folder:PATH --minutes 5 --out DIR`: the best model the minutes allow.
 
 One command for a person with labelled images and a budget: the recipe (the auto recipe by default,
-core/auto_recipe.py) is fitted to the data and the machine, the pretraining's throughput is timed, and
-core/payoff.py says whether pretraining is expected to pay for this many labels a class and passes.
-Then either
-- pretraining for PRETRAIN_SHARE of the minutes (DIR/pretrain), ended early when its kNN on held-out
-  training images stops helping (core/watchdog.py), and fine-tuning for what the clock has left
-  (DIR/finetune), or
-- supervised training from scratch for all of them (DIR/supervised).
+core/auto_recipe.py) is fitted to the data and the machine, and core/payoff.py says whether pretraining
+is expected to pay for this many labels a class and passes. Then the stages core/stages.py plans:
+either pretraining (DIR/pretrain), then fine-tuning from its best held-out epoch (DIR/finetune) or,
+when none beat the random init, supervised training from scratch (DIR/supervised) for what the clock
+has left; or supervised training from scratch for all of the minutes (DIR/supervised).
 `--pretrain always|never` overrides the expectation, which is printed either way. Every minute counts:
 loading, planning and timing come out of the budget, and the data are loaded once for both stages.
 DIR/pipeline.json records the choice, its reason, the stages and `model`, the checkpoint to use.
@@ -20,16 +18,17 @@ import sys
 import time
 from pathlib import Path
 
-from core import auto_recipe, payoff
+from core import auto_recipe, payoff, stages
 from core.config import PRESETS, TrainConfig, preset
 from core.data import DataSplits, load_dataset
 from core.distributed import resolve_device
-from core.recipe import FINETUNE, PRETRAIN_SHARE, recipe
+from core.recipe import PRETRAIN_SHARE
+from core.runs import METRICS
 from core.train import execute
 
 RECORD = "pipeline.json"
 CHOICES = ("auto", "always", "never")
-LEAST_MINUTES = 0.05  # a stage that the clock left almost nothing still trains a few steps
+STAGES = (stages.PRETRAIN, stages.FINETUNE_STAGE, stages.SUPERVISED)  # DIR's subfolders, one per stage that ran
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,14 +56,10 @@ def _base(args: argparse.Namespace) -> tuple[TrainConfig, DataSplits]:
 
     fixed = {"seed": args.seed, "labels_per_class": args.labels_per_class}
     if args.preset == auto_recipe.NAME:
-        base, data = auto_recipe.plan(args.dataset, resolve_device(args.device).type, args.minutes, load)
-        return base.with_overrides(**fixed), data
+        plan = auto_recipe.plan(args.dataset, resolve_device(args.device).type, args.minutes, load)
+        return plan.config.with_overrides(**fixed), plan.data
     base = preset(args.preset).with_overrides(dataset=args.dataset, device=args.device, minutes=args.minutes, **fixed)
     return base, load(base.data_size)
-
-
-def _left(started: float, minutes: float) -> float:
-    return max(LEAST_MINUTES, minutes - (time.perf_counter() - started) / 60)
 
 
 def _stage(config: TrainConfig, out: Path, data: DataSplits, args: argparse.Namespace) -> int:
@@ -72,11 +67,42 @@ def _stage(config: TrainConfig, out: Path, data: DataSplits, args: argparse.Name
     return execute(config, out=out, data_root=args.data_root, download=args.download, data=data if same else None)
 
 
+def _run_stage(name: str, config: TrainConfig, data: DataSplits, args: argparse.Namespace, record: dict) -> int:
+    code = _stage(config, args.out / name, data, args)
+    record["stages"].append({"stage": name, "folder": str(args.out / name), "exit": code})
+    return code
+
+
+def _refuse_a_used_folder(out: Path) -> None:
+    """A stage's log appends (a resumed run continues it): a second pipeline in the same folder would mix
+    two runs' events, so it is refused rather than overwritten (nothing is lost)."""
+    used = [str(out / name) for name in STAGES if (out / name / METRICS).exists()]
+    if used or (out / RECORD).exists():
+        raise ValueError(f"{out} already holds a pipeline run ({', '.join(used) or RECORD}): choose another --out")
+
+
+def _train_stages(args: argparse.Namespace, base: TrainConfig, pretraining: TrainConfig | None, data: DataSplits,
+                  started: float, record: dict) -> tuple[int, str]:
+    """Pretraining (when given) and the stage core/stages.py says follows it, or supervised training from
+    scratch; each stage gets what the clock started at `started` has left. Returns (exit code, last stage)."""
+    name, config = stages.SUPERVISED, stages.from_scratch(base, args.minutes)
+    if pretraining is not None:
+        first = pretraining.with_overrides(minutes=stages.minutes_left(started, args.minutes * PRETRAIN_SHARE))
+        if code := _run_stage(stages.PRETRAIN, first, data, args, record):
+            return code, stages.PRETRAIN
+        then = stages.after_pretraining(first, base, args.out / stages.PRETRAIN, args.minutes)
+        print(f"pipeline: {then.words}")
+        name, config, record["pretrained_best_epoch"] = then.stage, then.config, then.best_epoch
+    left = stages.minutes_left(started, args.minutes)
+    return _run_stage(name, config.with_overrides(minutes=left), data, args, record), name
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
+        _refuse_a_used_folder(args.out)
         base, data = _base(args)
-        pretraining = recipe(base, args.objective, minutes=args.minutes * PRETRAIN_SHARE, stop_when_not_helping=True)
+        pretraining = stages.pretraining(base, args.objective, args.minutes)
         expected = payoff.for_run(pretraining, data)
     except (ValueError, RuntimeError, OSError) as exc:  # DatasetError and config validation are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
@@ -89,19 +115,9 @@ def run(args: argparse.Namespace) -> int:
     record = {"dataset": args.dataset, "minutes": args.minutes, "choice": args.pretrain, "pretrain": pretrain,
               "expected_to_pay": expected.pretrain, "reason": expected.reason,
               "labels_per_class": expected.labels_per_class, "passes": expected.passes, "stages": []}
-    stages = [("pretrain", pretraining.with_overrides(minutes=_left(started, args.minutes * PRETRAIN_SHARE))),
-              ("finetune", None)] if pretrain else [("supervised", None)]
-    for name, config in stages:
-        if config is None:
-            config = (recipe(pretraining, stage=FINETUNE, init_from=str(args.out / "pretrain" / "last.pt"))
-                      if name == "finetune" else recipe(base, "supervised"))
-            config = config.with_overrides(minutes=_left(started, args.minutes))
-        code = _stage(config, args.out / name, data, args)
-        record["stages"].append({"stage": name, "folder": str(args.out / name), "exit": code})
-        if code:
-            break
-    else:
-        record["model"] = str(args.out / stages[-1][0] / "last.pt")
+    code, name = _train_stages(args, base, pretraining if pretrain else None, data, started, record)
+    if not code:
+        record["model"] = str(args.out / name / "last.pt")
     record["spent_minutes"] = (time.perf_counter() - started) / 60
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / RECORD).write_text(json.dumps(record, indent=1))

@@ -52,8 +52,10 @@ def recipe(base: TrainConfig, objective: str | None = None, *, stage: str = PRET
     epochs = epochs or (max(1, config.epochs // FINETUNE_SHARE) if stage == FINETUNE else config.epochs)
     if needs is Supervised:
         config = _supervised(config, resolution or config.model.image_size, epochs)
-    return with_epochs(dataclasses.replace(_fit_views(config, needs), objective=needs.name, init_from=str(init_from)),
-                       epochs)
+    # A supervised stage is judged by its class head: the held-out hand-over of its pretraining is not carried.
+    config = dataclasses.replace(_fit_views(config, needs), objective=needs.name, init_from=str(init_from),
+                                 stop_when_not_helping=config.stop_when_not_helping and not needs.predicts_classes)
+    return with_epochs(config, epochs)
 
 
 def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:

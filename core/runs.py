@@ -165,6 +165,36 @@ def summarize(folder: str | Path) -> Summary:
                    final.labels_per_class if final else 0)
 
 
+class Summaries:
+    """Run folders' summaries, each read again only when one of the files it reads has changed: a run
+    table of many runs refreshes whenever any one of them starts, ends or is renamed."""
+
+    def __init__(self):
+        self._known: dict[Path, tuple[tuple, Summary]] = {}
+
+    def of(self, folder: str | Path) -> Summary:
+        folder = Path(folder)
+        stamp = _stamp(folder)
+        known = self._known.get(folder)
+        if known is None or known[0] != stamp:
+            known = self._known[folder] = (stamp, summarize(folder))
+        return known[1]
+
+
+def _stamp(folder: Path) -> tuple:
+    """(name, mtime in ns, size) of every file a summary reads; a file that is not there counts too."""
+    stamps = []
+    for stage in (folder, folder / FINETUNE_DIR):
+        for name in (CONFIG, META, METRICS):
+            try:
+                stat = (stage / name).stat()
+            except OSError:
+                stamps.append((str(stage / name), None, None))
+                continue
+            stamps.append((str(stage / name), stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
 def config_diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, object, object]]:
     """(field, a's value, b's value) for every field that differs, nested fields dotted (model.dim)."""
     flat_a, flat_b = _flatten(dataclasses.asdict(a)), _flatten(dataclasses.asdict(b))

@@ -85,12 +85,13 @@ def auto_from_args(args: argparse.Namespace) -> tuple[TrainConfig, DataSplits]:
     def load(size: int) -> DataSplits:
         return load_dataset(dataset, root=args.data_root, download=args.download, size=size, seed=seed)
 
-    base, data = auto_recipe.plan(dataset, device, args.minutes or 0.0, load)
-    print(auto_recipe.describe(base))
-    config = recipe(base, args.objective, epochs=args.epochs, **_overrides(args))
+    plan = auto_recipe.plan(dataset, device, args.minutes or 0.0, load)
+    print(auto_recipe.describe(plan.config))
+    config = recipe(plan.config, args.objective, epochs=args.epochs, **_overrides(args))
     if payoff.applies(config):
-        print(f"expected: {payoff.for_run(config, data).reason}; python -m core.pipeline follows it")
-    return config, data if config.data_size == base.data_size else None
+        expected = payoff.for_run(config, plan.data)
+        print(f"expected: {expected.reason}; python -m core.pipeline follows it")
+    return config, plan.data if config.data_size == plan.config.data_size else None
 
 
 def run_with_interrupt(trainer: Trainer, emit) -> ev.Finished | ev.Failed:
@@ -152,9 +153,10 @@ def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, do
     knn = f", kNN top-1 {outcome.knn_top1:.4f}" if outcome.knn_top1 is not None else ""
     top1 = f", test top-1 {outcome.test_top1:.4f}" if outcome.test_top1 is not None else ""
     print(f"{outcome.reason} at epoch {outcome.epoch}, step {outcome.step}{knn}{top1}{where}")
-    if trainer.judged_knn is not None and trainer.yardstick:
-        judged = trainer.yardstick
-        print(watchdog.ending(trainer.judged_knn, judged.raw_pixels, judged.random_init, judged.metric))
+    monitor = trainer.monitor
+    if monitor.judged_knn is not None and monitor.yardstick:
+        judged = monitor.yardstick
+        print(watchdog.ending(monitor.judged_knn, judged.raw_pixels, judged.random_init, judged.metric))
     if outcome.reason == "stopped" and outcome.checkpoint:
         print(f"resume with: python -m core.train --out {out} --resume {outcome.checkpoint}")
     return 130 if outcome.reason == "stopped" else 0

@@ -14,32 +14,24 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from core import budget, watchdog
+from core import budget
 from core import events as ev
 from core.augment import ViewMaker, mix
 from core.checkpoint import Checkpoint, ResumeState
 from core.config import TrainConfig
 from core.data import DataSplits
 from core.distributed import Dist, init_from_env, resolve_device
-from core.images import fit_square
-from core.labels import labelled_index, training_index
-from core.metrics import (
-    accuracy,
-    balanced_accuracy,
-    confusion_accuracy,
-    confusion_matrix,
-    knn_predict,
-    pixel_features,
-    unequal,
-)
+from core.handover import BEST, HANDED_OVER
+from core.labels import training_index
+from core.metrics import balanced_accuracy, confusion_accuracy
 from core.model import build_backbone, embed
+from core.monitor import Evaluation, Monitor
 from core.objectives import build_objective, objective_class
 from core.recipe import with_epochs
 from core.schedule import warmup_cosine
@@ -50,14 +42,6 @@ Emit = Callable[[ev.Event], None]
 def _cpu_copy(module: nn.Module) -> dict:
     """Detached CPU copies of a module's state: what a listener may keep while training goes on."""
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
-@dataclass(frozen=True, eq=False)
-class Evaluation:
-    knn: float  # kNN top-1 on the test split
-    knn_balanced: float  # the same votes' balanced accuracy (mean recall over classes)
-    train_embeddings: torch.Tensor  # (N, D), what the kNN used: a snapshot reuses them
-    confusion: torch.Tensor | None  # the class head's test confusion (n_classes, n_classes), if it has one
 
 
 class _Joint(nn.Module):
@@ -88,19 +72,13 @@ class Trainer:
         self.dist: Dist = init_from_env(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        size = config.model.image_size
-        # Few labels (config.labels_per_class): every kNN votes with the labelled images only, and the
-        # run trains on them unless its objective is label-free and may see every image.
-        self.labelled = labelled_index(data.train.labels, config.labels_per_class, config.seed)
-        self.memory_labels = data.train.labels[self.labelled]
+        # Few labels (config.labels_per_class): the run trains on the labelled images unless its
+        # objective is label-free and may see every image (every kNN votes with them only: core/monitor.py).
         train_index = training_index(config, data.train.labels, objective_class(config.objective).predicts_classes)
         self.n_train = len(train_index)
         every = self.n_train == len(data.train)  # then no copy: Flowers' images at 144 px are 127 MB
         self.train_images = (data.train.images if every else data.train.images[train_index]).to(self.device)
         self.train_labels = (data.train.labels if every else data.train.labels[train_index]).to(self.device)
-        # Every training image (snapshots show them all), at the model's side.
-        self.eval_train = fit_square(self.train_images if every else data.train.images.to(self.device), size)
-        self.eval_test = fit_square(data.test.images.to(self.device), size)
         self.n_classes = len(data.class_names)
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank and every run
@@ -112,6 +90,10 @@ class Trainer:
         if config.init_from and resume_from is None:
             self._random_init = {k: v.clone() for k, v in self.backbone.state_dict().items()}
             self._init_backbone(config.init_from)
+        self.monitor = Monitor(config, data, self.backbone, self.objective,
+                               self.train_images if every else data.train.images.to(self.device))
+        if config.stop_when_not_helping and self.dist.enabled:
+            raise ValueError("stop_when_not_helping is read on one process: train it without torchrun")
         self.module: nn.Module = _Joint(self.backbone, self.objective)
         if self.dist.enabled:
             self.module = DistributedDataParallel(
@@ -130,22 +112,12 @@ class Trainer:
         self._timer = budget.StepTimer()  # a budgeted run's step time
         self._budget_minutes = config.minutes  # kept once the length is fixed: later epochs check it
         self._eval_s: float | None = None  # what one evaluation took (timed with the baselines)
-        self._watchdog: watchdog.Watchdog | None = None  # reads the kNN curve of a pretraining run
-        # stop_when_not_helping: the same signs read on held-out training images, against the random-init
-        # encoder's figure there; `handed_over` holds the words once they apply (the run then ends).
-        self._held_out_watchdog: watchdog.Watchdog | None = None
-        self._held_out_random: float | None = None
-        self.handed_over: str | None = None
-        if config.stop_when_not_helping and self.dist.enabled:
-            raise ValueError("stop_when_not_helping is read on one process: train it without torchrun")
-        self.judged_knn: float | None = None  # the latest evaluation in the yardstick's figure
         # Views differ per rank; the epoch order (on the CPU) is the same on every rank.
         self.generator = torch.Generator(self.device).manual_seed(config.seed + self.dist.rank)
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.order: torch.Tensor | None = None  # the sample order of epoch `order_epoch`
         self.order_epoch = -1
-        self.baselines: ev.Baselines | None = None
         self.last_checkpoint: str | None = None
         if resume_from is not None:
             self._restore(resume_from)
@@ -176,8 +148,17 @@ class Trainer:
             config=self.config, backbone=self.backbone.state_dict(), objective=self.objective.state_dict(),
             step=self.step, epoch=self.step // self.steps_per_epoch, data_fingerprint=self.data.fingerprint,
             class_names=self.data.class_names, channels=self.data.train.channels,
-            baselines=dataclasses.astuple(self.baselines) if self.baselines else None,
+            baselines=dataclasses.astuple(self.monitor.baselines) if self.monitor.baselines else None,
             resume=resume)
+
+    def _save_best(self) -> None:
+        """A hand-over run's backbone at its best held-out epoch, weights only, beside last.pt (BEST)."""
+        best = self.monitor.handover.best if self.monitor.handover is not None else None
+        if best is None or self.out_dir is None or not self.dist.is_main:
+            return
+        dataclasses.replace(self.checkpoint(), backbone=best.backbone, objective=best.objective,
+                            epoch=best.epoch, step=best.epoch * self.steps_per_epoch,
+                            resume=None).save(self.out_dir / BEST)
 
     def _restore(self, path: str | Path) -> None:
         checkpoint = Checkpoint.load(path, map_location=self.device)
@@ -207,7 +188,7 @@ class Trainer:
         self.order = state.epoch_order.to(self.device) if len(state.epoch_order) else None
         self.order_epoch = state.order_epoch
         if checkpoint.baselines:
-            self.baselines = ev.Baselines(*checkpoint.baselines)
+            self.monitor.baselines = ev.Baselines(*checkpoint.baselines)
         self.last_checkpoint = str(path)
 
     def save(self, emit: Emit) -> str | None:
@@ -221,41 +202,12 @@ class Trainer:
     # -- measurement -------------------------------------------------------------------------
     def evaluate(self) -> Evaluation:
         """The kNN monitor (and the class head, when the objective has one) on the test split."""
-        train, test = embed(self.backbone, self.eval_train), embed(self.backbone, self.eval_test)
-        labels = self.data.test.labels
-        votes = knn_predict(train[self.labelled.to(train.device)], self.memory_labels, test, self.n_classes,
-                            self.config.knn_k, self.config.knn_temperature)
-        knn_confusion = confusion_matrix(votes.argmax(dim=1), labels, self.n_classes)
-        confusion = None
-        if self.objective.predicts_classes:
-            with torch.no_grad():
-                predicted = self.objective.class_logits(test).argmax(dim=1)
-            confusion = confusion_matrix(predicted, labels, self.n_classes)
-        return Evaluation(accuracy(votes.argmax(dim=1), labels), balanced_accuracy(knn_confusion), train, confusion)
+        return self.monitor.evaluate()
 
     def _baselines(self) -> ev.Baselines:
-        cfg, labels = self.config, self.data.test.labels
-        memory = pixel_features(self.eval_train)[self.labelled.to(self.device)]
-        votes = knn_predict(memory, self.memory_labels, pixel_features(self.eval_test),
-                            self.n_classes, cfg.knn_k, cfg.knn_temperature).argmax(dim=1)
-        random_init = self._timed_evaluation() if self._random_init is None else self._evaluate_random_init()
-        if cfg.stop_when_not_helping:
-            self._held_out_random = self._held_out_knn(random_init.train_embeddings)
-        return ev.Baselines(accuracy(votes, labels), random_init.knn,
-                            balanced_accuracy(confusion_matrix(votes, labels, self.n_classes)),
-                            random_init.knn_balanced)
-
-    @property
-    def _held_out_metric(self) -> str:
-        """Balanced accuracy when the labelled training images' classes are unequal, else top-1."""
-        counts = torch.bincount(self.memory_labels, minlength=self.n_classes)
-        return watchdog.BALANCED if unequal(counts[counts > 0]) else watchdog.TOP1
-
-    def _held_out_knn(self, train_embeddings: torch.Tensor) -> float:
-        """The leave-one-out kNN of the labelled training images, in `_held_out_metric`."""
-        return watchdog.held_out(train_embeddings[self.labelled.to(train_embeddings.device)], self.memory_labels,
-                                 self.n_classes, self.config.knn_k, self.config.knn_temperature,
-                                 self._held_out_metric)
+        if self._random_init is None:  # a run from scratch: its backbone is the random init now
+            return self.monitor.measure_baselines(self._timed_evaluation(), self.backbone.state_dict())
+        return self.monitor.measure_baselines(self._evaluate_random_init(), self._random_init)
 
     def _evaluate_random_init(self) -> Evaluation:
         trained = {k: v.clone() for k, v in self.backbone.state_dict().items()}
@@ -264,14 +216,6 @@ class Trainer:
             return self._timed_evaluation()
         finally:
             self.backbone.load_state_dict(trained)
-
-    @property
-    def yardstick(self) -> watchdog.Yardstick | None:
-        """The kNN figure this run is judged by (balanced when the classes are unequal), with its baselines."""
-        if self.baselines is None:
-            return None
-        counts = self.memory_labels.bincount(minlength=self.n_classes)
-        return watchdog.Yardstick.of(self.baselines, unequal(counts))
 
     def _timed_evaluation(self) -> Evaluation:
         """The evaluation, timed for a time budget (the latest one's cost is what the next fit counts)."""
@@ -296,22 +240,31 @@ class Trainer:
             self._fit_length(emit, started, self._timer.recent_step_s, least=epoch + 1)
 
     def _fit_length(self, emit: Emit, started: float, step_s: float, least: int) -> None:
-        minutes, planned = self._budget_minutes, self.config.epochs
+        """Fix (first) or move the run's length; the first fit of a run shorter than planned also shortens
+        its evaluation interval to keep the planned evaluations (budget.eval_every_for), and pays for them."""
+        minutes, planned, every = self._budget_minutes, self.config.epochs, self.config.eval_every
+        first = bool(self.config.minutes)
         epochs, costs = planned, None
         if self.dist.is_main:
             if self._eval_s is None:  # a resumed run did not time its baselines
                 self._timed_evaluation()
             train, test = len(self.data.train), len(self.data.test)
             costs = budget.Costs(step_s, self._eval_s, self._eval_s * train / (train + test))
-            fitted = max(least, budget.fit_epochs(minutes * 60 - (self.clock() - started), costs, self.steps_per_epoch,
-                                                  self.step, self.config.eval_every, self.config.snapshot_every))
-            if self.config.minutes or budget.worth_correcting(planned, fitted):
+            seconds = minutes * 60 - (self.clock() - started)
+
+            def fit(eval_every: int) -> int:
+                return max(least, budget.fit_epochs(seconds, costs, self.steps_per_epoch, self.step, eval_every,
+                                                    self.config.snapshot_every))
+
+            fitted = fit(every)
+            if first and (shorter := budget.eval_every_for(planned, every, fitted)) != every:
+                every, fitted = shorter, fit(shorter)
+            if first or budget.worth_correcting(planned, fitted):
                 epochs = fitted
-        epochs = self.dist.agree(epochs, self.device)
-        first = bool(self.config.minutes)
+        epochs, every = self.dist.agree(epochs, self.device), self.dist.agree(every, self.device)
         if epochs == planned and not first:
             return
-        self.config = dataclasses.replace(with_epochs(self.config, epochs), minutes=0.0)
+        self.config = dataclasses.replace(with_epochs(self.config, epochs), minutes=0.0, eval_every=every)
         self._schedule(epochs)
         if costs is not None:
             rate = self.n_train / (self.steps_per_epoch * costs.step_s)
@@ -377,12 +330,13 @@ class Trainer:
         if confusion is not None:
             top1, top1_balanced = confusion_accuracy(confusion), balanced_accuracy(confusion)
         if snapshot and features is None:  # a snapshot needs only the training embeddings
-            features = embed(self.backbone, self.eval_train)
+            features = embed(self.backbone, self.monitor.eval_train)
         emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1), knn, self.clock() - started, top1,
                              None if confusion is None else tuple(map(tuple, confusion.tolist())),
                              knn_balanced, top1_balanced))
         if knn is not None:
-            self._watch(emit, epoch, knn, knn_balanced, features)
+            for words in self.monitor.watch(epoch, measured):
+                emit(ev.Advice(epoch, words))
         if snapshot:
             emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(),
                                       _cpu_copy(self.backbone),
@@ -390,26 +344,6 @@ class Trainer:
         if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
             self.save(emit)
         return knn, top1
-
-    def _watch(self, emit: Emit, epoch: int, knn: float, knn_balanced: float | None, features: torch.Tensor) -> None:
-        """Tell the person, once, when a pretraining run's kNN says it has stopped helping (supervised
-        and fine-tuning runs are judged by their class head); with stop_when_not_helping, end the run when
-        the held-out training images say so."""
-        if self.objective.predicts_classes:
-            return
-        yardstick = self.yardstick
-        if self._watchdog is None:
-            self._watchdog = (watchdog.Watchdog(yardstick.random_init, yardstick.metric) if yardstick
-                              else watchdog.Watchdog(None))
-        self.judged_knn = yardstick.read(knn, knn_balanced) if yardstick else knn
-        if (words := self._watchdog.observe(epoch, self.judged_knn)) is not None:
-            emit(ev.Advice(epoch, words))
-        if self.config.stop_when_not_helping:
-            if self._held_out_watchdog is None:
-                self._held_out_watchdog = watchdog.Watchdog(self._held_out_random, self._held_out_metric)
-            if (words := self._held_out_watchdog.observe(epoch, self._held_out_knn(features))) is not None:
-                self.handed_over = f"{watchdog.HELD_OUT}{words}; {watchdog.HANDOVER}"
-                emit(ev.Advice(epoch, self.handed_over))
 
     def run(self, emit: Emit, stop: threading.Event | None = None) -> ev.Finished | ev.Failed:
         """Train to the configured number of epochs, or until `stop` is set; returns the last event."""
@@ -430,10 +364,10 @@ class Trainer:
                                 cfg.objective, cfg.init_from, counts,
                                 self.objective.weighs_classes, self.objective.predicts_classes))
         started = self.clock()  # a time budget counts from here, baselines included
-        if self.baselines is None and self.dist.is_main:
-            self.baselines = self._baselines()
-        if self.baselines is not None:
-            main_emit(self.baselines)
+        if self.monitor.baselines is None and self.dist.is_main:
+            self._baselines()
+        if self.monitor.baselines is not None:
+            main_emit(self.monitor.baselines)
         measured = (None, None)
         while self.step < self.total_steps:
             epoch, first = divmod(self.step, spe)
@@ -461,14 +395,15 @@ class Trainer:
                 return self._finish(emit, "stopped", *measured)
             if self.dist.is_main:
                 measured = self._end_epoch(main_emit, epoch + 1, losses, started)
-            if self.handed_over:
-                return self._finish(emit, watchdog.HANDED_OVER, *measured)
+            if self.monitor.handed_over:
+                return self._finish(emit, HANDED_OVER, *measured)
             self._correct_budget(main_emit, started, epoch + 1)
         return self._finish(emit, "completed", *measured)
 
     def _finish(self, emit: Emit, reason: str, knn: float | None, top1: float | None) -> ev.Finished:
         if reason != "completed":
             self.save(emit)
+        self._save_best()
         done = ev.Finished(reason, self.step // self.steps_per_epoch, self.step, knn, self.last_checkpoint, top1)
         emit(done)
         return done

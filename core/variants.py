@@ -136,8 +136,9 @@ def run_stage(config: TrainConfig, data: DataSplits, out: Path, views_before: in
         log.close()
     if not isinstance(outcome, ev.Finished) or outcome.reason != "completed":
         raise RuntimeError(f"{out}: the run did not complete ({outcome})")
-    labelled = trainer.labelled  # a linear probe, like the kNN, learns from the labelled images only
-    train, test = embed(trainer.backbone, trainer.eval_train[labelled]), embed(trainer.backbone, trainer.eval_test)
+    monitor = trainer.monitor
+    labelled = monitor.labelled  # a linear probe, like the kNN, learns from the labelled images only
+    train, test = embed(trainer.backbone, monitor.eval_train[labelled]), embed(trainer.backbone, monitor.eval_test)
     probe = linear_probe(train, data.train.labels[labelled], test, data.test.labels, len(data.class_names))
     stage = Stage(outcome.knn_top1, probe, outcome.test_top1, curve, time.perf_counter() - started, balanced[-1])
     record.write_text(json.dumps(asdict(stage)))

@@ -8,8 +8,8 @@ A self-supervised objective cannot know which differences the labels care about,
 representation peaks early and then drifts; the remedy a person has is to stop and fine-tune.
 
 A run asked to (`stop_when_not_helping`, core.pipeline's pretraining) also reads the same two signs on
-held-out *training* images (a leave-one-out kNN: each labelled training image voted for by the others)
-and ends when they apply: that choice is made on the training split, never on the test split.
+held-out *training* images and ends when they apply (core/handover.py): that choice is made on the
+training split, never on the test split.
 
 Which kNN: top-1 when the classes are equal; balanced accuracy (mean recall) when they are not, since
 an embedding that files every image under the largest class scores that class's share in top-1 and
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from core import events as ev
-from core.metrics import accuracy, balanced_accuracy, confusion_matrix, knn_leave_one_out
+from core.metrics import unequal
 
 DROP = 0.02  # two points of kNN
 PATIENCE = 2  # evaluations in a row
@@ -33,9 +33,6 @@ BELOW_BEST = ("{metric} {knn:.1%} has stayed more than {drop:.0f} points below i
               "epoch {best_epoch}) for {patience} evaluations: pretraining has stopped helping")
 ADVICE = "the labels are what can help now: stop and fine-tune"
 TOP1, BALANCED = "kNN top-1", "balanced kNN accuracy"
-HELD_OUT = "on held-out training images (leave-one-out kNN), "
-HANDED_OVER = "handed over"  # the Finished reason of a run that stopped because it was not helping
-HANDOVER = "pretraining ends here and the rest of the budget goes to fine-tuning"
 
 
 @dataclass(frozen=True)
@@ -47,8 +44,9 @@ class Yardstick:
     random_init: float
 
     @classmethod
-    def of(cls, baselines: ev.Baselines, unequal_classes: bool) -> Yardstick:
-        if unequal_classes and baselines.random_init_balanced is not None:
+    def of(cls, baselines: ev.Baselines, counts: torch.Tensor | list[int] | tuple[int, ...]) -> Yardstick:
+        """The yardstick of a run whose labelled images have class `counts` (older baselines: top-1)."""
+        if metric_for(counts) == BALANCED and baselines.random_init_balanced is not None:
             return cls(BALANCED, baselines.raw_pixels_balanced, baselines.random_init_balanced)
         return cls(TOP1, baselines.raw_pixels, baselines.random_init)
 
@@ -56,14 +54,9 @@ class Yardstick:
         return knn_balanced if self.metric == BALANCED and knn_balanced is not None else knn
 
 
-def held_out(train_embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int, temperature: float,
-             metric: str) -> float:
-    """The leave-one-out kNN of labelled training embeddings (N, D), in `metric`."""
-    predicted = knn_leave_one_out(train_embeddings, labels, n_classes, k, temperature).argmax(dim=1)
-    labels = labels.to(predicted.device)
-    if metric == BALANCED:
-        return balanced_accuracy(confusion_matrix(predicted, labels, n_classes))
-    return accuracy(predicted, labels)
+def metric_for(counts: torch.Tensor | list[int] | tuple[int, ...]) -> str:
+    """The kNN figure for labelled images with these class counts: BALANCED when they differ, else TOP1."""
+    return BALANCED if unequal(counts) else TOP1
 
 
 def verdict(epochs: list[int], knns: list[float], random_init: float | None, metric: str = TOP1) -> str | None:

@@ -61,19 +61,27 @@ class App:
         self.classifying = Classifying(session)
 
     # -- Train -------------------------------------------------------------------------------
-    def start(self, dataset, folder, objective, preset_name, epochs, batch_size, lr, minutes=0):
+    def start(self, dataset, folder, objective, preset_name, epochs, batch_size, lr, minutes=0, pipeline=False):
         if dataset == text.FOLDER_CHOICE:
             if not folder or not folder.strip():
                 raise gr.Error("Type the folder's path first (one subfolder per class).")
             dataset = f"folder:{folder.strip()}"
         try:
             minutes = float(minutes or 0)
+            if pipeline and not minutes:
+                raise ValueError(text.PIPELINE_NEEDS_MINUTES)
             if preset_name == auto_recipe.NAME:  # fitted to the data in the training thread; picks batch and lr
                 request = TrainConfig(dataset=dataset, objective=objective, snapshot_every=SNAPSHOT_EVERY)
-                message = self.session.start(request, auto_budget=(None if minutes else int(epochs), minutes))
+                message = self.session.start(request, auto_budget=(None if minutes else int(epochs), minutes),
+                                             pipeline_minutes=minutes if pipeline else 0.0)
                 gr.Info(message)
                 return
             base = preset(preset_name)
+            if pipeline:  # the preset is the base its stages are built on (core/stages.py)
+                request = base.with_overrides(dataset=dataset, objective=objective, batch_size=int(batch_size),
+                                              lr=float(lr), snapshot_every=base.snapshot_every or SNAPSHOT_EVERY)
+                gr.Info(self.session.start(request, pipeline_minutes=minutes))
+                return
             # The same recipe as the command line (core.recipe): e.g. contrastive gets its two views per image.
             # Minutes, when given, decide the length: the run times itself and fixes its epochs.
             config = recipe(base, objective, epochs=int(epochs), dataset=dataset, batch_size=int(batch_size),
@@ -218,6 +226,7 @@ def _train_panel(app: App) -> dict:
             minutes = gr.Number(0, label=text.LABEL_MINUTES, minimum=0, elem_id="minutes")
             batch = gr.Number(default.batch_size, label=text.LABEL_BATCH, precision=0, minimum=2)
             lr = gr.Number(default.lr, label=text.LABEL_LR, minimum=0)
+        pipeline = gr.Checkbox(False, label=text.LABEL_PIPELINE, elem_id="pipeline")
         with gr.Row():
             start = gr.Button(text.BUTTON_START, variant="primary", elem_id="start")
             stop = gr.Button(text.BUTTON_STOP, variant="stop", elem_id="stop")
@@ -230,7 +239,7 @@ def _train_panel(app: App) -> dict:
             finetune = gr.Button(text.BUTTON_FINETUNE, elem_id="finetune")
         status = gr.Markdown(text.IDLE_STATUS, elem_id="status")
         progress = gr.HTML(text.progress_html(None))
-    inputs = [dataset, folder, objective, preset_name, epochs, batch, lr, minutes]
+    inputs = [dataset, folder, objective, preset_name, epochs, batch, lr, minutes, pipeline]
     start.click(app.start, inputs, None)
     stop.click(app.stop, None, None)
     resume.click(app.resume, None, None)

@@ -139,7 +139,7 @@ class RunHistory:
         self._checkpoint: str | None = None
         self._snapshot_epoch: int | None = None
         self._advice: tuple[int, str] | None = None
-        self._imbalance, self._unequal = 1.0, False
+        self._imbalance, self._unequal, self._counts = 1.0, False, ()
         self._predicts_classes = False
         self._handlers = {ev.RunStarted: self._started, ev.BudgetFitted: self._budget_fitted,
                           ev.Baselines: self._baselines_known,
@@ -239,6 +239,7 @@ class RunHistory:
                          else MESSAGE_STARTED.format(device=event.device, millions=event.parameters / 1e6,
                                                      n_train=event.n_train, n_test=event.n_test))
         self._imbalance, self._unequal = imbalance(event.class_counts), unequal(event.class_counts)
+        self._counts = event.class_counts
         self._predicts_classes = event.predicts_classes
         if self._unequal:
             self._message += MESSAGE_IMBALANCE.format(ratio=self._imbalance,
@@ -293,7 +294,7 @@ class RunHistory:
         if event.test_top1 is not None:
             message += MESSAGE_TOP1.format(top1=event.test_top1)
         if event.knn_top1 is not None and self._baseline_event and not self._predicts_classes:
-            stick = watchdog.Yardstick.of(self._baseline_event, self._unequal)
+            stick = watchdog.Yardstick.of(self._baseline_event, self._counts)
             balanced = next((row[4] for row in reversed(self._epoch_rows) if row[2] is not None), None)
             judged = stick.read(event.knn_top1, balanced)
             message += f"  \n{watchdog.ending(judged, stick.raw_pixels, stick.random_init, stick.metric)}"

@@ -12,19 +12,22 @@ from core.auto_recipe import describe, epochs
 from demo.history import RunHistory, shift
 
 STAGE_FINETUNE = "fine-tuning"
+STAGE_SCRATCH = "training from scratch"  # a pipeline's second stage when pretraining did not help (core/stages.py)
 UNFINISHED = "this run's log ends without a finish: its process stopped (or is still running elsewhere)"
 TABLE_HEADERS = ["run", "name", "dataset", "objective", "recipe", "length", "best kNN", "test top-1",
                  "balanced acc.", "minutes", "status"]
 
 
 def history_of(folder: Path, run_id: str) -> RunHistory:
-    """The run's curves from its metrics.jsonl, a fine-tuning stage continuing them as in the app."""
+    """The run's curves from its metrics.jsonl, a second stage (fine-tuning, or a pipeline's training from
+    scratch) continuing them as in the app."""
     history = RunHistory(run_id, runs.label_of(folder), runs.class_names_of(folder))
     for event in runs.read_events(folder):
         history(event)
     stage = folder / runs.FINETUNE_DIR
     if (stage / runs.METRICS).is_file():
-        offset = history.begin_stage(STAGE_FINETUNE)
+        config = runs.read_config(stage)
+        offset = history.begin_stage(STAGE_SCRATCH if config is not None and not config.init_from else STAGE_FINETUNE)
         for event in runs.read_events(stage):
             history(shift(event, *offset))
     if history.view().status == "running":  # its log ends mid-run: the process that wrote it is gone

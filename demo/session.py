@@ -15,20 +15,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import auto_recipe, labels, payoff, runs
 from core import events as ev
+from core import labels, runs
 from core.checkpoint import Checkpoint
 from core.classify import Classifier, Prediction, PublishedModel
 from core.config import TrainConfig
 from core.data import DataSplits
 from core.dataset_cache import DatasetCache
-from core.distributed import resolve_device
 from core.objectives import Supervised
 from core.projection import Projector
 from core.recipe import FINETUNE, recipe
 from core.reporting import JsonlLog
 from core.trainer import Trainer
-from demo import saved_runs
+from demo import planning, saved_runs
 from demo.history import COMPLETED, FAILED, STOPPED, Layout, RunHistory, RunView, shift
 from demo.saved_runs import STAGE_FINETUNE
 
@@ -73,6 +72,7 @@ class _Run:
     stop: threading.Event | None = None
     offset: tuple[int, int] = (0, 0)  # (steps, epochs) of earlier stages, added to this stage's events
     auto_budget: tuple[int | None, float] | None = None  # (epochs, minutes) the auto recipe is still to fit
+    pipeline: planning.Pipeline | None = None  # until its first stage ends: a resumed stage does not go on
 
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
@@ -84,6 +84,7 @@ class Session:
         self.datasets = DatasetCache(data_root, download)
         self._lock = threading.Lock()
         self._runs: list[_Run] = self._saved_runs()  # every run folder in runs_dir, from earlier sessions too
+        self._summaries = runs.Summaries()  # the run table's rows, read again only when a run's files change
         taken = [int(run.history.run_id[4:]) for run in self._runs if run.history.run_id[4:].isdigit()]
         self._ids = itertools.count(max(taken, default=0) + 1)
         self._classifier: Classifier | None = None
@@ -139,35 +140,26 @@ class Session:
         return images[..., 0] if images.shape[-1] == 1 else images
 
     # -- training ----------------------------------------------------------------------------
-    def start(self, config: TrainConfig, auto_budget: tuple[int | None, float] | None = None) -> str:
+    def start(self, config: TrainConfig, auto_budget: tuple[int | None, float] | None = None,
+              pipeline_minutes: float = 0.0) -> str:
         """Train `config`; with `auto_budget` (epochs or None, minutes), the training thread first fits the
         auto recipe (core.auto_recipe) to the dataset, the device and the budget, and trains
-        `config.objective` on it, `config.snapshot_every` kept."""
+        `config.objective` on it, `config.snapshot_every` kept. With `pipeline_minutes`, the run is the
+        best model those minutes allow (core/stages.py): `config` (or the auto recipe) is the base, and
+        pretraining `config.objective` then fine-tuning, or supervised training from scratch, as
+        core/payoff.py expects; the second stage starts by itself."""
+        if pipeline_minutes < 0 or (auto_budget and pipeline_minutes and auto_budget[1] != pipeline_minutes):
+            raise ValueError("the pipeline's minutes are its whole budget: give them once")
         with self._lock:
             self._refuse_if_running()
             run_id = f"run-{next(self._ids)}"
-            recipe_name = " · auto" if auto_budget else ""
+            recipe_name = (" · auto" if auto_budget else "") + (" · pipeline" if pipeline_minutes else "")
             run = _Run(RunHistory(run_id, f"{run_id} · {config.objective} · {config.dataset}{recipe_name}", ()),
-                       config, self.runs_dir / run_id, self.runs_dir / run_id, auto_budget=auto_budget)
+                       config, self.runs_dir / run_id, self.runs_dir / run_id, auto_budget=auto_budget,
+                       pipeline=planning.Pipeline(pipeline_minutes) if pipeline_minutes else None)
             self._runs.append(run)
             self._launch(run, resume_from=None)
         return f"started {run_id}"
-
-    def _fit_auto(self, run: _Run) -> None:
-        """The auto recipe for the run's dataset, in the training thread (it decodes and times)."""
-        request, (epochs, minutes) = run.config, run.auto_budget
-        device = resolve_device(request.device).type
-
-        def load(size: int) -> DataSplits:
-            return self.datasets.get(request.with_overrides(data_size=size))
-
-        base, data = auto_recipe.plan(request.dataset, device, minutes, load)
-        run.history.note(auto_recipe.describe(base))
-        run.config = recipe(base, request.objective, epochs=epochs, seed=request.seed,
-                            snapshot_every=request.snapshot_every)
-        if payoff.applies(run.config):
-            run.history.note(f"expected: {payoff.for_run(run.config, data).reason}")
-        run.auto_budget = None  # fitted: a resume or a fine-tune continues this config
 
     def resume(self) -> str:
         """Continue the last stopped (or failed) run from its checkpoint; its curves carry on."""
@@ -237,7 +229,22 @@ class Session:
         return thread
 
     def _train(self, run: _Run, resume_from: str | None) -> None:
-        """Training thread: load data, train, route events. Failures end up in the run's history."""
+        """Training thread: plan, load data, train, route events; a pipeline's second stage follows its
+        first. Failures end up in the run's history."""
+        try:
+            pipeline, run.pipeline = run.pipeline, None  # a resume or a fine-tune continues the stage only
+            if pipeline is not None:
+                planning.plan_pipeline(self.datasets, run, pipeline)
+            elif run.auto_budget is not None:
+                planning.fit_auto(self.datasets, run)
+            done = self._train_stage(run, resume_from)
+            if pipeline is not None and planning.next_stage(run, pipeline, done):
+                self._train_stage(run, None)
+        except Exception as exc:  # planning failed: shown to the person in the status line
+            run.history(ev.Failed(f"{exc.__class__.__name__}: {exc}", 0, 0, None))
+
+    def _train_stage(self, run: _Run, resume_from: str | None) -> ev.Event:
+        """Train the run's current stage; returns its last event (Finished or Failed)."""
         log: JsonlLog | None = None
 
         def emit(event: ev.Event) -> None:
@@ -248,15 +255,13 @@ class Session:
                 self._jobs.put((run, event))
 
         try:
-            if run.auto_budget is not None:
-                self._fit_auto(run)
             run.data = self.datasets.get(run.config)
             run.history.set_class_names(run.data.class_names)
             trainer = Trainer(run.config, run.data, out_dir=run.out_dir, resume_from=resume_from)
             runs.begin(run.out_dir, run.config, run.data.class_names, label=run.history.label)
             log = JsonlLog(run.out_dir / runs.METRICS)
             try:
-                trainer.run(emit, run.stop)
+                return trainer.run(emit, run.stop)
             finally:  # a budget fixed during the run is the config a resume or a fine-tune continues
                 run.config = trainer.config
                 runs.begin(run.out_dir, run.config, run.data.class_names)
@@ -265,6 +270,7 @@ class Session:
             run.history(failed)
             if log is not None:
                 log(failed)
+            return failed
         finally:
             if log is not None:
                 log.close()
@@ -355,7 +361,7 @@ class Session:
         """One row per run (saved_runs.TABLE_HEADERS), oldest first, read from the run folders."""
         with self._lock:
             listed = list(self._runs)
-        return [saved_runs.table_row(run.history.run_id, runs.summarize(run.folder)) for run in listed
+        return [saved_runs.table_row(run.history.run_id, self._summaries.of(run.folder)) for run in listed
                 if (run.folder / runs.METRICS).is_file()]
 
     def rename(self, run_id: str, label: str) -> str:
@@ -374,7 +380,7 @@ class Session:
         return f"deleted {run_id} ({run.folder})"
 
     def diff(self, a: str, b: str) -> list[list[str]]:
-        return saved_runs.diff_rows(runs.summarize(self._find(a).folder), runs.summarize(self._find(b).folder))
+        return saved_runs.diff_rows(self._summaries.of(self._find(a).folder), self._summaries.of(self._find(b).folder))
 
     def export_metrics(self, run_ids: list[str], dest_dir: str | Path) -> Path:
         folders = [self._find(run_id).folder for run_id in run_ids]

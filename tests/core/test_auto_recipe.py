@@ -72,6 +72,7 @@ def test_the_budget_and_the_evaluations_follow_the_passes():
     f = facts()
     config = auto_recipe(f, rate_for(80, f))
     assert config.minutes == 5.0 and config.eval_every == 80 // 8  # about eight evaluations
+    assert config.epochs == 80  # over the estimated length, which the run's timing then fixes
     assert passes(f, rate_for(80, f)) == pytest.approx(80)
     assert describe(config) == "auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, batch 64, a 5 min budget"
 
@@ -92,6 +93,7 @@ def test_plan_reads_a_folder_loads_it_once_at_the_chosen_side_and_measures_its_f
         loads.append(size)
         return load_dataset(f"folder:{folder}", size=size)
 
-    config, data = plan(f"folder:{folder}", "cpu", 0.5, load)
+    planned = plan(f"folder:{folder}", "cpu", 0.5, load)
+    config, data = planned.config, planned.data
     assert loads == [config.data_size] and data.train.size == config.data_size
     assert config.dataset == f"folder:{folder}" and config.minutes == 0.5 and config.augment.flip_p == 0.5

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from core import events as ev
-from core.budget import Costs, describe, fit_epochs, seconds_for
+from core.budget import Costs, describe, eval_every_for, fit_epochs, seconds_for
 from core.checkpoint import Checkpoint
 from core.trainer import Trainer
 from tests.core.conftest import Recorder
@@ -28,6 +28,13 @@ def test_evaluations_are_paid_for_and_the_epoch_under_way_always_ends():
     assert describe(0.0829624, 2, 474.0).startswith("0.083 min budget")  # what a clock left, rounded
     with pytest.raises(ValueError):
         Costs(0.0, 1.0, 1.0)
+
+
+def test_a_run_the_budget_shortens_keeps_the_evaluations_its_recipe_planned():
+    assert eval_every_for(125, 15, 58) == 7  # ~8 evaluations planned, ~8 kept
+    assert eval_every_for(60, 10, 100) == 10 and eval_every_for(60, 1, 20) == 1  # longer, or every epoch: kept
+    assert eval_every_for(60, 0, 20) == 0  # only at the end stays only at the end
+    assert eval_every_for(60, 20, 2) == 1
 
 
 class ScriptedClock:
@@ -74,6 +81,19 @@ def test_a_budgeted_run_times_itself_fixes_its_epochs_and_ends_on_time(tiny_conf
     assert lrs[-1] < lrs[len(lrs) // 2] < max(lrs)  # the cosine is built for the fitted length
     saved = Checkpoint.load(tmp_path / "last.pt").config
     assert (saved.epochs, saved.minutes) == (16, 0.0)  # what a resume continues
+
+
+def test_a_budgeted_run_shorter_than_planned_evaluates_as_often_as_planned_and_still_ends_on_time(
+        tiny_config, toy_data):
+    """Planned: 40 epochs, evaluated every 8 (5 evaluations); the minute holds 30, so the interval shrinks to
+    6: still 5 evaluations, paid for in the fitted length, which ends on time."""
+    config = tiny_config.with_overrides(minutes=1.0, snapshot_every=0, epochs=40, eval_every=8)
+    trainer, clock = budgeted(config, toy_data)
+    rec = Recorder()
+    done = trainer.run(rec)
+    evaluated = [e.epoch for e in rec.of(ev.EpochMetrics) if e.knn_top1 is not None]
+    assert (trainer.config.eval_every, done.epoch, evaluated) == (6, 30, [6, 12, 18, 24, 30])
+    assert done.reason == "completed" and clock.now <= 60.0
 
 
 def test_a_stopped_budgeted_run_resumes_with_what_is_left(tiny_config, toy_data, tmp_path):

@@ -67,8 +67,8 @@ def test_the_trainer_trains_on_the_labelled_images_and_its_knn_memory_holds_them
     started = next(e for e in seen if isinstance(e, ev.RunStarted))
     assert started.n_train == 6 and started.class_counts == (2, 2, 2)
     assert trainer.steps_per_epoch == 2  # 6 labelled images in batches of 4
-    assert trainer.memory_labels.bincount().tolist() == [2, 2, 2]
-    assert torch.equal(trainer.labelled, labelled_index(data.train.labels, 2, config.seed))
+    assert trainer.monitor.memory_labels.bincount().tolist() == [2, 2, 2]
+    assert torch.equal(trainer.monitor.labelled, labelled_index(data.train.labels, 2, config.seed))
     snapshot = next(e for e in seen if isinstance(e, ev.EmbeddingSnapshot))
     assert len(snapshot.labels) == 36  # the app still sees (and projects) every training image
     pretrain, _ = _run(config.with_overrides(objective="instance"), data)

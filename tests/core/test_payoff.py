@@ -30,3 +30,17 @@ def test_labels_a_class_is_the_median_over_the_classes_present():
     assert payoff.labels_per_class(labels(0, 12, 30)) == 21  # an empty class is not a class of this data
     assert payoff.expect(labels(10, 30, 400), passes=10).pretrain is False
     assert payoff.expect(labels(10, 12, 400), passes=10).pretrain is True
+
+
+
+def test_a_budgeted_run_counts_its_passes_at_its_own_configs_throughput(tiny_config, toy_data, monkeypatch):
+    """passes = minutes x 60 x the images a second timed for this very config x its views / training images."""
+    timed = []
+    monkeypatch.setattr(payoff.auto_recipe, "measure_rate",
+                        lambda config, channels, steps: timed.append((config, steps)) or 50.0)
+    budgeted = tiny_config.with_overrides(minutes=0.5)
+    views = payoff.ViewMaker(budgeted.augment).views_per_image
+    assert payoff.for_run(budgeted, toy_data).passes == 0.5 * 60 * 50.0 * views / len(toy_data.train)
+    assert timed == [(budgeted, payoff.RATE_STEPS)]  # its batch and views, not a planning config's
+    assert payoff.for_run(budgeted.with_overrides(minutes=0.0, epochs=7), toy_data).passes == 7 * views
+    assert len(timed) == 1  # a run of epochs is not timed

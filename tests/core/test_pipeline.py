@@ -1,9 +1,11 @@
+import itertools
 import json
 
 import pytest
 
 from core import pipeline
 from core.checkpoint import Checkpoint
+from core.handover import BEST, HandOver
 from scripts.make_folder_dataset import main as make_folder
 
 
@@ -23,9 +25,16 @@ def few_labels(tmp_path_factory):
     return f"folder:{folder}"
 
 
+def held_out_curve(monkeypatch, figures):
+    """The pretraining's held-out figures (core/handover.py) read `figures`: the random init's first."""
+    figures = iter(figures)
+    monkeypatch.setattr(HandOver, "figure", lambda self, embeddings: next(figures))
+
+
 @pytest.mark.slow
 def test_few_labels_pretrain_then_fine_tune_from_the_pretrained_backbone_within_the_minutes(few_labels, tmp_path,
-                                                                                            capsys):
+                                                                                            capsys, monkeypatch):
+    held_out_curve(monkeypatch, itertools.count(0.1, 0.01))  # every epoch better than the last on held-out images
     out = tmp_path / "run"
     assert pipeline.main(["--dataset", few_labels, "--minutes", "0.25", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -38,12 +47,29 @@ def test_few_labels_pretrain_then_fine_tune_from_the_pretrained_backbone_within_
     assert record["model"] == str(out / "finetune" / "last.pt")
     assert first_event(out / "pretrain", "RunStarted")["objective"] == "instance"
     assert Checkpoint.load(out / "pretrain" / "last.pt").config.stop_when_not_helping  # held-out hand-over
+    ended = last_event(out / "pretrain", "Finished")
+    assert record["pretrained_best_epoch"] == ended["epoch"] == Checkpoint.load(out / "pretrain" / BEST).epoch
     tuned = first_event(out / "finetune", "RunStarted")
-    assert tuned["objective"] == "supervised" and tuned["init_from"] == str(out / "pretrain" / "last.pt")
+    assert tuned["objective"] == "supervised" and tuned["init_from"] == str(out / "pretrain" / BEST)
     # the fine-tuning stage is given what the clock left of the whole budget, not a fresh one
     assert Checkpoint.load(out / "finetune" / "last.pt").config.dataset == few_labels
     pretrained_s = last_event(out / "pretrain", "EpochMetrics")["elapsed_s"]
     assert first_event(out / "finetune", "BudgetFitted")["minutes"] < 0.25 - pretrained_s / 60
+
+
+@pytest.mark.slow
+def test_when_no_epoch_beats_the_random_init_on_held_out_images_the_rest_trains_from_scratch(few_labels, tmp_path,
+                                                                                              capsys, monkeypatch):
+    held_out_curve(monkeypatch, itertools.chain([0.9], itertools.repeat(0.2)))
+    out = tmp_path / "run"
+    assert pipeline.main(["--dataset", few_labels, "--minutes", "0.25", "--out", str(out)]) == 0
+    assert "the rest of the minutes train supervised from scratch" in capsys.readouterr().out
+    record = json.loads((out / pipeline.RECORD).read_text())
+    assert [s["stage"] for s in record["stages"]] == ["pretrain", "supervised"] and record["pretrained_best_epoch"] == 0
+    assert last_event(out / "pretrain", "Finished")["reason"] == "handed over"
+    started = first_event(out / "supervised", "RunStarted")
+    assert started["objective"] == "supervised" and not started["init_from"]
+    assert record["model"] == str(out / "supervised" / "last.pt")
 
 
 @pytest.mark.slow
@@ -58,6 +84,15 @@ def test_never_trains_supervised_from_scratch_and_still_says_what_it_expected(fe
     assert started["objective"] == "supervised" and not started["init_from"]
 
 
+def test_a_folder_that_already_holds_a_pipeline_run_is_refused_not_mixed_into(few_labels, tmp_path, capsys):
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "pretrain" / "metrics.jsonl").write_text("")
+    assert pipeline.main(["--dataset", few_labels, "--minutes", "1", "--out", str(tmp_path)]) == 2
+    assert "already holds a pipeline run" in capsys.readouterr().err
+    assert (tmp_path / "pretrain" / "metrics.jsonl").read_text() == ""
+
+
 def test_a_folder_that_cannot_load_is_an_error_not_a_traceback(tmp_path, capsys):
-    assert pipeline.main(["--dataset", f"folder:{tmp_path / 'nope'}", "--minutes", "1", "--out", str(tmp_path)]) == 2
+    out = tmp_path / "run"
+    assert pipeline.main(["--dataset", f"folder:{tmp_path / 'nope'}", "--minutes", "1", "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: ")

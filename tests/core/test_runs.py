@@ -63,6 +63,23 @@ def test_summary_rename_and_the_finetune_stage(run_folder, tiny_config, toy_data
     assert runs.find(run_folder.parent) == [run_folder]  # the stage is not a run of its own
 
 
+def test_summaries_read_a_run_again_only_when_one_of_its_files_changed(run_folder, monkeypatch):
+    read = []
+    real = runs.summarize
+    monkeypatch.setattr(runs, "summarize", lambda folder: read.append(folder) or real(folder))
+    summaries = runs.Summaries()
+    first = summaries.of(run_folder)
+    assert summaries.of(run_folder) is first and len(read) == 1  # nothing changed: not read again
+    runs.rename(run_folder, "renamed")  # run.json changes
+    assert summaries.of(run_folder).label == "renamed" and len(read) == 2
+    with (run_folder / runs.METRICS).open("a") as file:  # a run still going appends to its log
+        file.write('{"event": "Wormhole"}\n')
+    summaries.of(run_folder)
+    (run_folder / runs.FINETUNE_DIR).mkdir()
+    (run_folder / runs.FINETUNE_DIR / runs.METRICS).write_text("")  # a fine-tuning stage begins
+    assert summaries.of(run_folder).stages == 2 and len(read) == 4
+
+
 def test_delete_only_removes_a_run_inside_the_runs_folder(run_folder, tmp_path):
     root = run_folder.parent
     outside = tmp_path / "elsewhere"

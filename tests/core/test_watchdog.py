@@ -5,9 +5,8 @@ import torch
 
 from core import events as ev
 from core.checkpoint import Checkpoint
-from core.metrics import knn_leave_one_out
 from core.trainer import Trainer
-from core.watchdog import BALANCED, HANDED_OVER, HANDOVER, HELD_OUT, TOP1, Yardstick, held_out, verdict
+from core.watchdog import BALANCED, TOP1, Yardstick, verdict
 from tests.core.conftest import Recorder
 
 
@@ -83,46 +82,18 @@ def test_with_unequal_classes_the_run_is_judged_by_balanced_knn(tiny_config, toy
     baselines = rec.of(ev.Baselines)[0]
     assert (baselines.random_init, baselines.random_init_balanced) == (0.3, 0.3)
     assert baselines.raw_pixels_balanced is not None
-    assert trainer.yardstick.metric == BALANCED and trainer.judged_knn == 0.24
+    assert trainer.monitor.yardstick.metric == BALANCED and trainer.monitor.judged_knn == 0.24
     advice = rec.of(ev.Advice)
     assert [a.epoch for a in advice] == [2] and advice[0].message.startswith("balanced kNN accuracy 26.0% has been")
     saved = Checkpoint.load(trainer.last_checkpoint)
     assert saved.baselines == dataclasses.astuple(baselines)  # the balanced pair travels with the run
     equal = Trainer(tiny_config.with_overrides(epochs=1), toy_data)
     equal.run(Recorder())
-    assert equal.yardstick.metric == TOP1
+    assert equal.monitor.yardstick.metric == TOP1
 
 
 def test_old_checkpoints_hold_two_baselines_and_are_judged_by_top1():
     old = ev.Baselines(0.7, 0.6)
-    assert Yardstick.of(old, unequal_classes=True) == Yardstick(TOP1, 0.7, 0.6)
-    assert Yardstick.of(ev.Baselines(0.7, 0.6, 0.5, 0.4), True).read(0.9, 0.3) == 0.3
-
-
-def test_stop_when_not_helping_ends_on_the_held_out_training_images_not_on_the_test_split(tiny_config, toy_data,
-                                                                                          tmp_path, monkeypatch):
-    """A scripted held-out curve (random init 0.9, then 0.6, 0.6): the run ends after epoch 2 of 6, says so,
-    and leaves a checkpoint to fine-tune; the test-split kNN, however it falls, never ends a run."""
-    held_out = iter([0.9, 0.6, 0.6, 0.6])
-    monkeypatch.setattr(Trainer, "_held_out_knn", lambda self, embeddings: next(held_out))
-    config = tiny_config.with_overrides(epochs=6, stop_when_not_helping=True, checkpoint_every=0)
-    rec = Recorder()
-    done = Trainer(config, toy_data, out_dir=tmp_path).run(rec)
-    assert done.reason == HANDED_OVER and done.epoch == 2 and done.checkpoint == str(tmp_path / "last.pt")
-    assert Checkpoint.load(tmp_path / "last.pt").epoch == 2
-    words = rec.of(ev.Advice)[-1].message
-    assert words.startswith(HELD_OUT) and "below the randomly initialised encoder's 90.0%" in words
-    assert words.endswith(HANDOVER)
-    # without the flag the same curve only warns (and the held-out kNN is not even computed)
-    assert Trainer(config.with_overrides(stop_when_not_helping=False), toy_data).run(Recorder()).epoch == 6
-
-
-def test_the_held_out_knn_never_lets_an_image_vote_for_itself():
-    # image 0 (class 0) has no other image of its class nearby: held out, its neighbours say class 1
-    features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.05, 1.0], [0.1, 1.0]])
-    labels = torch.tensor([0, 1, 1, 1])
-    predicted = knn_leave_one_out(features, labels, 2, k=1).argmax(dim=1)
-    assert predicted.tolist() == [1, 1, 1, 1]
-    assert held_out(features, labels, 2, 1, 0.07, TOP1) == 0.75
-    assert held_out(features, labels, 2, 1, 0.07, BALANCED) == 0.5
-    assert knn_leave_one_out(features, labels, 2, k=1, chunk=3).argmax(dim=1).tolist() == predicted.tolist()
+    assert Yardstick.of(old, [3, 5]) == Yardstick(TOP1, 0.7, 0.6)
+    assert Yardstick.of(ev.Baselines(0.7, 0.6, 0.5, 0.4), [3, 5]).read(0.9, 0.3) == 0.3
+    assert Yardstick.of(ev.Baselines(0.7, 0.6, 0.5, 0.4), [0, 4, 4]).metric == TOP1  # an empty class is no class

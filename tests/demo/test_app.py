@@ -157,7 +157,7 @@ def test_datasets_without_a_tuned_preset_default_to_the_auto_recipe_and_start_it
     started = []
 
     class Recording(FakeSession):
-        def start(self, config, auto_budget=None):
+        def start(self, config, auto_budget=None, pipeline_minutes=0.0):
             started.append((config, auto_budget))
             return "started"
 
@@ -168,6 +168,27 @@ def test_datasets_without_a_tuned_preset_default_to_the_auto_recipe_and_start_it
     (request, budget), (_, epochs_budget) = started
     assert (request.dataset, request.objective, budget) == ("digits", "contrastive", (None, 2.0))
     assert epochs_budget == (10, 0.0)  # no minutes: the epochs decide
+
+
+def test_the_best_model_pipeline_needs_minutes_and_gives_the_session_its_whole_budget(monkeypatch):
+    from core.auto_recipe import NAME
+    started = []
+
+    class Recording(FakeSession):
+        def start(self, config, auto_budget=None, pipeline_minutes=0.0):
+            started.append((config, auto_budget, pipeline_minutes))
+            return "started"
+
+    monkeypatch.setattr(gr, "Info", lambda message: None)
+    app = App(Recording())
+    with pytest.raises(gr.Error, match="give it Minutes"):
+        app.start("digits", "", "instance", NAME, 10, 64, 1e-3, 0, True)
+    app.start("digits", "", "instance", NAME, 10, 64, 1e-3, 5, True)
+    app.start("fashion", "", "instance", "cpu-quick", 10, 64, 1e-3, 3, True)
+    (auto, budget, minutes), (tuned, no_fit, preset_minutes) = started
+    assert (auto.objective, budget, minutes) == ("instance", (None, 5.0), 5.0)
+    # a preset is the stages' base as it is: its own recipe is built per stage (core/stages.py)
+    assert (no_fit, preset_minutes, tuned.minutes, tuned.batch_size, tuned.dataset) == (None, 3.0, 0.0, 64, "fashion")
 
 
 def _view(run_id, steps=3):

@@ -226,3 +226,60 @@ def test_runs_persist_across_sessions_with_their_curves_and_the_command_lines_ru
         assert not (root / "from-the-cli").exists() and "from-the-cli" not in [v.run_id for v in second.views()]
     finally:
         second.close()
+
+
+def few_labelled_photos(tmp_path) -> str:
+    """Three classes of 5 to 10 photos: at most 20 labels a class, so pretraining is expected to pay."""
+    from scripts.make_folder_dataset import main as make_folder
+    folder = tmp_path / "photos"
+    assert make_folder([str(folder), "--classes", "3", "--largest", "10", "--imbalance", "2"]) == 0
+    return f"folder:{folder}"
+
+
+def held_out_curve(monkeypatch, figures):
+    """The pretraining's held-out figures (core/handover.py) read `figures`, the random init's first."""
+    from core.handover import HandOver
+    figures = iter(figures)
+    monkeypatch.setattr(HandOver, "figure", lambda self, embeddings: next(figures))
+
+
+def start_pipeline(session, dataset, minutes=0.25):
+    request = TrainConfig(dataset=dataset, objective="instance", snapshot_every=1)
+    session.start(request, auto_budget=(None, minutes), pipeline_minutes=minutes)
+    wait_for(lambda: not session.running() and session.views()[-1].status in ("completed", "failed"))
+    return session.views()[-1], session._runs[-1]
+
+
+def test_the_pipeline_pretrains_then_fine_tunes_its_best_held_out_backbone_as_one_run(session, tmp_path,
+                                                                                      monkeypatch):
+    import itertools
+    held_out_curve(monkeypatch, itertools.count(0.1, 0.01))  # every epoch better on held-out images
+    view, run = start_pipeline(session, few_labelled_photos(tmp_path))
+    assert view.status == "completed" and view.label.endswith("· auto · pipeline → fine-tuning")
+    assert len(view.stages) == 1  # the fine-tuning stage continues the run's curves
+    pretrained = Checkpoint.load(run.folder / "last.pt").config
+    assert pretrained.objective == "instance" and pretrained.stop_when_not_helping
+    tuned = Checkpoint.load(run.folder / "finetune" / "last.pt").config
+    assert tuned.objective == "supervised" and tuned.init_from == str(run.folder / "best.pt")
+    assert not tuned.stop_when_not_helping  # judged by its class head
+    # both stages within the one budget: the second had what the clock left of the 0.25 minutes
+    from core import events as ev
+    from core import runs
+    fitted = next(e for e in runs.read_events(run.folder / "finetune") if isinstance(e, ev.BudgetFitted))
+    pretrained_s = [e for e in runs.read_events(run.folder) if isinstance(e, ev.EpochMetrics)][-1].elapsed_s
+    assert fitted.minutes < 0.25 - pretrained_s / 60
+
+
+def test_when_no_pretraining_epoch_beats_the_random_init_the_pipeline_trains_from_scratch(session, tmp_path,
+                                                                                          monkeypatch):
+    import itertools
+    held_out_curve(monkeypatch, itertools.chain([0.9], itertools.repeat(0.2)))
+    view, run = start_pipeline(session, few_labelled_photos(tmp_path))
+    assert view.status == "completed" and view.label.endswith("→ training from scratch")
+    second = Checkpoint.load(run.folder / "finetune" / "last.pt").config
+    assert second.objective == "supervised" and not second.init_from
+    again = Session(tmp_path / "runs")  # the stage is named the same when the run is listed again
+    try:
+        assert again.views()[-1].label.endswith("→ training from scratch")
+    finally:
+        again.close()

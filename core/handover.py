@@ -1,0 +1,90 @@
+"""The pretraining's hand-over to fine-tuning, judged on held-out *training* images, never the test split.
+
+A run with `stop_when_not_helping` (core.pipeline's pretraining) reads the watchdog's two signs
+(core/watchdog.py) on a leave-one-out kNN over its labelled training images: each image is voted for by
+the others, so no image judges itself, and the labels are ones pretraining never saw. When the signs
+apply the run ends (reason HANDED_OVER) and the rest of the budget goes to fine-tuning.
+
+It also keeps the backbone at its best figure there, the random-init encoder counting as epoch 0,
+and the run writes it to BEST: fine-tuning starts from the representation that was best on those
+images, not from the one the drift left at the end; and if no epoch beat the random init, pretraining
+did not help this data and the pipeline trains from scratch for the rest of the minutes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from core import watchdog
+from core.metrics import accuracy, balanced_accuracy, confusion_matrix, knn_leave_one_out
+
+BEST = "best.pt"  # beside last.pt: the backbone at its best held-out epoch, weights only
+HELD_OUT = "on held-out training images (leave-one-out kNN), "
+HANDED_OVER = "handed over"  # the Finished reason of a run that stopped because it was not helping
+HANDOVER = "pretraining ends here and the rest of the budget goes to "  # + where: HandOver.kept
+
+
+def held_out(train_embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int, temperature: float,
+             metric: str) -> float:
+    """The leave-one-out kNN of labelled training embeddings (N, D), in `metric` (core/watchdog.py)."""
+    predicted = knn_leave_one_out(train_embeddings, labels, n_classes, k, temperature).argmax(dim=1)
+    labels = labels.to(predicted.device)
+    if metric == watchdog.BALANCED:
+        return balanced_accuracy(confusion_matrix(predicted, labels, n_classes))
+    return accuracy(predicted, labels)
+
+
+@dataclass
+class Best:
+    """The best held-out figure so far, its epoch (0: the random init) and CPU copies of the modules then."""
+
+    figure: float
+    epoch: int
+    backbone: dict[str, torch.Tensor]
+    objective: dict[str, torch.Tensor]
+
+
+def _copy(module: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = module.state_dict() if isinstance(module, nn.Module) else module
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+class HandOver:
+    """Judges a pretraining run on its labelled training images (`labelled` indexes the run's embeddings)."""
+
+    def __init__(self, labelled: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int, temperature: float):
+        self.labelled, self.labels = labelled, labels
+        self.n_classes, self.k, self.temperature = n_classes, k, temperature
+        self.metric = watchdog.metric_for(torch.bincount(labels, minlength=n_classes))
+        self._watchdog = watchdog.Watchdog(None, self.metric)
+        self.best: Best | None = None
+        self.words: str | None = None  # set once the signs apply: the run then ends
+
+    def figure(self, train_embeddings: torch.Tensor) -> float:
+        """The held-out kNN of the run's training embeddings (N_all, D)."""
+        return held_out(train_embeddings[self.labelled.to(train_embeddings.device)], self.labels, self.n_classes,
+                        self.k, self.temperature, self.metric)
+
+    def start(self, figure: float, backbone: dict[str, torch.Tensor], objective: nn.Module) -> None:
+        """The random-init encoder's figure and weights: the baseline to beat, and epoch 0's candidate."""
+        self._watchdog = watchdog.Watchdog(figure, self.metric)
+        self.best = Best(figure, 0, _copy(backbone), _copy(objective))
+
+    def observe(self, epoch: int, figure: float, backbone: nn.Module, objective: nn.Module) -> str | None:
+        """Read one evaluation; returns the hand-over's words once, when the signs start to apply."""
+        if self.best is None or figure > self.best.figure:
+            self.best = Best(figure, epoch, _copy(backbone), _copy(objective))
+        words = self._watchdog.observe(epoch, figure)
+        if words is not None and self.words is None:
+            self.words = f"{HELD_OUT}{words}; {HANDOVER}{self.kept()}"
+            return self.words
+        return None
+
+    def kept(self) -> str:
+        """What the rest of the budget trains, in words."""
+        if self.best is None or self.best.epoch == 0:
+            return "training from scratch: no epoch beat the random-init encoder there"
+        return (f"fine-tuning the backbone of epoch {self.best.epoch}, its best there "
+                f"({self.metric} {self.best.figure:.1%})")

@@ -1,0 +1,61 @@
+"""The best model a budget allows, as stages: the one home of the pipeline's plan, for the command line
+(core/pipeline.py) and the app (demo/session.py).
+
+- core/payoff.py says whether pretraining is expected to pay for this many labels a class and passes;
+- if it is: pretraining for PRETRAIN_SHARE of the minutes, ending early when its kNN on held-out
+  training images stops helping (core/handover.py); then, for what the clock has left, fine-tuning from
+  the backbone that was best on those images (`best.pt`), or, when that was the random-init encoder,
+  supervised training from scratch;
+- if it is not: supervised training from scratch for all of the minutes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.checkpoint import Checkpoint
+from core.config import TrainConfig
+from core.handover import BEST
+from core.recipe import FINETUNE, PRETRAIN_SHARE, recipe
+
+PRETRAIN, FINETUNE_STAGE, SUPERVISED = "pretrain", "finetune", "supervised"  # the stages, by what they train
+LEAST_MINUTES = 0.05  # a stage that the clock left almost nothing still trains a few steps
+
+
+def minutes_left(started: float, minutes: float) -> float:
+    """What a `minutes` budget whose clock (time.perf_counter) started at `started` has left."""
+    return max(LEAST_MINUTES, minutes - (time.perf_counter() - started) / 60)
+
+
+def pretraining(base: TrainConfig, objective: str, minutes: float) -> TrainConfig:
+    """The pretraining stage of a `minutes` budget on `base` (the recipe fitted to the data and machine)."""
+    return recipe(base, objective, minutes=minutes * PRETRAIN_SHARE, stop_when_not_helping=True)
+
+
+def from_scratch(base: TrainConfig, minutes: float) -> TrainConfig:
+    """Supervised training from scratch on `base` for `minutes`."""
+    return recipe(base, "supervised", minutes=minutes)
+
+
+@dataclass(frozen=True)
+class Next:
+    """What follows a pretraining stage, and why, in words."""
+
+    stage: str  # FINETUNE_STAGE or SUPERVISED
+    config: TrainConfig
+    best_epoch: int  # the pretraining epoch that was best on held-out training images (0: the random init)
+    words: str
+
+
+def after_pretraining(pretrained: TrainConfig, base: TrainConfig, folder: str | Path, minutes: float) -> Next:
+    """The stage after the pretraining `pretrained` that wrote to `folder`, for the `minutes` left."""
+    best = Path(folder) / BEST
+    epoch = Checkpoint.load(best).epoch if best.exists() else 0
+    if epoch:
+        config = recipe(pretrained, stage=FINETUNE, init_from=str(best), minutes=minutes)
+        return Next(FINETUNE_STAGE, config, epoch,
+                    f"fine-tuning the pretrained backbone of epoch {epoch}, its best on held-out training images")
+    return Next(SUPERVISED, from_scratch(base, minutes), 0,
+                "no pretraining epoch beat the random-init encoder on held-out training images: "
+                "the rest of the minutes train supervised from scratch")

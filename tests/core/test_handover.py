@@ -1,0 +1,75 @@
+"""The hand-over (core/handover.py): a pretraining run judged on held-out training images ends when the
+watchdog's signs apply there, and keeps its best backbone for the next stage."""
+import torch
+
+from core import events as ev
+from core.checkpoint import Checkpoint
+from core.handover import BEST, HANDED_OVER, HANDOVER, HELD_OUT, HandOver, held_out
+from core.metrics import knn_leave_one_out
+from core.trainer import Trainer
+from core.watchdog import BALANCED, TOP1
+from tests.core.conftest import Recorder
+
+
+def scripted_held_out(monkeypatch, curve):
+    """The held-out figure reads `curve`: the random-init encoder's first, then one per evaluation."""
+    figures = iter(curve)
+    monkeypatch.setattr(HandOver, "figure", lambda self, embeddings: next(figures))
+
+
+def test_stop_when_not_helping_ends_on_the_held_out_training_images_not_on_the_test_split(tiny_config, toy_data,
+                                                                                          tmp_path, monkeypatch):
+    """A scripted held-out curve (random init 0.9, then 0.6, 0.6): the run ends after epoch 2 of 6, says so,
+    leaves a checkpoint, and keeps the random init as its best (epoch 0): the rest goes to scratch. The
+    test-split kNN, however it falls, never ends a run."""
+    scripted_held_out(monkeypatch, [0.9, 0.6, 0.6, 0.6])
+    config = tiny_config.with_overrides(epochs=6, stop_when_not_helping=True, checkpoint_every=0)
+    rec = Recorder()
+    done = Trainer(config, toy_data, out_dir=tmp_path).run(rec)
+    assert done.reason == HANDED_OVER and done.epoch == 2 and done.checkpoint == str(tmp_path / "last.pt")
+    assert Checkpoint.load(tmp_path / "last.pt").epoch == 2
+    words = rec.of(ev.Advice)[-1].message
+    assert words.startswith(HELD_OUT) and "below the randomly initialised encoder's 90.0%" in words
+    assert words.endswith(f"{HANDOVER}training from scratch: no epoch beat the random-init encoder there")
+    best = Checkpoint.load(tmp_path / BEST)
+    assert best.epoch == 0 and best.resume is None  # weights only: the encoder the run started from
+    initial = Trainer(config, toy_data).backbone.state_dict()
+    assert all(torch.equal(best.backbone[k], v) for k, v in initial.items())
+    # without the flag the same curve only warns (and the held-out kNN is not even computed)
+    assert Trainer(config.with_overrides(stop_when_not_helping=False), toy_data).run(Recorder()).epoch == 6
+
+
+def test_the_hand_over_keeps_the_backbone_of_its_best_held_out_epoch(tiny_config, toy_data, tmp_path, monkeypatch):
+    """Held out: random init 0.5, then 0.7, 0.9 (epoch 2, the best), 0.6, 0.6: more than two points below the
+    best twice, so the run ends after epoch 4, and best.pt holds epoch 2's backbone, not the last one."""
+    scripted_held_out(monkeypatch, [0.5, 0.7, 0.9, 0.6, 0.6])
+    config = tiny_config.with_overrides(epochs=6, stop_when_not_helping=True, snapshot_every=1)
+    rec = Recorder()
+    done = Trainer(config, toy_data, out_dir=tmp_path).run(rec)
+    assert done.reason == HANDED_OVER and done.epoch == 4
+    words = rec.of(ev.Advice)[-1].message
+    assert words.endswith("fine-tuning the backbone of epoch 2, its best there (kNN top-1 90.0%)")
+    best = Checkpoint.load(tmp_path / BEST)
+    at = {s.epoch: s.weights for s in rec.of(ev.EmbeddingSnapshot)}
+    assert best.epoch == 2 and best.step == 2 * Trainer(config, toy_data).steps_per_epoch
+    assert all(torch.equal(best.backbone[k], v) for k, v in at[2].items())
+    assert not all(torch.equal(best.backbone[k], v) for k, v in at[4].items())
+
+
+def test_the_held_out_knn_never_lets_an_image_vote_for_itself():
+    # image 0 (class 0) has no other image of its class nearby: held out, its neighbours say class 1
+    features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.05, 1.0], [0.1, 1.0]])
+    labels = torch.tensor([0, 1, 1, 1])
+    predicted = knn_leave_one_out(features, labels, 2, k=1).argmax(dim=1)
+    assert predicted.tolist() == [1, 1, 1, 1]
+    assert held_out(features, labels, 2, 1, 0.07, TOP1) == 0.75
+    assert held_out(features, labels, 2, 1, 0.07, BALANCED) == 0.5
+    assert knn_leave_one_out(features, labels, 2, k=1, chunk=3).argmax(dim=1).tolist() == predicted.tolist()
+
+
+def test_a_class_head_run_is_never_handed_over_even_when_asked(tiny_config, toy_data):
+    """A supervised run is judged by its class head: the flag asks nothing of it (the recipe drops it too)."""
+    from core.recipe import recipe
+    supervised = tiny_config.with_overrides(objective="supervised", stop_when_not_helping=True)
+    assert Trainer(supervised, toy_data).monitor.handover is None
+    assert not recipe(tiny_config.with_overrides(stop_when_not_helping=True), "supervised").stop_when_not_helping
