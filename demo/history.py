@@ -18,6 +18,7 @@ from core.metrics import imbalance, unequal
 MESSAGE_STARTED = ("training on {device} · {millions:.2f} M parameters · "
                    "{n_train} train / {n_test} test images")
 MESSAGE_RESUMED = "resumed at step {step} on {device}"
+MESSAGE_STAGE = "{stage} from step {step} on {device} · {n_train} train / {n_test} test images"
 MESSAGE_COMPLETED = "completed {epoch} epochs ({step} steps)"
 MESSAGE_STOPPED = "stopped at epoch {epoch} (step {step})"
 MESSAGE_KNN = " · kNN top-1 {knn:.1%}"
@@ -126,6 +127,7 @@ class RunHistory:
         self._epoch_rows: list[tuple[int, int, float | None, float | None, float | None, float | None]] = []
         self._confusion: tuple[int, np.ndarray] | None = None  # (epoch, matrix)
         self._stages: tuple[tuple[str, int], ...] = ()
+        self._stage_starting: str | None = None  # set by begin_stage until that stage's RunStarted
         self._layouts: tuple[Layout, ...] = ()
         self._rate: deque[tuple[float, int]] = deque()  # (clock, step) over the last RATE_WINDOW_S
         self._status, self._message, self._device = IDLE, "", ""
@@ -175,6 +177,7 @@ class RunHistory:
             steps = int(self._steps.snapshot()[-1]) if self._steps.size else 0
             epochs = self._epoch_rows[-1][0] if self._epoch_rows else 0
             self._stages += ((label, epochs),)
+            self._stage_starting = label  # its RunStarted begins a stage, not a resume
             return steps, epochs
 
     def add_layout(self, layout: Layout) -> None:
@@ -235,9 +238,15 @@ class RunHistory:
             self._started_at = time.time()
         # The window starts at the first step: the time before it (baselines) is not step time.
         self._rate.clear()
-        self._message = (MESSAGE_RESUMED.format(step=event.start_step, device=event.device) if event.start_step
-                         else MESSAGE_STARTED.format(device=event.device, millions=event.parameters / 1e6,
-                                                     n_train=event.n_train, n_test=event.n_test))
+        stage, self._stage_starting = self._stage_starting, None
+        if stage is not None:
+            self._message = MESSAGE_STAGE.format(stage=stage, step=event.start_step, device=event.device,
+                                                 n_train=event.n_train, n_test=event.n_test)
+        elif event.start_step:
+            self._message = MESSAGE_RESUMED.format(step=event.start_step, device=event.device)
+        else:
+            self._message = MESSAGE_STARTED.format(device=event.device, millions=event.parameters / 1e6,
+                                                   n_train=event.n_train, n_test=event.n_test)
         self._imbalance, self._unequal = imbalance(event.class_counts), unequal(event.class_counts)
         self._counts = event.class_counts
         self._predicts_classes = event.predicts_classes

@@ -1,6 +1,7 @@
 """Every string the app shows, defined once, and the pure functions that format run state as text."""
 from __future__ import annotations
 
+from core.handover import HANDOVER
 from demo.history import RunView
 
 TITLE = "vit2040 · a Vision Transformer trained from scratch on 2,040 images"
@@ -84,6 +85,7 @@ LABEL_LOAD = "Load a checkpoint (.pt)"
 LABEL_EXAMPLES = "Examples: click one"
 
 ADVICE = "⚠ epoch {epoch}: {message} (the **Fine-tune** button does it on this run)."
+HANDED_OVER = "⚠ epoch {epoch}: {message}."  # a pipeline's hand-over: its next stage starts by itself
 IDLE_STATUS = "Nothing running. Choose a dataset and press **Start**."
 NO_MODEL = "No model yet: start training (the first snapshot arrives after an epoch) or load a checkpoint."
 NOTHING_TO_CLASSIFY = "Drop a photo or draw something first."
@@ -113,7 +115,8 @@ def status_line(view: RunView | None) -> str:
     line = " · ".join(parts)
     lines = [line] + ([view.message] if view.message else [])
     if view.advice is not None:
-        lines.append(ADVICE.format(epoch=view.advice[0], message=view.advice[1]))
+        epoch, message = view.advice
+        lines.append((HANDED_OVER if HANDOVER in message else ADVICE).format(epoch=epoch, message=message))
     return "  \n".join(lines)
 
 

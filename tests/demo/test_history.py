@@ -139,6 +139,18 @@ def test_resume_from_an_older_checkpoint_rewinds(history, clock):
     assert before.losses.tolist()[-2:] == [5, 6]  # an older view is untouched by the rewind
 
 
+def test_a_second_stage_says_it_began_not_that_the_run_resumed(history, clock):
+    history(started())
+    run_steps(history, clock, 1, 4)
+    history(ev.Finished("completed", 1, 4, None, None))
+    steps, _ = history.begin_stage("fine-tuning")
+    history(started(start_step=steps))  # the stage's RunStarted, shifted to continue the run
+    assert history.view().message.startswith("fine-tuning from step 4 on cpu")
+    history(ev.Failed("boom", 1, 6, None))
+    history(started(start_step=5))  # a later resume of that stage is a resume again
+    assert history.view().message.startswith("resumed at step 5")
+
+
 def test_views_are_read_only_and_stable_while_columns_grow(history, clock):
     history(started(total_steps=10 * INITIAL_CAPACITY))
     run_steps(history, clock, 1, 10)
