@@ -19,6 +19,7 @@ from torch import nn
 
 from core import watchdog
 from core.metrics import accuracy, balanced_accuracy, confusion_matrix, knn_leave_one_out
+from core.model import cpu_state
 
 BEST = "best.pt"  # beside last.pt: the backbone at its best held-out epoch, weights only
 HELD_OUT = "on held-out training images (leave-one-out kNN), "
@@ -46,11 +47,6 @@ class Best:
     objective: dict[str, torch.Tensor]
 
 
-def _copy(module: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    state = module.state_dict() if isinstance(module, nn.Module) else module
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
 class HandOver:
     """Judges a pretraining run on its labelled training images (`labelled` indexes the run's embeddings)."""
 
@@ -70,12 +66,12 @@ class HandOver:
     def start(self, figure: float, backbone: dict[str, torch.Tensor], objective: nn.Module) -> None:
         """The random-init encoder's figure and weights: the baseline to beat, and epoch 0's candidate."""
         self._watchdog = watchdog.Watchdog(figure, self.metric)
-        self.best = Best(figure, 0, _copy(backbone), _copy(objective))
+        self.best = Best(figure, 0, cpu_state(backbone), cpu_state(objective))
 
     def observe(self, epoch: int, figure: float, backbone: nn.Module, objective: nn.Module) -> str | None:
         """Read one evaluation; returns the hand-over's words once, when the signs start to apply."""
         if self.best is None or figure > self.best.figure:
-            self.best = Best(figure, epoch, _copy(backbone), _copy(objective))
+            self.best = Best(figure, epoch, cpu_state(backbone), cpu_state(objective))
         words = self._watchdog.observe(epoch, figure)
         if words is not None and self.words is None:
             self.words = f"{HELD_OUT}{words}; {HANDOVER}{self.kept()}"

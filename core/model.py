@@ -33,6 +33,12 @@ MODEL_SIZES = {
 }
 
 
+def cpu_state(source: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached CPU copies of a module's state (or of a state dict): what may be kept while training goes on."""
+    state = source.state_dict() if isinstance(source, nn.Module) else source
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
 def interpolate_positions(pos: torch.Tensor, n_prefix: int, old_grid: tuple[int, int],
                           new_grid: tuple[int, int]) -> torch.Tensor:
     """Bicubic resize of a (n_prefix + gh*gw, D) position table to a new patch grid; prefix (CLS) kept."""

@@ -62,13 +62,11 @@ def _base(args: argparse.Namespace) -> tuple[TrainConfig, DataSplits]:
     return base, load(base.data_size)
 
 
-def _stage(config: TrainConfig, out: Path, data: DataSplits, args: argparse.Namespace) -> int:
-    same = config.data_size == data.train.images.shape[-1] or not config.data_size
-    return execute(config, out=out, data_root=args.data_root, download=args.download, data=data if same else None)
-
-
 def _run_stage(name: str, config: TrainConfig, data: DataSplits, args: argparse.Namespace, record: dict) -> int:
-    code = _stage(config, args.out / name, data, args)
+    """Train one stage into DIR/name on the loaded splits (when they are at its stored side) and record it."""
+    same = config.data_size == data.train.images.shape[-1] or not config.data_size
+    code = execute(config, out=args.out / name, data_root=args.data_root, download=args.download,
+                   data=data if same else None)
     record["stages"].append({"stage": name, "folder": str(args.out / name), "exit": code})
     return code
 

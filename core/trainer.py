@@ -30,18 +30,13 @@ from core.distributed import Dist, init_from_env, resolve_device
 from core.handover import BEST, HANDED_OVER
 from core.labels import training_index
 from core.metrics import balanced_accuracy, confusion_accuracy
-from core.model import build_backbone, embed
+from core.model import build_backbone, cpu_state, embed
 from core.monitor import Evaluation, Monitor
 from core.objectives import build_objective, objective_class
 from core.recipe import with_epochs
 from core.schedule import warmup_cosine
 
 Emit = Callable[[ev.Event], None]
-
-
-def _cpu_copy(module: nn.Module) -> dict:
-    """Detached CPU copies of a module's state: what a listener may keep while training goes on."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 class _Joint(nn.Module):
@@ -339,8 +334,8 @@ class Trainer:
                 emit(ev.Advice(epoch, words))
         if snapshot:
             emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(),
-                                      _cpu_copy(self.backbone),
-                                      _cpu_copy(self.objective) if self.objective.predicts_classes else None))
+                                      cpu_state(self.backbone),
+                                      cpu_state(self.objective) if self.objective.predicts_classes else None))
         if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
             self.save(emit)
         return knn, top1

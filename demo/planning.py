@@ -85,7 +85,7 @@ def next_stage(run: _Run, pipeline: Pipeline, done: ev.Event) -> bool:
     if not (pipeline.pretrain and isinstance(done, ev.Finished) and done.reason in (COMPLETED, HANDED_OVER)):
         return False
     then = stages.after_pretraining(run.config, pipeline.base, run.out_dir, pipeline.left())
-    run.config = then.config.with_overrides(minutes=pipeline.left())
+    run.config = then.config
     run.out_dir = run.folder / runs.FINETUNE_DIR
     run.offset = run.history.begin_stage(STAGE_FINETUNE if then.stage == stages.FINETUNE_STAGE else STAGE_SCRATCH)
     run.history.note(f"pipeline: {then.words}")
