@@ -6,6 +6,10 @@ Every rule is here, and each reads a measured fact, never a dataset's name:
   its detail) unless the budget then allows fewer than MIN_PASSES passes over the training images, at
   the throughput measured here; then 32 px on a 4×4 grid, about a third of the cost per image. On a
   CUDA device: the paper's 112 px DeiT-Tiny, stored at 128 px.
+- passes: what the minutes leave for steps once the run's evaluations (EVALUATIONS and the random-init
+  baseline, timed as forward passes here) are paid, at the steps a second timed at the run's own batch
+  (at 64 px, batch 128 trained ~1.6x the images a second that batch 32 does, and evaluations took about
+  a sixth of a short budget: counting neither read ~1.7x the passes a run then made).
 - width and depth: cpu-quick's 0.8 M-parameter ViT on a CPU, DeiT-Tiny on a GPU.
 - views: one crop and no CutMix, unless the budget allows MULTI_CROP_PASSES passes: the paper's 2 + 4
   crops and CutMix pay off over hundreds of epochs and cost more than they give over tens (the measured
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,7 +36,9 @@ import torch
 
 from core import labels
 from core.config import AugmentConfig, ModelConfig, TrainConfig
-from core.data import DataSplits, ImageSet, survey
+from core.data import TEST_FRACTION, DataSplits, ImageSet, survey
+from core.images import fit_square
+from core.model import embed
 from core.trainer import Trainer
 
 NAME = "auto"  # what the command line's --preset and the app's preset menu call it
@@ -92,46 +99,75 @@ def _base(facts: Facts, side: int, patch: int, stored: int, multi_crop: bool, ba
                        snapshot_every=0, checkpoint_every=10, device=facts.device)
 
 
-def choose_side(facts: Facts, images_per_s: float | None = None) -> tuple[int, int, int]:
-    """(model side, patch, stored side). `images_per_s` at 64 px on an 8×8 grid decides, on a CPU with
-    a budget, whether 64 px still allows MIN_PASSES passes."""
+def choose_side(facts: Facts, timed: Throughput | None = None) -> tuple[int, int, int]:
+    """(model side, patch, stored side). The throughput `timed` at 64 px on an 8×8 grid decides, on a CPU
+    with a budget, whether 64 px still allows MIN_PASSES passes."""
     if facts.native_side <= SMALL_SIDE:
         side, patch = _grid(facts.native_side, 4)
         return side, patch, facts.native_side
     if facts.device == "cuda":
         side, patch = 112, 16
-    elif facts.minutes and images_per_s is not None and passes(facts, images_per_s) < MIN_PASSES:
+    elif facts.minutes and timed is not None and passes(facts.minutes, facts.n_train, timed) < MIN_PASSES:
         side, patch = 32, 8
     else:
         side, patch = 64, 8
     return side, patch, side * 8 // 7  # stored a little larger than the crop, as the supervised recipe does
 
 
-def passes(facts: Facts, images_per_s: float) -> float:
-    return facts.minutes * 60 * images_per_s / max(facts.n_train, 1)
+@dataclass(frozen=True)
+class Throughput:
+    """What a config costs on this machine, timed on random images (a step costs the same whatever the
+    pixels show)."""
+
+    images_per_s: float  # training images a second, at the timed config's batch and views
+    eval_s: float  # one evaluation: the training and test images embedded (forward passes only)
 
 
-def measure_rate(config: TrainConfig, channels: int, steps: int = 3) -> float:
-    """Training images per second of `config` on this machine: a few real steps after one warm-up, on
-    random images of the stored side (a step costs the same whatever the pixels show)."""
+def passes(minutes: float, n_train: int, timed: Throughput) -> float:
+    """The passes over `n_train` training images that `minutes` of a run allow once its evaluations are paid."""
+    steps_s = max(0.0, minutes * 60 - (EVALUATIONS + 1) * timed.eval_s)
+    return steps_s * timed.images_per_s / max(n_train, 1)
+
+
+def measure(config: TrainConfig, channels: int, n_eval: int, steps: int = 3) -> Throughput:
+    """The throughput of `config` here: `steps` real steps after one warm-up, and one forward pass of a
+    batch scaled to the `n_eval` images an evaluation embeds."""
     batch = config.batch_size
     side = config.data_size or config.model.image_size  # 0: stored at the model's side
     shape = (batch, channels, side, side)
     random_set = ImageSet(torch.randint(0, 256, shape, dtype=torch.uint8), torch.arange(batch) % 2, ("a", "b"))
     data = DataSplits("timing", random_set, random_set.subset(torch.arange(2)))
-    return Trainer(config.with_overrides(minutes=0.0, epochs=1, warmup_epochs=0), data).time_steps(steps)
+    trainer = Trainer(config.with_overrides(minutes=0.0, epochs=1, warmup_epochs=0), data)
+    images_per_s = trainer.time_steps(steps)
+    inputs = fit_square(random_set.images, config.model.image_size)  # (batch, C, side, side) as evaluated
+    started = time.perf_counter()
+    embed(trainer.backbone, inputs)
+    return Throughput(images_per_s, (time.perf_counter() - started) * n_eval / batch)
 
 
-def auto_recipe(facts: Facts, images_per_s: float) -> TrainConfig:
-    """The auto base config for `facts`, given the throughput measured for the chosen side."""
-    side, patch, stored = choose_side(facts, images_per_s)
-    multi_crop = bool(facts.minutes) and passes(facts, images_per_s) >= MULTI_CROP_PASSES
-    views = 6 if multi_crop else 1  # the paper's 2 + 4 crops
-    epochs = (max(1, math.floor(passes(facts, images_per_s) / views)) if facts.minutes else DEFAULT_EPOCHS)
+def auto_recipe(facts: Facts, timed: Throughput) -> TrainConfig:
+    """The auto base config for `facts`, given the throughput `timed` for the chosen side at the largest
+    batch (the batch then follows the passes)."""
+    side, patch, stored = choose_side(facts, timed)
+    multi_crop = bool(facts.minutes) and passes(facts.minutes, facts.n_train, timed) >= MULTI_CROP_PASSES
+    epochs = _epochs(facts, timed, multi_crop)
     batch, lr = batch_and_lr(facts, epochs * facts.n_train)
-    config = _base(facts, side, patch, stored, multi_crop, batch, lr)
-    # With a budget, `epochs` is the estimate the run's own timing then corrects (core/budget.py): the
-    # evaluations are planned over it, and a shorter fixed length keeps them.
+    return with_length(_base(facts, side, patch, stored, multi_crop, batch, lr), facts, timed)
+
+
+def _epochs(facts: Facts, timed: Throughput, multi_crop: bool) -> int:
+    """The epochs a budget allows at the one-view throughput `timed` (DEFAULT_EPOCHS without one)."""
+    if not facts.minutes:
+        return DEFAULT_EPOCHS
+    views = 6 if multi_crop else 1  # the paper's 2 + 4 crops
+    return max(1, math.floor(passes(facts.minutes, facts.n_train, timed) / views))
+
+
+def with_length(config: TrainConfig, facts: Facts, timed: Throughput) -> TrainConfig:
+    """`config` with the epochs `timed` allows and about EVALUATIONS evaluations over them. With a budget,
+    the epochs are the estimate the run's own timing then corrects (core/budget.py): the evaluations are
+    planned over it, and a shorter fixed length keeps them."""
+    epochs = _epochs(facts, timed, config.augment.n_local > 0)
     return dataclasses.replace(config, epochs=epochs, eval_every=max(1, epochs // EVALUATIONS))
 
 
@@ -146,19 +182,26 @@ class Plan:
 def plan(spec: str, device: str, minutes: float, load: Callable[[int], DataSplits]) -> Plan:
     """The auto config for dataset `spec` and the splits it trains on, loaded once at the chosen side by
     `load(stored side)`. The side is chosen from the files' headers and a throughput timed on random
-    images; the framing is then measured from the loaded images."""
+    images; the framing is then measured from the loaded images. When a budget's passes chose a smaller
+    batch than the largest, that batch is timed again for the run's length (the side and views stay)."""
     native, n_train = survey(spec)
+    n_eval = round(n_train / (1 - TEST_FRACTION))  # an evaluation embeds the training and test images
     guess = Facts(native, n_train, 3, False, device, minutes)
-    rate = None
+    timed = None
     if native > SMALL_SIDE and device != "cuda" and minutes:
         side, patch, stored = choose_side(guess)
-        rate = measure_rate(_base(guess, side, patch, stored, False), channels=3)
-    side, patch, stored = choose_side(guess, rate)
+        timed = measure(_base(guess, side, patch, stored, False), 3, n_eval)
+    side, patch, stored = choose_side(guess, timed)
     data = load(stored if native > SMALL_SIDE else 0)
     facts = Facts(native, len(data.train), data.train.channels, data.train.framing.light_on_dark, device, minutes)
-    if rate is None:
-        rate = measure_rate(_base(facts, side, patch, stored, False), data.train.channels)
-    config = auto_recipe(facts, rate)
+    n_eval = len(data.train) + len(data.test)
+    base = _base(facts, side, patch, stored, False)
+    if timed is None:
+        timed = measure(base, data.train.channels, n_eval)
+    config = auto_recipe(facts, timed)
+    if minutes and config.batch_size != base.batch_size:
+        timed = measure(base.with_overrides(batch_size=config.batch_size), data.train.channels, n_eval)
+        config = with_length(config, facts, timed)
     return Plan(dataclasses.replace(config, dataset=spec, data_size=stored if native > SMALL_SIDE else 0), data)
 
 

@@ -20,6 +20,7 @@ class RunStarted:
     class_counts: tuple[int, ...] = ()  # training images per class
     class_weights: bool = False  # whether the loss weighs classes (core.objectives.class_weights)
     predicts_classes: bool = False  # the objective has a class head (supervised, fine-tuning)
+    budget_minutes: float = 0.0  # a budget whose length is fitted after a few seconds: total_steps is provisional
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,13 @@ did not help this data and the pipeline trains from scratch for the rest of the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from core import watchdog
+from core.checkpoint import Checkpoint
 from core.metrics import accuracy, balanced_accuracy, confusion_matrix, knn_leave_one_out
 from core.model import cpu_state
 
@@ -25,6 +27,13 @@ BEST = "best.pt"  # beside last.pt: the backbone at its best held-out epoch, wei
 HELD_OUT = "on held-out training images (leave-one-out kNN), "
 HANDED_OVER = "handed over"  # the Finished reason of a run that stopped because it was not helping
 HANDOVER = "pretraining ends here and the rest of the budget goes to "  # + where: HandOver.kept
+
+
+def best_epoch(folder: str | Path) -> int:
+    """The pretraining epoch whose backbone a hand-over run kept in `folder` (BEST); 0 when it kept none or
+    the random init was best: then there is no better backbone to fine-tune than the run's last."""
+    path = Path(folder) / BEST
+    return Checkpoint.load(path).epoch if path.exists() else 0
 
 
 def held_out(train_embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int, temperature: float,

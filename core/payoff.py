@@ -69,13 +69,12 @@ def expect(labelled: torch.Tensor, passes: float) -> Expectation:
 
 def for_run(pretraining: TrainConfig, data: DataSplits) -> Expectation:
     """The expectation for the pretraining run `pretraining` on `data`: its passes from its epochs, or, with
-    a budget, from its minutes at the throughput timed here (a few steps on random images). Its own
-    config is timed, not the auto recipe's planning one: the recipe times the largest batch before it
-    knows the run's (at 64 px, batch 128 trained ~1.6x the images a second that batch 32 does)."""
+    a budget, from what its minutes leave once its evaluations are paid, at the throughput of its own
+    config (batch and views) timed here (core.auto_recipe.passes: one arithmetic for the recipe and this)."""
     views = ViewMaker(pretraining.augment).views_per_image
     if pretraining.minutes:
-        rate = auto_recipe.measure_rate(pretraining, data.train.channels, steps=RATE_STEPS)  # images per second
-        passes = pretraining.minutes * 60 * rate * views / len(data.train)
+        timed = auto_recipe.measure(pretraining, data.train.channels, len(data.train) + len(data.test), RATE_STEPS)
+        passes = auto_recipe.passes(pretraining.minutes, len(data.train), timed) * views
     else:
         passes = pretraining.epochs * views
     train = data.train.labels

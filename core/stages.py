@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.checkpoint import Checkpoint
 from core.config import TrainConfig
-from core.handover import BEST
+from core.handover import BEST, best_epoch
 from core.recipe import FINETUNE, PRETRAIN_SHARE, recipe
 
 PRETRAIN, FINETUNE_STAGE, SUPERVISED = "pretrain", "finetune", "supervised"  # the stages, by what they train
@@ -50,10 +49,8 @@ class Next:
 
 def after_pretraining(pretrained: TrainConfig, base: TrainConfig, folder: str | Path, minutes: float) -> Next:
     """The stage after the pretraining `pretrained` that wrote to `folder`, for the `minutes` left."""
-    best = Path(folder) / BEST
-    epoch = Checkpoint.load(best).epoch if best.exists() else 0
-    if epoch:
-        config = recipe(pretrained, stage=FINETUNE, init_from=str(best), minutes=minutes)
+    if epoch := best_epoch(folder):
+        config = recipe(pretrained, stage=FINETUNE, init_from=str(Path(folder) / BEST), minutes=minutes)
         return Next(FINETUNE_STAGE, config, epoch,
                     f"fine-tuning the pretrained backbone of epoch {epoch}, its best on held-out training images")
     return Next(SUPERVISED, from_scratch(base, minutes), 0,

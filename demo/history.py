@@ -81,6 +81,8 @@ class RunView:
     imbalanced: bool = False  # the counts differ: balanced accuracy is shown beside top-1
     knn_balanced: np.ndarray | None = None  # balanced accuracy of the kNN votes at knn_epochs
     top1_balanced: np.ndarray | None = None  # the class head's balanced accuracy at top1_epochs
+    plan: tuple[str, ...] = ()  # how the run was planned, in words, oldest first
+    fitting_minutes: float = 0.0  # > 0 while a budget's length is being fitted: total_steps is provisional
 
     @property
     def step(self) -> int:
@@ -141,7 +143,9 @@ class RunHistory:
         self._checkpoint: str | None = None
         self._snapshot_epoch: int | None = None
         self._advice: tuple[int, str] | None = None
-        self._imbalance, self._unequal, self._counts = 1.0, False, ()
+        self._counts: tuple[int, ...] = ()  # training images per class
+        self._plan: tuple[str, ...] = ()  # how the run was planned, in words (demo/planning.py)
+        self._fitting = 0.0  # a budget in minutes whose length is not fixed yet: total_steps is provisional
         self._predicts_classes = False
         self._handlers = {ev.RunStarted: self._started, ev.BudgetFitted: self._budget_fitted,
                           ev.Baselines: self._baselines_known,
@@ -167,6 +171,12 @@ class RunHistory:
         """A message for the status line that is not a trainer event (e.g. the UMAP worker's)."""
         with self._lock:
             self._message = message
+
+    def plan(self, words: str) -> None:
+        """How the run was planned (a recipe, an expectation, a pipeline's next stage), in words: kept in
+        the status line under its progress, where training's own messages do not replace it."""
+        with self._lock:
+            self._plan += (words,)
 
     def begin_stage(self, label: str) -> tuple[int, int]:
         """Mark where a new stage (fine-tuning) starts, and name it in the run's label; returns the
@@ -203,8 +213,9 @@ class RunHistory:
                 knn=np.array([row[1] for row in knn_rows], dtype=np.float64),
                 top1_epochs=np.array([row[0] for row in top1_rows], dtype=np.int64),
                 top1=np.array([row[1] for row in top1_rows], dtype=np.float64),
-                knn_balanced=_balanced(knn_rows), top1_balanced=_balanced(top1_rows), imbalance=self._imbalance,
-                imbalanced=self._unequal,
+                knn_balanced=_balanced(knn_rows), top1_balanced=_balanced(top1_rows),
+                imbalance=imbalance(self._counts), imbalanced=unequal(self._counts),
+                plan=self._plan, fitting_minutes=self._fitting,
                 confusion=confusion, confusion_epoch=confusion_epoch, stages=self._stages,
                 baselines=self._baselines, layouts=self._layouts, message=self._message,
                 started_at=self._started_at, elapsed_s=self._elapsed(now), eta_s=self._eta(),
@@ -227,7 +238,7 @@ class RunHistory:
         self._advice = (event.epoch, event.message)
 
     def _budget_fitted(self, event: ev.BudgetFitted, now: float) -> None:
-        self._total_steps, self._message = event.total_steps, event.message
+        self._total_steps, self._message, self._fitting = event.total_steps, event.message, 0.0
 
     def _started(self, event: ev.RunStarted, now: float) -> None:
         self._device = event.device
@@ -247,11 +258,11 @@ class RunHistory:
         else:
             self._message = MESSAGE_STARTED.format(device=event.device, millions=event.parameters / 1e6,
                                                    n_train=event.n_train, n_test=event.n_test)
-        self._imbalance, self._unequal = imbalance(event.class_counts), unequal(event.class_counts)
         self._counts = event.class_counts
+        self._fitting = event.budget_minutes
         self._predicts_classes = event.predicts_classes
-        if self._unequal:
-            self._message += MESSAGE_IMBALANCE.format(ratio=self._imbalance,
+        if unequal(self._counts):
+            self._message += MESSAGE_IMBALANCE.format(ratio=imbalance(self._counts),
                                                       weights=MESSAGE_WEIGHTS if event.class_weights else "")
 
     def _rewind(self, start_step: int) -> None:

@@ -1,7 +1,7 @@
 """How the app plans a run in its training thread (it decodes and times): the auto recipe fitted to the
 data, the device and the budget (core/auto_recipe.py), and the best-model pipeline's stages
 (core/stages.py). Wiring only: every rule is core's; this puts it on a run and says it in the run's
-status notes."""
+status line."""
 from __future__ import annotations
 
 import time
@@ -50,10 +50,9 @@ def fit_auto(datasets: DatasetCache, run: _Run) -> None:
     """Train `run.config.objective` on the auto recipe for `run.auto_budget` (epochs or None, minutes)."""
     request, (epochs, minutes) = run.config, run.auto_budget
     plan = auto_plan(datasets, request, minutes)
-    run.history.note(auto_recipe.describe(plan.config))
     run.config = recipe(plan.config, request.objective, epochs=epochs)
-    if payoff.applies(run.config):
-        run.history.note(f"expected: {payoff.for_run(run.config, plan.data).reason}")
+    expected = f"; expected: {payoff.for_run(run.config, plan.data).reason}" if payoff.applies(run.config) else ""
+    run.history.plan(auto_recipe.describe(plan.config) + expected)
     run.auto_budget = None  # fitted: a resume or a fine-tune continues this config
 
 
@@ -74,7 +73,7 @@ def plan_pipeline(datasets: DatasetCache, run: _Run, pipeline: Pipeline) -> None
     share = PRETRAIN_SHARE if expected.pretrain else 1.0
     run.config = first.with_overrides(minutes=stages.minutes_left(pipeline.started, pipeline.minutes * share))
     plan_words = "pretraining, then fine-tuning" if expected.pretrain else "supervised training from scratch"
-    run.history.note(f"{auto_recipe.describe(plan.config, length=False)}; expected: {expected.reason}; "
+    run.history.plan(f"{auto_recipe.describe(plan.config, length=False)}; expected: {expected.reason}; "
                      f"pipeline: {plan_words}, {pipeline.minutes:g} min in all")
 
 
@@ -88,5 +87,5 @@ def next_stage(run: _Run, pipeline: Pipeline, done: ev.Event) -> bool:
     run.config = then.config
     run.out_dir = run.folder / runs.FINETUNE_DIR
     run.offset = run.history.begin_stage(STAGE_FINETUNE if then.stage == stages.FINETUNE_STAGE else STAGE_SCRATCH)
-    run.history.note(f"pipeline: {then.words}")
+    run.history.plan(f"pipeline: {then.words}")
     return True

@@ -147,7 +147,8 @@ def knn_figure(runs: Sequence[RunView]) -> go.Figure:
     current = runs[-1] if runs else None
     if not evaluated and (current is None or current.baselines is None):
         return empty_figure(EMPTY_KNN)
-    planned = current.total_steps / max(current.steps_per_epoch, 1) if current else 0
+    # a budget still being fitted has a provisional length: the axis waits for the fixed one
+    planned = current.total_steps / max(current.steps_per_epoch, 1) if current and not current.fitting_minutes else 0
     x_end = max([planned, 1.0] + [float(run.epochs.max()) for _, run in evaluated])
     fig = go.Figure(_baseline_traces(current, x_end) if current else [])
     for position, run in evaluated:

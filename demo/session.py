@@ -22,6 +22,7 @@ from core.classify import Classifier, Prediction, PublishedModel
 from core.config import TrainConfig
 from core.data import DataSplits
 from core.dataset_cache import DatasetCache
+from core.handover import BEST, best_epoch
 from core.objectives import Supervised
 from core.projection import Projector
 from core.recipe import FINETUNE, recipe
@@ -176,8 +177,9 @@ class Session:
 
     def finetune(self, epochs: int | None = None, labels_per_class: int = 0) -> str:
         """Stage 2 on the last run: supervised fine-tuning from its checkpoint, as the same run (its
-        curves continue), on every label or only `labels_per_class` per class (core/labels.py). The
-        pretrained checkpoint stays where it is; stage 2 writes to a subfolder."""
+        curves continue), on every label or only `labels_per_class` per class (core/labels.py); from the
+        backbone a hand-over run kept at its best held-out epoch when it kept one (core/handover.py).
+        The pretrained checkpoint stays where it is; stage 2 writes to a subfolder."""
         with self._lock:
             self._refuse_if_running()
             run = self._runs[-1] if self._runs else None
@@ -186,14 +188,17 @@ class Session:
                 raise LookupError("nothing to fine-tune: pretrain a run (or load a checkpoint) first")
             if run.config.objective == Supervised.name or view.stages:
                 raise LookupError("this run already trains on the labels: fine-tune a pretrained run")
-            run.config = recipe(run.config, stage=FINETUNE, init_from=view.checkpoint, epochs=epochs,
+            folder = Path(view.checkpoint).parent
+            start = str(folder / BEST) if (best := best_epoch(folder)) else view.checkpoint
+            run.config = recipe(run.config, stage=FINETUNE, init_from=start, epochs=epochs,
                                 labels_per_class=labels_per_class)
             run.out_dir = run.folder / runs.FINETUNE_DIR
             run.offset = run.history.begin_stage(STAGE_FINETUNE)
             self._launch(run, resume_from=None)
         few = f" on {labels.describe(run.config)}" if labels_per_class else ""
+        kept = f" (epoch {best}, its best on held-out training images)" if best else ""
         return (f"fine-tuning {run.history.run_id} for {run.config.epochs} epochs{few} "
-                f"from {Path(view.checkpoint).name}")
+                f"from {Path(start).name}{kept}")
 
     def stop(self) -> str:
         with self._lock:

@@ -86,6 +86,7 @@ LABEL_EXAMPLES = "Examples: click one"
 
 ADVICE = "⚠ epoch {epoch}: {message} (the **Fine-tune** button does it on this run)."
 HANDED_OVER = "⚠ epoch {epoch}: {message}."  # a pipeline's hand-over: its next stage starts by itself
+FITTING = "timing its steps to fit the {minutes:g} min budget"  # until then the length is provisional
 IDLE_STATUS = "Nothing running. Choose a dataset and press **Start**."
 NO_MODEL = "No model yet: start training (the first snapshot arrives after an epoch) or load a checkpoint."
 NOTHING_TO_CLASSIFY = "Drop a photo or draw something first."
@@ -106,14 +107,19 @@ def status_line(view: RunView | None) -> str:
         return IDLE_STATUS
     epochs = view.total_steps // view.steps_per_epoch if view.steps_per_epoch else 0
     epoch = view.step // view.steps_per_epoch if view.steps_per_epoch else 0
-    parts = [f"**{view.status}** · {view.label}", f"epoch {epoch}/{epochs}", f"step {view.step}/{view.total_steps}"]
+    parts = [f"**{view.status}** · {view.label}"]
+    if view.fitting_minutes:  # the length is provisional until the run has timed its steps
+        parts += [f"epoch {epoch}", f"step {view.step}"]
+    else:
+        parts += [f"epoch {epoch}/{epochs}", f"step {view.step}/{view.total_steps}"]
     if view.status == "running":
-        parts += [f"{view.images_per_s:,.0f} img/s", f"elapsed {duration(view.elapsed_s)}",
-                  f"ETA {duration(view.eta_s)}"]
+        parts += [f"{view.images_per_s:,.0f} img/s", f"elapsed {duration(view.elapsed_s)}"]
+        parts.append(FITTING.format(minutes=view.fitting_minutes) if view.fitting_minutes
+                     else f"ETA {duration(view.eta_s)}")
     if view.device:
         parts.append(view.device)
     line = " · ".join(parts)
-    lines = [line] + ([view.message] if view.message else [])
+    lines = [line, *view.plan] + ([view.message] if view.message else [])
     if view.advice is not None:
         epoch, message = view.advice
         lines.append((HANDED_OVER if HANDOVER in message else ADVICE).format(epoch=epoch, message=message))

@@ -1,11 +1,13 @@
 """The auto recipe: its rules read measured facts (sides, framing, channels, device, budget), never a name."""
 import pytest
 
+from core import auto_recipe as auto_recipe_module
 from core.auto_recipe import (
     MIN_PASSES,
     MIN_STEPS,
     MULTI_CROP_PASSES,
     Facts,
+    Throughput,
     auto_recipe,
     batch_and_lr,
     choose_side,
@@ -24,7 +26,8 @@ def facts(native=300, n=2000, channels=3, light_on_dark=False, device="cpu", min
 
 
 def rate_for(passes_wanted, f):
-    return passes_wanted * f.n_train / (f.minutes * 60)
+    """A throughput whose budget allows `passes_wanted` passes over f's training images (evaluations free)."""
+    return Throughput(passes_wanted * f.n_train / (f.minutes * 60), eval_s=0.0)
 
 
 def test_small_images_keep_their_side_on_a_four_by_four_grid():
@@ -73,7 +76,7 @@ def test_the_budget_and_the_evaluations_follow_the_passes():
     config = auto_recipe(f, rate_for(80, f))
     assert config.minutes == 5.0 and config.eval_every == 80 // 8  # about eight evaluations
     assert config.epochs == 80  # over the estimated length, which the run's timing then fixes
-    assert passes(f, rate_for(80, f)) == pytest.approx(80)
+    assert passes(f.minutes, f.n_train, rate_for(80, f)) == pytest.approx(80)
     assert describe(config) == "auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, batch 64, a 5 min budget"
 
 
@@ -97,3 +100,31 @@ def test_plan_reads_a_folder_loads_it_once_at_the_chosen_side_and_measures_its_f
     config, data = planned.config, planned.data
     assert loads == [config.data_size] and data.train.size == config.data_size
     assert config.dataset == f"folder:{folder}" and config.minutes == 0.5 and config.augment.flip_p == 0.5
+
+
+def test_the_passes_are_what_the_minutes_leave_once_the_evaluations_are_paid():
+    """Nine evaluations (eight planned and the random-init baseline) of 10 s take 90 s of a 5 min budget."""
+    f = facts()
+    timed = Throughput(rate_for(100, f).images_per_s, eval_s=10.0)
+    assert passes(f.minutes, f.n_train, timed) == pytest.approx(100 * (300 - 90) / 300)
+    assert auto_recipe(f, timed).epochs == 70
+    assert passes(f.minutes, f.n_train, Throughput(1000.0, eval_s=60.0)) == 0.0  # never below nothing
+
+
+def test_plan_times_the_batch_its_passes_chose_again(tmp_path, monkeypatch):
+    """Timed at the largest batch, few images choose a small batch; the run's length is then fitted at that
+    batch's own throughput (here half the images a second), with the side and views it chose."""
+    folder = tmp_path / "photos"
+    assert make_folder([str(folder), "--classes", "2", "--largest", "10", "--imbalance", "1"]) == 0
+    timed = []
+
+    def measure(config, channels, n_eval, steps=3):
+        timed.append(config.batch_size)
+        return Throughput(40.0 if config.batch_size == 128 else 20.0, eval_s=0.0)
+
+    monkeypatch.setattr(auto_recipe_module, "measure", measure)
+    planned = plan(f"folder:{folder}", "cpu", 1.0, lambda size: load_dataset(f"folder:{folder}", size=size))
+    n_train = len(planned.data.train)
+    assert timed == [128, 32]  # photos: once at the largest batch before loading (the side), once at 32
+    assert planned.config.batch_size == 32 and planned.config.model.image_size == 64
+    assert planned.config.epochs == int(60 * 20.0 / n_train) and planned.config.augment.n_local == 0

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from core import payoff
@@ -34,13 +35,21 @@ def test_labels_a_class_is_the_median_over_the_classes_present():
 
 
 def test_a_budgeted_run_counts_its_passes_at_its_own_configs_throughput(tiny_config, toy_data, monkeypatch):
-    """passes = minutes x 60 x the images a second timed for this very config x its views / training images."""
+    """passes = (minutes x 60 - the evaluations' seconds) x the images a second timed for this very config
+    x its views / training images."""
     timed = []
-    monkeypatch.setattr(payoff.auto_recipe, "measure_rate",
-                        lambda config, channels, steps: timed.append((config, steps)) or 50.0)
+
+    def measure(config, channels, n_eval, steps):
+        timed.append((config, n_eval, steps))
+        return payoff.auto_recipe.Throughput(50.0, eval_s=1.0)
+
+    monkeypatch.setattr(payoff.auto_recipe, "measure", measure)
     budgeted = tiny_config.with_overrides(minutes=0.5)
     views = payoff.ViewMaker(budgeted.augment).views_per_image
-    assert payoff.for_run(budgeted, toy_data).passes == 0.5 * 60 * 50.0 * views / len(toy_data.train)
-    assert timed == [(budgeted, payoff.RATE_STEPS)]  # its batch and views, not a planning config's
+    evaluations = payoff.auto_recipe.EVALUATIONS + 1
+    assert payoff.for_run(budgeted, toy_data).passes == pytest.approx(
+        (0.5 * 60 - evaluations * 1.0) * 50.0 * views / len(toy_data.train))
+    # its batch and views, not a planning config's; an evaluation embeds the training and test images
+    assert timed == [(budgeted, len(toy_data.train) + len(toy_data.test), payoff.RATE_STEPS)]
     assert payoff.for_run(budgeted.with_overrides(minutes=0.0, epochs=7), toy_data).passes == 7 * views
     assert len(timed) == 1  # a run of epochs is not timed

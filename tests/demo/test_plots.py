@@ -291,3 +291,29 @@ def test_the_smoothing_slider_sets_the_loss_curves_weight():
     assert np.allclose(plots.training_figure([run], smoothing=0.0).data[1].y, run.losses)  # no smoothing
     with pytest.raises(ValueError, match="smoothing"):
         plots.training_figure([run], smoothing=1.0)
+
+
+def test_a_budget_being_fitted_shows_no_provisional_length_and_the_plan_stays_under_the_progress():
+    from demo import text
+    history = RunHistory("r1", "run 1", ["a", "b"])
+    history.plan("auto recipe: 64 px, patch 8; expected: supervised training from scratch is expected to match")
+    history(ev.RunStarted("cpu", 40, 20, 4, 100_000, 0, 1000, budget_minutes=5.0))
+    history(ev.StepMetrics(1, 0, 3.0, 1e-3, 100.0))
+    history(ev.StepMetrics(2, 0, 3.0, 1e-3, 100.0))
+    fitting = text.status_line(history.view())
+    assert "epoch 0 · step 2 ·" in fitting and "100000" not in fitting and "25000" not in fitting
+    assert "timing its steps to fit the 5 min budget" in fitting and "ETA" not in fitting
+    history(ev.Baselines(0.3, 0.4))
+    widest = max(max(trace.x) for trace in plots.knn_figure([history.view()]).data)
+    assert widest < 100  # the baselines do not stretch over the provisional 25,000 epochs
+    history(ev.BudgetFitted(5.0, 46, 2, 184, 410.0, "5 min budget: ~46 epochs at 410 img/s"))
+    fitted = text.status_line(history.view())
+    assert max(max(trace.x) for trace in plots.knn_figure([history.view()]).data) == 46
+    assert "epoch 0/46 · step 2/184" in fitted and "ETA" in fitted and "5 min budget: ~46 epochs" in fitted
+    # the plan was said before training began and is still there, on its own line, under the progress
+    lines = fitted.split("  \n")
+    assert lines[1].startswith("auto recipe: 64 px") and lines[2].startswith("5 min budget")
+    history.plan("pipeline: fine-tuning the pretrained backbone of epoch 4")
+    assert text.status_line(history.view()).split("  \n")[1:3] == [
+        "auto recipe: 64 px, patch 8; expected: supervised training from scratch is expected to match",
+        "pipeline: fine-tuning the pretrained backbone of epoch 4"]

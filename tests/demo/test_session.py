@@ -283,3 +283,16 @@ def test_when_no_pretraining_epoch_beats_the_random_init_the_pipeline_trains_fro
         assert again.views()[-1].label.endswith("→ training from scratch")
     finally:
         again.close()
+
+
+def test_fine_tune_starts_from_the_backbone_a_hand_over_run_kept_at_its_best_held_out_epoch(session, monkeypatch):
+    held_out_curve(monkeypatch, [0.1, 0.5, 0.3])  # the random init, then epoch 1 best, epoch 2 lower
+    session.start(TINY.with_overrides(stop_when_not_helping=True))
+    wait_for(lambda: session.views()[-1].status == "completed")
+    pretrained = session.views()[-1]
+    assert Checkpoint.load(pretrained.checkpoint).epoch == 2
+    said = session.finetune(epochs=1)
+    assert said.endswith("from best.pt (epoch 1, its best on held-out training images)")
+    wait_for(lambda: session.views()[-1].status == "completed" and session.views()[-1].step > pretrained.step)
+    tuned = Checkpoint.load(session.views()[-1].checkpoint)
+    assert tuned.config.init_from.endswith("best.pt") and Checkpoint.load(tuned.config.init_from).epoch == 1
