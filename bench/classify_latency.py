@@ -17,9 +17,10 @@ import torch
 
 from core.classify import Classifier, PublishedModel
 from core.config import preset
-from core.data import FASHION_CLASSES, ImageSet
+from core.data import FASHION_CLASSES
 from core.images import decode
 from core.model import Backbone
+from core.splits import ImageSet
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "sneaker.png"
 N_TRAIN = 2040

@@ -25,10 +25,10 @@ import torch
 from bench.timing import synchronize, time_windows
 from core.augment import ViewMaker
 from core.config import TrainConfig, preset
-from core.data import DataSplits, ImageSet
 from core.model import embed
 from core.objectives import Supervised
 from core.recipe import FINETUNE_SHARE, recipe
+from core.splits import DataSplits, ImageSet
 from core.trainer import Trainer
 
 FLOWERS_TRAIN, FLOWERS_TEST, FLOWERS_CLASSES = 2040, 6149, 102

@@ -15,7 +15,8 @@ import torch
 
 from bench.timing import synchronize
 from core.config import TrainConfig
-from core.data import DataSplits, load_dataset
+from core.data import load_dataset
+from core.splits import DataSplits
 from core.trainer import Trainer
 
 WARMUP_STEPS = 2

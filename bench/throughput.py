@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bench.timing import time_windows
 from core.config import AugmentConfig, TrainConfig
-from core.data import DataSplits
+from core.splits import DataSplits
 from core.trainer import Trainer
 
 # One DataLoader worker per usable core (two here), at most 8: more workers than cores only adds

@@ -4,7 +4,8 @@ Every rule is here, and each reads a measured fact, never a dataset's name:
 - resolution and patch grid: images no larger than 32 px keep their side on a 4×4 grid (what cpu-quick
   runs for 28 px data). Larger ones, on a CPU, go to 64 px on an 8×8 grid (at 28 px a 300 px photo loses
   its detail) unless the budget then allows fewer than MIN_PASSES passes over the training images, at
-  the throughput measured here; then 32 px on a 4×4 grid, about a third of the cost per image. On a
+  the throughput measured here at the batch those passes choose; then 32 px on a 4×4 grid, about a third
+  of the cost per image. On a
   CUDA device: the paper's 112 px DeiT-Tiny, stored at 128 px.
 - passes: what the minutes leave for steps once the run's evaluations (EVALUATIONS and the random-init
   baseline, timed as forward passes here) are paid, at the steps a second timed at the run's own batch
@@ -36,9 +37,10 @@ import torch
 
 from core import labels
 from core.config import AugmentConfig, ModelConfig, TrainConfig
-from core.data import TEST_FRACTION, DataSplits, ImageSet, survey
+from core.data import survey
 from core.images import fit_square
 from core.model import embed
+from core.splits import TEST_FRACTION, DataSplits, ImageSet
 from core.trainer import Trainer
 
 NAME = "auto"  # what the command line's --preset and the app's preset menu call it
@@ -100,8 +102,8 @@ def _base(facts: Facts, side: int, patch: int, stored: int, multi_crop: bool, ba
 
 
 def choose_side(facts: Facts, timed: Throughput | None = None) -> tuple[int, int, int]:
-    """(model side, patch, stored side). The throughput `timed` at 64 px on an 8×8 grid decides, on a CPU
-    with a budget, whether 64 px still allows MIN_PASSES passes."""
+    """(model side, patch, stored side). The throughput `timed` at 64 px on an 8×8 grid, at the batch the
+    budget's passes choose, decides on a CPU with a budget whether 64 px still allows MIN_PASSES passes."""
     if facts.native_side <= SMALL_SIDE:
         side, patch = _grid(facts.native_side, 4)
         return side, patch, facts.native_side
@@ -121,6 +123,7 @@ class Throughput:
 
     images_per_s: float  # training images a second, at the timed config's batch and views
     eval_s: float  # one evaluation: the training and test images embedded (forward passes only)
+    batch: int  # the batch it was timed at
 
 
 def passes(minutes: float, n_train: int, timed: Throughput) -> float:
@@ -142,13 +145,14 @@ def measure(config: TrainConfig, channels: int, n_eval: int, steps: int = 3) -> 
     inputs = fit_square(random_set.images, config.model.image_size)  # (batch, C, side, side) as evaluated
     started = time.perf_counter()
     embed(trainer.backbone, inputs)
-    return Throughput(images_per_s, (time.perf_counter() - started) * n_eval / batch)
+    return Throughput(images_per_s, (time.perf_counter() - started) * n_eval / batch, batch)
 
 
-def auto_recipe(facts: Facts, timed: Throughput) -> TrainConfig:
-    """The auto base config for `facts`, given the throughput `timed` for the chosen side at the largest
-    batch (the batch then follows the passes)."""
-    side, patch, stored = choose_side(facts, timed)
+def auto_recipe(facts: Facts, timed: Throughput, sides: tuple[int, int, int] | None = None) -> TrainConfig:
+    """The auto base config for `facts`, given the throughput `timed` of its side (the batch then follows
+    the passes). `sides`: (model side, patch, stored side) as plan chose them, when `timed` was measured at
+    that side rather than at the one choose_side reads it for."""
+    side, patch, stored = sides or choose_side(facts, timed)
     multi_crop = bool(facts.minutes) and passes(facts.minutes, facts.n_train, timed) >= MULTI_CROP_PASSES
     epochs = _epochs(facts, timed, multi_crop)
     batch, lr = batch_and_lr(facts, epochs * facts.n_train)
@@ -182,27 +186,37 @@ class Plan:
 def plan(spec: str, device: str, minutes: float, load: Callable[[int], DataSplits]) -> Plan:
     """The auto config for dataset `spec` and the splits it trains on, loaded once at the chosen side by
     `load(stored side)`. The side is chosen from the files' headers and a throughput timed on random
-    images; the framing is then measured from the loaded images. When a budget's passes chose a smaller
-    batch than the largest, that batch is timed again for the run's length (the side and views stay)."""
+    images, at the batch the budget's passes choose; the framing is then measured from the loaded images.
+    A run's length is counted at the throughput of its own side and batch: either one changed since it
+    was timed, it is timed again."""
     native, n_train = survey(spec)
     n_eval = round(n_train / (1 - TEST_FRACTION))  # an evaluation embeds the training and test images
     guess = Facts(native, n_train, 3, False, device, minutes)
+    presumed = choose_side(guess)  # the side for detail, before the budget's passes are counted
     timed = None
     if native > SMALL_SIDE and device != "cuda" and minutes:
-        side, patch, stored = choose_side(guess)
-        timed = measure(_base(guess, side, patch, stored, False), 3, n_eval)
+        timed = _at_its_batch(guess, _base(guess, *presumed, False), 3, n_eval)
     side, patch, stored = choose_side(guess, timed)
     data = load(stored if native > SMALL_SIDE else 0)
     facts = Facts(native, len(data.train), data.train.channels, data.train.framing.light_on_dark, device, minutes)
     n_eval = len(data.train) + len(data.test)
     base = _base(facts, side, patch, stored, False)
-    if timed is None:
+    if timed is None or side != presumed[0]:
         timed = measure(base, data.train.channels, n_eval)
-    config = auto_recipe(facts, timed)
-    if minutes and config.batch_size != base.batch_size:
+    config = auto_recipe(facts, timed, (side, patch, stored))
+    if minutes and config.batch_size != timed.batch:
         timed = measure(base.with_overrides(batch_size=config.batch_size), data.train.channels, n_eval)
         config = with_length(config, facts, timed)
     return Plan(dataclasses.replace(config, dataset=spec, data_size=stored if native > SMALL_SIDE else 0), data)
+
+
+def _at_its_batch(facts: Facts, base: TrainConfig, channels: int, n_eval: int) -> Throughput:
+    """`base`'s throughput (at the largest batch), timed again at the batch the budget's passes then choose
+    when that one is smaller: a smaller batch trains fewer images a second (~1/1.6 at 32 of 128's at 64 px),
+    and the side is decided on the passes the run will make."""
+    timed = measure(base, channels, n_eval)
+    batch, _ = batch_and_lr(facts, _epochs(facts, timed, False) * facts.n_train)
+    return timed if batch == timed.batch else measure(base.with_overrides(batch_size=batch), channels, n_eval)
 
 
 def describe(config: TrainConfig, name: str = NAME, length: bool = True) -> str:

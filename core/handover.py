@@ -36,6 +36,20 @@ def best_epoch(folder: str | Path) -> int:
     return Checkpoint.load(path).epoch if path.exists() else 0
 
 
+def best_words(epoch: int) -> str:
+    """The backbone a hand-over run kept, in words: 'epoch 3, its best on held-out training images'."""
+    return f"epoch {epoch}, its best on held-out training images"
+
+
+def kept_words(epoch: int) -> str:
+    """What the rest of a budget trains after a hand-over run that kept the backbone of `epoch` (0: the
+    random init was best), in words: the pipeline, the status line and the hand-over say it alike."""
+    if not epoch:
+        return ("supervised training from scratch: no pretraining epoch beat the random-init encoder on "
+                "held-out training images")
+    return f"fine-tuning the pretrained backbone of {best_words(epoch)}"
+
+
 def held_out(train_embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int, temperature: float,
              metric: str) -> float:
     """The leave-one-out kNN of labelled training embeddings (N, D), in `metric` (core/watchdog.py)."""
@@ -90,6 +104,5 @@ class HandOver:
     def kept(self) -> str:
         """What the rest of the budget trains, in words."""
         if self.best is None or self.best.epoch == 0:
-            return "training from scratch: no epoch beat the random-init encoder there"
-        return (f"fine-tuning the backbone of epoch {self.best.epoch}, its best there "
-                f"({self.metric} {self.best.figure:.1%})")
+            return kept_words(0)
+        return f"{kept_words(self.best.epoch)} ({self.metric} {self.best.figure:.1%})"

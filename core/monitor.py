@@ -17,12 +17,12 @@ from torch import nn
 from core import events as ev
 from core import watchdog
 from core.config import TrainConfig
-from core.data import DataSplits
 from core.handover import HandOver
 from core.images import fit_square
 from core.labels import labelled_index
 from core.metrics import accuracy, balanced_accuracy, confusion_matrix, knn_predict, pixel_features
 from core.model import embed
+from core.splits import DataSplits
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,9 +24,9 @@ import torch
 from core import auto_recipe
 from core.augment import ViewMaker
 from core.config import TrainConfig
-from core.data import DataSplits
 from core.labels import labelled_index
 from core.objectives import objective_class
+from core.splits import DataSplits
 
 FEW_LABELS = 20
 LONG_PASSES = auto_recipe.MULTI_CROP_PASSES  # one number: where the paper's long-run recipe starts to pay

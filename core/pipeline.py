@@ -20,10 +20,11 @@ from pathlib import Path
 
 from core import auto_recipe, payoff, stages
 from core.config import PRESETS, TrainConfig, preset
-from core.data import DataSplits, load_dataset
+from core.data import load_dataset
 from core.distributed import resolve_device
 from core.recipe import PRETRAIN_SHARE
 from core.runs import METRICS
+from core.splits import DataSplits
 from core.train import execute
 
 RECORD = "pipeline.json"
@@ -108,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
     pretrain = expected.pretrain if args.pretrain == "auto" else args.pretrain == "always"
     print(auto_recipe.describe(base, args.preset))
     print(f"expected: {expected.reason}")
-    plan = "pretraining, then fine-tuning" if pretrain else "supervised training from scratch"
-    print(f"pipeline ({args.pretrain}): {plan}, {args.minutes:g} min in all")
+    print(f"pipeline ({args.pretrain}): {stages.plan_words(pretrain, args.minutes)}")
     record = {"dataset": args.dataset, "minutes": args.minutes, "choice": args.pretrain, "pretrain": pretrain,
               "expected_to_pay": expected.pretrain, "reason": expected.reason,
               "labels_per_class": expected.labels_per_class, "passes": expected.passes, "stages": []}

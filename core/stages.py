@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import TrainConfig
-from core.handover import BEST, best_epoch
+from core.handover import BEST, best_epoch, kept_words
 from core.recipe import FINETUNE, PRETRAIN_SHARE, recipe
 
 PRETRAIN, FINETUNE_STAGE, SUPERVISED = "pretrain", "finetune", "supervised"  # the stages, by what they train
@@ -30,6 +30,12 @@ def minutes_left(started: float, minutes: float) -> float:
 def pretraining(base: TrainConfig, objective: str, minutes: float) -> TrainConfig:
     """The pretraining stage of a `minutes` budget on `base` (the recipe fitted to the data and machine)."""
     return recipe(base, objective, minutes=minutes * PRETRAIN_SHARE, stop_when_not_helping=True)
+
+
+def plan_words(pretrain: bool, minutes: float) -> str:
+    """The pipeline's plan in words, as the command line and the app print it."""
+    stages = "pretraining, then fine-tuning" if pretrain else "supervised training from scratch"
+    return f"{stages}, {minutes:g} min in all"
 
 
 def from_scratch(base: TrainConfig, minutes: float) -> TrainConfig:
@@ -51,8 +57,5 @@ def after_pretraining(pretrained: TrainConfig, base: TrainConfig, folder: str | 
     """The stage after the pretraining `pretrained` that wrote to `folder`, for the `minutes` left."""
     if epoch := best_epoch(folder):
         config = recipe(pretrained, stage=FINETUNE, init_from=str(Path(folder) / BEST), minutes=minutes)
-        return Next(FINETUNE_STAGE, config, epoch,
-                    f"fine-tuning the pretrained backbone of epoch {epoch}, its best on held-out training images")
-    return Next(SUPERVISED, from_scratch(base, minutes), 0,
-                "no pretraining epoch beat the random-init encoder on held-out training images: "
-                "the rest of the minutes train supervised from scratch")
+        return Next(FINETUNE_STAGE, config, epoch, kept_words(epoch))
+    return Next(SUPERVISED, from_scratch(base, minutes), 0, kept_words(0))

@@ -12,11 +12,12 @@ from core import auto_recipe, payoff, runs, watchdog
 from core import events as ev
 from core.checkpoint import Checkpoint
 from core.config import PRESETS, TrainConfig, preset
-from core.data import DataSplits, load_dataset
+from core.data import load_dataset
 from core.distributed import resolve_device
 from core.objectives import OBJECTIVES
 from core.recipe import recipe
 from core.reporting import JsonlLog, ProgressBar, fan_out
+from core.splits import DataSplits
 from core.trainer import Trainer
 
 

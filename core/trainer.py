@@ -25,7 +25,6 @@ from core import events as ev
 from core.augment import ViewMaker, mix
 from core.checkpoint import Checkpoint, ResumeState
 from core.config import TrainConfig
-from core.data import DataSplits
 from core.distributed import Dist, init_from_env, resolve_device
 from core.handover import BEST, HANDED_OVER
 from core.labels import training_index
@@ -35,6 +34,7 @@ from core.monitor import Evaluation, Monitor
 from core.objectives import build_objective, objective_class
 from core.recipe import with_epochs
 from core.schedule import warmup_cosine
+from core.splits import DataSplits
 
 Emit = Callable[[ev.Event], None]
 

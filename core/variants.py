@@ -20,13 +20,13 @@ from core import events as ev
 from core import runs
 from core.augment import ViewMaker
 from core.config import RESNET18_DIM, TrainConfig, preset
-from core.data import DataSplits
 from core.labels import labelled_index
 from core.metrics import linear_probe
 from core.model import embed
 from core.objectives import Supervised
 from core.recipe import FINETUNE, PRETRAIN_SHARE, recipe
 from core.reporting import JsonlLog
+from core.splits import DataSplits
 from core.trainer import Trainer
 
 EVALS_PER_STAGE = 5

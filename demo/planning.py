@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 from core import auto_recipe, payoff, runs, stages
 from core import events as ev
 from core.config import TrainConfig
-from core.data import DataSplits
 from core.dataset_cache import DatasetCache
 from core.distributed import resolve_device
 from core.handover import HANDED_OVER
 from core.recipe import PRETRAIN_SHARE, recipe
+from core.splits import DataSplits
 from demo.history import COMPLETED
 from demo.saved_runs import STAGE_FINETUNE, STAGE_SCRATCH
 
@@ -72,9 +72,8 @@ def plan_pipeline(datasets: DatasetCache, run: _Run, pipeline: Pipeline) -> None
     first = pretraining if expected.pretrain else stages.from_scratch(plan.config, pipeline.minutes)
     share = PRETRAIN_SHARE if expected.pretrain else 1.0
     run.config = first.with_overrides(minutes=stages.minutes_left(pipeline.started, pipeline.minutes * share))
-    plan_words = "pretraining, then fine-tuning" if expected.pretrain else "supervised training from scratch"
     run.history.plan(f"{auto_recipe.describe(plan.config, length=False)}; expected: {expected.reason}; "
-                     f"pipeline: {plan_words}, {pipeline.minutes:g} min in all")
+                     f"pipeline: {stages.plan_words(expected.pretrain, pipeline.minutes)}")
 
 
 def next_stage(run: _Run, pipeline: Pipeline, done: ev.Event) -> bool:

@@ -20,13 +20,13 @@ from core import labels, runs
 from core.checkpoint import Checkpoint
 from core.classify import Classifier, Prediction, PublishedModel
 from core.config import TrainConfig
-from core.data import DataSplits
 from core.dataset_cache import DatasetCache
-from core.handover import BEST, best_epoch
+from core.handover import BEST, best_epoch, best_words
 from core.objectives import Supervised
 from core.projection import Projector
 from core.recipe import FINETUNE, recipe
 from core.reporting import JsonlLog
+from core.splits import DataSplits
 from core.trainer import Trainer
 from demo import planning, saved_runs
 from demo.history import COMPLETED, FAILED, STOPPED, Layout, RunHistory, RunView, shift
@@ -196,7 +196,7 @@ class Session:
             run.offset = run.history.begin_stage(STAGE_FINETUNE)
             self._launch(run, resume_from=None)
         few = f" on {labels.describe(run.config)}" if labels_per_class else ""
-        kept = f" (epoch {best}, its best on held-out training images)" if best else ""
+        kept = f" ({best_words(best)})" if best else ""
         return (f"fine-tuning {run.history.run_id} for {run.config.epochs} epochs{few} "
                 f"from {Path(start).name}{kept}")
 

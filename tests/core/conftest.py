@@ -1,8 +1,12 @@
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from core.config import AugmentConfig, ModelConfig, TrainConfig
-from core.data import DataSplits, ImageSet
+from core.splits import DataSplits, ImageSet
 
 
 def make_splits(n_train=40, n_test=30, classes=4, size=14, channels=1, seed=0) -> DataSplits:
@@ -42,3 +46,14 @@ def toy_data() -> DataSplits:
 def tiny_config() -> TrainConfig:
     return TrainConfig(dataset="toy", model=TINY_MODEL, augment=TINY_AUGMENT, epochs=4, batch_size=16,
                        lr=1e-3, warmup_epochs=1, knn_k=5, eval_every=1, snapshot_every=2, checkpoint_every=1)
+
+
+# Image files on disk, for the sources that read them (folders, Flowers-102).
+def save(path: Path, image: Image.Image, **options) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **options)
+    return path
+
+
+def random_rgb(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))

@@ -27,7 +27,7 @@ def facts(native=300, n=2000, channels=3, light_on_dark=False, device="cpu", min
 
 def rate_for(passes_wanted, f):
     """A throughput whose budget allows `passes_wanted` passes over f's training images (evaluations free)."""
-    return Throughput(passes_wanted * f.n_train / (f.minutes * 60), eval_s=0.0)
+    return Throughput(passes_wanted * f.n_train / (f.minutes * 60), eval_s=0.0, batch=128)
 
 
 def test_small_images_keep_their_side_on_a_four_by_four_grid():
@@ -105,10 +105,10 @@ def test_plan_reads_a_folder_loads_it_once_at_the_chosen_side_and_measures_its_f
 def test_the_passes_are_what_the_minutes_leave_once_the_evaluations_are_paid():
     """Nine evaluations (eight planned and the random-init baseline) of 10 s take 90 s of a 5 min budget."""
     f = facts()
-    timed = Throughput(rate_for(100, f).images_per_s, eval_s=10.0)
+    timed = Throughput(rate_for(100, f).images_per_s, eval_s=10.0, batch=128)
     assert passes(f.minutes, f.n_train, timed) == pytest.approx(100 * (300 - 90) / 300)
     assert auto_recipe(f, timed).epochs == 70
-    assert passes(f.minutes, f.n_train, Throughput(1000.0, eval_s=60.0)) == 0.0  # never below nothing
+    assert passes(f.minutes, f.n_train, Throughput(1000.0, eval_s=60.0, batch=128)) == 0.0  # never below nothing
 
 
 def test_plan_times_the_batch_its_passes_chose_again(tmp_path, monkeypatch):
@@ -120,7 +120,7 @@ def test_plan_times_the_batch_its_passes_chose_again(tmp_path, monkeypatch):
 
     def measure(config, channels, n_eval, steps=3):
         timed.append(config.batch_size)
-        return Throughput(40.0 if config.batch_size == 128 else 20.0, eval_s=0.0)
+        return Throughput(40.0 if config.batch_size == 128 else 20.0, eval_s=0.0, batch=config.batch_size)
 
     monkeypatch.setattr(auto_recipe_module, "measure", measure)
     planned = plan(f"folder:{folder}", "cpu", 1.0, lambda size: load_dataset(f"folder:{folder}", size=size))
@@ -128,3 +128,23 @@ def test_plan_times_the_batch_its_passes_chose_again(tmp_path, monkeypatch):
     assert timed == [128, 32]  # photos: once at the largest batch before loading (the side), once at 32
     assert planned.config.batch_size == 32 and planned.config.model.image_size == 64
     assert planned.config.epochs == int(60 * 20.0 / n_train) and planned.config.augment.n_local == 0
+
+
+def test_the_side_is_chosen_at_the_batch_its_passes_choose(tmp_path, monkeypatch):
+    """64 px allows MIN_PASSES passes at batch 128's throughput but not at the smaller batch a short budget
+    then chooses: the photos go to 32 px, and the run's length is timed again at that side."""
+    folder = tmp_path / "photos"
+    assert make_folder([str(folder), "--classes", "2", "--largest", "10", "--imbalance", "1"]) == 0
+    timed = []
+
+    def measure(config, channels, n_eval, steps=3):
+        timed.append((config.model.image_size, config.batch_size))
+        per_pass = 16 / 60  # images a second for one pass over the ~16 training images in 1 minute
+        fast = config.batch_size == 128 or config.model.image_size == 32
+        return Throughput((MIN_PASSES + 10 if fast else MIN_PASSES - 10) * per_pass, 0.0, config.batch_size)
+
+    monkeypatch.setattr(auto_recipe_module, "measure", measure)
+    planned = plan(f"folder:{folder}", "cpu", 1.0, lambda size: load_dataset(f"folder:{folder}", size=size))
+    assert timed[:2] == [(64, 128), (64, 32)] and timed[2][0] == 32
+    assert planned.config.model.image_size == 32 and planned.config.model.patch_size == 8
+

@@ -9,11 +9,11 @@ from PIL import Image
 
 from core.classify import BLANK_MESSAGE, KNN, UNLIKE_SHARE, Classifier, PublishedModel
 from core.config import ModelConfig, TrainConfig
-from core.data import ImageSet
 from core.framing import Framing, measure_framing
 from core.images import ImageError, decode, fit_square
 from core.metrics import knn_predict
 from core.model import Backbone, embed
+from core.splits import ImageSet
 from tests.core.conftest import TINY_AUGMENT, TINY_MODEL, make_splits
 from tests.core.test_images import UPLOADS, drawing, encode
 

@@ -1,9 +1,8 @@
-"""Tests for core.data: every source, the IDX parser, folder validation and mode handling."""
+"""Tests for core.data: the named sources (Fashion-MNIST, digits, Flowers-102) and the IDX parser."""
 from __future__ import annotations
 
 import gzip
 import hashlib
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -14,8 +13,10 @@ import torch
 import torchvision
 from PIL import Image
 
-from core import data, images
-from core.data import DatasetError, DataSplits, ImageSet, load_dataset, read_idx
+from core import data
+from core.data import load_dataset, read_idx
+from core.splits import DatasetError, DataSplits
+from tests.core.conftest import save
 
 SIZE = 16
 needs_debian_fashion = pytest.mark.skipif(
@@ -55,16 +56,6 @@ def write_fake_fashion(folder: Path, per_class: int = 204, n_test: int = 20) -> 
     return train_labels
 
 
-def save(path: Path, image: Image.Image, **options) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, **options)
-    return path
-
-
-def random_rgb(rng: np.random.Generator, width: int, height: int) -> Image.Image:
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-
-
 def write_flowers_tree(root: Path) -> tuple[list[int], list[tuple[int, int, int]]]:
     """12 JPEGs of varying sizes in torchvision's on-disk layout, each a solid distinct colour."""
     base = root / "flowers-102"
@@ -78,63 +69,6 @@ def write_flowers_tree(root: Path) -> tuple[list[int], list[tuple[int, int, int]
                                           "valid": np.array([[5, 6, 7, 8]]),
                                           "tstid": np.array([[9, 10, 11, 12]])})
     return labels, colours
-
-
-def two_class_folder(root: Path, n: int = 3) -> Path:
-    rng = np.random.default_rng(1)
-    for cls in ("ants", "bees"):
-        for i in range(n):
-            save(root / cls / f"{i}.png", random_rgb(rng, 20 + i, 24))
-    return root
-
-
-# ---------------------------------------------------------------- ImageSet / DataSplits
-
-def make_set(n: int = 4, channels: int = 1, side: int = 8) -> ImageSet:
-    images = torch.arange(n * channels * side * side).reshape(n, channels, side, side) % 256
-    return ImageSet(images.to(torch.uint8), torch.arange(n) % 2, ("a", "b"))
-
-
-@pytest.mark.parametrize("images, labels, names, problem", [
-    (torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), ("a",), "uint8"),
-    (torch.zeros(2, 2, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), ("a",), "channels"),
-    (torch.zeros(2, 1, 8, 6, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), ("a",), "square"),
-    (torch.zeros(2, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), ("a",), "uint8"),
-    (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.int32), ("a",), "int64"),
-    (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), ("a",), "labels"),
-    (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]), ("a",), "[0, 1)"),
-    (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, -1]), ("a",), "[0, 1)"),
-    (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), (), "class_names"),
-])
-def test_imageset_validation(images, labels, names, problem):
-    with pytest.raises(ValueError, match=problem.replace("[", r"\[").replace(")", r"\)")):
-        ImageSet(images, labels, names)
-
-
-def test_imageset_properties_subset_and_fingerprint():
-    image_set = make_set(n=4, channels=3)
-    assert (len(image_set), image_set.channels, image_set.size) == (4, 3, 8)
-    part = image_set.subset(torch.tensor([3, 1]))
-    assert part.labels.tolist() == [1, 1] and torch.equal(part.images[0], image_set.images[3])
-    assert image_set.to("cpu").fingerprint() == image_set.fingerprint()
-    assert len(image_set.fingerprint()) == 16
-
-    changed = image_set.images.clone()
-    changed[2, 1, 5, 5] += 1
-    assert ImageSet(changed, image_set.labels, ("a", "b")).fingerprint() != image_set.fingerprint()
-    renamed = ImageSet(image_set.images, image_set.labels, ("a", "c"))
-    assert renamed.fingerprint() != image_set.fingerprint()
-
-
-def test_datasplits_fingerprint_ignores_name_and_checks_consistency():
-    train, test = make_set(4), make_set(2)
-    first, second = DataSplits("folder:/a", train, test), DataSplits("folder:/b", train, test)
-    assert first.fingerprint == second.fingerprint and first.class_names == ("a", "b")
-    assert DataSplits("x", test, train).fingerprint != first.fingerprint
-    with pytest.raises(ValueError, match="class_names"):
-        DataSplits("x", train, ImageSet(test.images, test.labels, ("a", "z")))
-    with pytest.raises(ValueError, match="channels and size"):
-        DataSplits("x", train, make_set(2, side=4))
 
 
 def test_unknown_spec_and_bad_size():
@@ -323,193 +257,3 @@ def test_flowers_missing_or_broken_tree(tmp_path):
     with pytest.raises(DatasetError, match="incomplete or corrupt") as info:
         load_dataset("flowers102", root=tmp_path)
     assert str(tmp_path / "flowers-102") in str(info.value)
-
-
-# ---------------------------------------------------------------- folder source
-
-def build_mixed_folder(root: Path) -> dict[str, int]:
-    rng = np.random.default_rng(2)
-    transparent = root / "a_transparent"
-    save(transparent / "rgba.png", Image.new("RGBA", (30, 20), (0, 0, 0, 0)))
-    save(transparent / "la.png", Image.new("LA", (20, 30), (0, 0)))
-    palette = Image.new("P", (25, 25), 3)
-    palette.putpalette([0, 0, 0] * 256)
-    save(transparent / "palette.png", palette, transparency=3)
-    cmyk = root / "b_cmyk"
-    for i in range(2):
-        save(cmyk / f"red{i}.jpg", Image.new("CMYK", (24, 24), (0, 255, 255, 0)), quality=95)
-    gray = root / "c_gray"
-    save(gray / "l.png", Image.new("L", (20, 20), 100))
-    save(gray / "l.bmp", Image.new("L", (20, 20), 100))
-    save(gray / "wide.png", Image.new("I;16", (20, 20), 25700))  # 25700 / 257 = 100
-    colour = root / "d_rgb"
-    for i, ext in enumerate(["JPEG", "gif", "webp", "tiff", "png", "jpg"]):
-        save(colour / f"img{i}.{ext}", random_rgb(rng, 20 + 5 * i, 40 - 3 * i))
-    # Everything below must be ignored without being reported.
-    (colour / ".hidden.png").write_bytes(b"junk")
-    (colour / "notes.txt").write_text("not an image")
-    (root / ".git").mkdir()
-    save(root / ".git" / "x.png", Image.new("RGB", (8, 8)))
-    (root / "README.md").write_text("readme")
-    return {"a_transparent": 3, "b_cmyk": 2, "c_gray": 3, "d_rgb": 6}
-
-
-def test_folder_mixed_modes(tmp_path):
-    counts = build_mixed_folder(tmp_path)
-    splits = load_dataset(f"folder:{tmp_path}", size=SIZE)
-    assert splits.name == f"folder:{tmp_path.resolve()}" and splits.skipped == ()
-    assert splits.class_names == tuple(counts)
-    assert splits.train.images.shape[1:] == (3, SIZE, SIZE)
-    expected_test = [max(1, round(n * 0.2)) for n in counts.values()]
-    assert torch.bincount(splits.test.labels).tolist() == expected_test
-    assert torch.bincount(splits.train.labels).tolist() == [
-        n - t for n, t in zip(counts.values(), expected_test)]
-
-    images = torch.cat([splits.train.images, splits.test.images]).int()
-    labels = torch.cat([splits.train.labels, splits.test.labels])
-    assert torch.all(images[labels == 0] == 255)  # transparency composited on white
-    red = images[labels == 1].float().mean(dim=(0, 2, 3))
-    assert red[0] > 200 and red[1] < 60 and red[2] < 60
-    gray = images[labels == 2]
-    assert torch.all((gray - 100).abs() <= 1)  # 16-bit scaled, not clipped to 255
-
-
-def test_folder_grayscale_only_gives_one_channel(tmp_path):
-    for cls in ("x", "y"):
-        save(tmp_path / cls / "l.png", Image.new("L", (20, 30), 40))
-        save(tmp_path / cls / "bits.png", Image.new("1", (30, 20), 1))
-        gradient = np.linspace(0, 65535, 20 * 20).reshape(20, 20).astype(np.uint16)
-        save(tmp_path / cls / "wide.png", Image.fromarray(gradient))
-    splits = load_dataset(f"folder:{tmp_path}", size=SIZE)
-    assert splits.train.channels == 1
-    values = torch.cat([splits.train.images, splits.test.images])
-    assert set(torch.unique(values).tolist()) > {40, 255}
-    assert len(torch.unique(values)) > 50  # the gradient survived with its tones spread out
-
-
-def test_folder_applies_exif_orientation(tmp_path):
-    # Stored landscape, dark left half; orientation 6 means "rotate 90 degrees clockwise to view",
-    # so the displayed image is portrait with the dark half on top.
-    stored = np.full((20, 40, 3), 255, dtype=np.uint8)
-    stored[:, :20] = 0
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    for cls in ("p", "q"):
-        for i in range(2):
-            save(tmp_path / cls / f"{i}.jpg", Image.fromarray(stored), exif=exif, quality=95)
-    splits = load_dataset(f"folder:{tmp_path}", size=SIZE)
-    for image in torch.cat([splits.train.images, splits.test.images]).float():
-        assert image[:, :4].mean() < 40 and image[:, -4:].mean() > 215
-
-
-def test_folder_split_is_seeded_and_location_independent(tmp_path):
-    source = two_class_folder(tmp_path / "one", n=10)
-    first = load_dataset(f"folder:{source}", size=SIZE)
-    assert len(first.train) == 16 and len(first.test) == 4
-    assert load_dataset(f"folder:{source}", size=SIZE).fingerprint == first.fingerprint
-    moved = shutil.copytree(source, tmp_path / "two")
-    assert load_dataset(f"folder:{moved}", size=SIZE).fingerprint == first.fingerprint
-    assert load_dataset(f"folder:{source}", size=SIZE, seed=5).fingerprint != first.fingerprint
-
-
-def test_folder_two_images_per_class_gives_one_and_one(tmp_path):
-    splits = load_dataset(f"folder:{two_class_folder(tmp_path, n=2)}", size=SIZE)
-    assert splits.train.labels.tolist() == [0, 1] and splits.test.labels.tolist() == [0, 1]
-    assert splits.train.size == SIZE and splits.train.channels == 3
-
-
-def test_folder_default_size(tmp_path):
-    splits = load_dataset(f"folder:{two_class_folder(tmp_path)}")
-    assert splits.train.size == data.DEFAULT_SIZE
-
-
-def test_folder_skips_and_lists_unreadable_files(tmp_path):
-    two_class_folder(tmp_path)
-    garbage = tmp_path / "ants" / "garbage.png"
-    garbage.write_bytes(b"\x89PNG but not really")
-    truncated = tmp_path / "bees" / "truncated.jpg"
-    full = save(tmp_path / "full.jpg", random_rgb(np.random.default_rng(3), 64, 64)).read_bytes()
-    truncated.write_bytes(full[: len(full) // 3])
-    splits = load_dataset(f"folder:{tmp_path}", size=SIZE)
-    assert len(splits.skipped) == 2
-    assert any(entry.startswith(f"{garbage}: ") for entry in splits.skipped)
-    assert any(entry.startswith(f"{truncated}: ") for entry in splits.skipped)
-    assert len(splits.train) + len(splits.test) == 6
-
-
-def test_folder_skips_decompression_bombs(tmp_path, monkeypatch):
-    two_class_folder(tmp_path)
-    big = save(tmp_path / "bees" / "big.png", Image.new("RGB", (40, 40)))
-    monkeypatch.setattr(images, "MAX_PIXELS", 30 * 30)
-    splits = load_dataset(f"folder:{tmp_path}", size=SIZE)
-    assert len(splits.skipped) == 1 and splits.skipped[0].startswith(f"{big}: ")
-    assert "decompression-bomb" in splits.skipped[0]
-
-
-def test_folder_class_emptied_by_skipping(tmp_path):
-    two_class_folder(tmp_path)
-    (tmp_path / "bees" / "1.png").write_bytes(b"broken")
-    (tmp_path / "bees" / "2.png").write_bytes(b"broken")
-    with pytest.raises(DatasetError, match="'bees'.*after skipping 2 unreadable") as info:
-        load_dataset(f"folder:{tmp_path}", size=SIZE)
-    assert str(tmp_path) in str(info.value)
-
-
-def _folder_error(spec_path: Path | str) -> str:
-    with pytest.raises(DatasetError) as info:
-        load_dataset(f"folder:{spec_path}", size=SIZE)
-    return str(info.value)
-
-
-def test_folder_errors_name_problem_and_path(tmp_path):
-    missing = tmp_path / "missing"
-    assert "does not exist" in _folder_error(missing) and str(missing) in _folder_error(missing)
-
-    a_file = tmp_path / "file.png"
-    a_file.write_bytes(b"x")
-    message = _folder_error(a_file)
-    assert "not a directory" in message and str(a_file) in message
-
-    empty = tmp_path / "empty"
-    save(empty / "loose.png", Image.new("RGB", (8, 8)))
-    (empty / ".hidden").mkdir()
-    message = _folder_error(empty)
-    assert "no class subfolders" in message and str(empty) in message
-
-    no_images = tmp_path / "no_images"
-    (no_images / "cats").mkdir(parents=True)
-    (no_images / "cats" / "notes.txt").write_text("x")
-    (no_images / "dogs").mkdir()
-    message = _folder_error(no_images)
-    assert "no images" in message and str(no_images) in message
-
-
-def test_folder_errors_on_class_counts(tmp_path):
-    single = tmp_path / "single"
-    for i in range(3):
-        save(single / "only" / f"{i}.png", Image.new("RGB", (8, 8)))
-    message = _folder_error(single)
-    assert "at least 2 classes" in message and "'only'" in message and str(single) in message
-
-    lonely = two_class_folder(tmp_path / "lonely")
-    save(lonely / "lonely_class" / "one.png", Image.new("RGB", (8, 8)))
-    (lonely / "lonely_class" / ".hidden.png").write_bytes(b"hidden files do not count")
-    message = _folder_error(lonely)
-    assert "'lonely_class'" in message and "1 image" in message and str(lonely) in message
-
-    with pytest.raises(DatasetError, match="needs a path"):
-        load_dataset("folder:")
-
-
-def test_an_image_set_resizes_once_per_side_and_measures_its_framing_once():
-    """The app publishes a classifier at every snapshot; Flowers' 2,040 images at 144 -> 112 px cost a
-    second each time, so the resized copy is kept with the set."""
-    white_on_black = torch.zeros(12, 1, 14, 14, dtype=torch.uint8)
-    white_on_black[:, :, 3:11, 4:10] = 200
-    imageset = ImageSet(white_on_black, torch.arange(12) % 2, ("a", "b"))
-    at_7 = imageset.resized(7)
-    assert at_7.shape == (12, 1, 7, 7) and imageset.resized(7) is at_7
-    assert imageset.resized(14) is imageset.images  # already at that side
-    assert imageset.framing.light_on_dark and imageset.framing is imageset.framing
-    photos = ImageSet(torch.randint(0, 256, (12, 3, 14, 14), dtype=torch.uint8), torch.arange(12) % 2, ("a", "b"))
-    assert not photos.framing.light_on_dark

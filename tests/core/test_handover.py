@@ -30,7 +30,8 @@ def test_stop_when_not_helping_ends_on_the_held_out_training_images_not_on_the_t
     assert Checkpoint.load(tmp_path / "last.pt").epoch == 2
     words = rec.of(ev.Advice)[-1].message
     assert words.startswith(HELD_OUT) and "below the randomly initialised encoder's 90.0%" in words
-    assert words.endswith(f"{HANDOVER}training from scratch: no epoch beat the random-init encoder there")
+    assert words.endswith(f"{HANDOVER}supervised training from scratch: no pretraining epoch beat the random-init "
+                           "encoder on held-out training images")
     best = Checkpoint.load(tmp_path / BEST)
     assert best.epoch == 0 and best.resume is None  # weights only: the encoder the run started from
     initial = Trainer(config, toy_data).backbone.state_dict()
@@ -48,7 +49,8 @@ def test_the_hand_over_keeps_the_backbone_of_its_best_held_out_epoch(tiny_config
     done = Trainer(config, toy_data, out_dir=tmp_path).run(rec)
     assert done.reason == HANDED_OVER and done.epoch == 4
     words = rec.of(ev.Advice)[-1].message
-    assert words.endswith("fine-tuning the backbone of epoch 2, its best there (kNN top-1 90.0%)")
+    assert words.endswith("fine-tuning the pretrained backbone of epoch 2, its best on held-out training images "
+                           "(kNN top-1 90.0%)")
     best = Checkpoint.load(tmp_path / BEST)
     at = {s.epoch: s.weights for s in rec.of(ev.EmbeddingSnapshot)}
     assert best.epoch == 2 and best.step == 2 * Trainer(config, toy_data).steps_per_epoch

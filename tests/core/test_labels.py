@@ -5,8 +5,8 @@ import torch
 
 from core import events as ev
 from core.config import AugmentConfig, ModelConfig, TrainConfig
-from core.data import DataSplits, ImageSet
 from core.labels import describe, labelled_index, training_index
+from core.splits import DataSplits, ImageSet
 from core.trainer import Trainer
 
 

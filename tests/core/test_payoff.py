@@ -41,7 +41,7 @@ def test_a_budgeted_run_counts_its_passes_at_its_own_configs_throughput(tiny_con
 
     def measure(config, channels, n_eval, steps):
         timed.append((config, n_eval, steps))
-        return payoff.auto_recipe.Throughput(50.0, eval_s=1.0)
+        return payoff.auto_recipe.Throughput(50.0, eval_s=1.0, batch=config.batch_size)
 
     monkeypatch.setattr(payoff.auto_recipe, "measure", measure)
     budgeted = tiny_config.with_overrides(minutes=0.5)

@@ -63,7 +63,7 @@ def test_when_no_epoch_beats_the_random_init_on_held_out_images_the_rest_trains_
     held_out_curve(monkeypatch, itertools.chain([0.9], itertools.repeat(0.2)))
     out = tmp_path / "run"
     assert pipeline.main(["--dataset", few_labels, "--minutes", "0.25", "--out", str(out)]) == 0
-    assert "the rest of the minutes train supervised from scratch" in capsys.readouterr().out
+    assert "supervised training from scratch: no pretraining epoch beat" in capsys.readouterr().out
     record = json.loads((out / pipeline.RECORD).read_text())
     assert [s["stage"] for s in record["stages"]] == ["pretrain", "supervised"] and record["pretrained_best_epoch"] == 0
     assert last_event(out / "pretrain", "Finished")["reason"] == "handed over"

@@ -1,5 +1,4 @@
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -162,9 +161,10 @@ def test_projector_rejects_too_few_points():
 
 
 @pytest.mark.slow
-def test_warm_up_is_idempotent(warm_up_seconds):
-    assert warm_up_seconds > 0
-    start = time.perf_counter()
-    again = Projector.warm_up()
-    assert again < 0.05
-    assert time.perf_counter() - start < 0.05
+def test_warm_up_is_idempotent(warm_up_seconds, monkeypatch):
+    assert projection._WARMED.is_set()  # the fixture's call compiled the kernels
+    fits = []
+    monkeypatch.setattr(projection, "_warm_up_fits", lambda: fits.append("fit"))
+    Projector.warm_up()
+    Projector.warm_up()
+    assert fits == []  # warmed once per process: later calls return without fitting

@@ -38,41 +38,48 @@ def stroke(page, dx=0):
     page.mouse.up()
 
 
-def classify_and_time(page) -> float:
+def classify_and_wait(page) -> None:
     """Click Classify and wait for a new answer: the 'what the model sees' image changes (an unchanged
-    drawing gives the same file, so each call needs a new drawing)."""
+    drawing gives the same file, so each call needs a new drawing). How long it takes is
+    bench/classify_latency.py's to measure; a minute without an answer is a hang."""
     before = page.locator("#seen img").get_attribute("src") if page.locator("#seen img").count() else None
     started = time.monotonic()
     page.locator("#classify").click()
     while True:
         img = page.locator("#seen img")
         if img.count() and img.get_attribute("src") != before:
-            return time.monotonic() - started
+            return
         assert time.monotonic() - started < 60, "no answer to Classify"
         page.wait_for_timeout(50)
 
 
 def draw_and_classify(page):
-    """A drawing classifies, the page then stops uploading it (it used to re-upload the drawing several
-    times a second while the 1 s timer ran, and a Classify took 10-18 s), and Clear keeps the brush."""
+    """A drawing classifies, the page then stops uploading it and a second drawing's Classify sends it
+    about once (the page used to re-upload the drawing several times a second while the 1 s timer ran,
+    and a Classify queued behind those uploads took 10-18 s), and Clear keeps the brush."""
     uploads = []
     page.on("request", lambda request: uploads.append(time.monotonic()) if "/gradio_api/upload" in request.url
             else None)
     page.locator("#sketch").scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     stroke(page)  # no tool picked by hand: the page selects the brush itself
-    classify_and_time(page)
+    classify_and_wait(page)
     assert "%" in page.locator("#top5").inner_text()
     page.wait_for_timeout(2000)
     quiet_from = time.monotonic()
     page.wait_for_timeout(4000)
     assert not [t for t in uploads if t > quiet_from], "the page kept uploading after the drawing was classified"
     stroke(page, dx=15)  # a second stroke: a new drawing, so a new answer to wait for
-    assert classify_and_time(page) < 2.0
+    before = len(uploads)
+    classify_and_wait(page)
+    sent = len(uploads) - before
+    # The editor sends its drawing once as 3 files (measured: background, layer, composite); a second round
+    # is tolerated. The storm this guards against sent several a second for the 10-18 s a Classify waited.
+    assert sent <= 2 * 3, f"one Classify of a drawing sent {sent} uploads"
     page.locator("#sketch button[aria-label='Clear canvas']").click()
     page.wait_for_timeout(500)
     stroke(page, dx=30)  # drawn again without picking the brush
-    classify_and_time(page)
+    classify_and_wait(page)
     page.screenshot(path=str(SHOTS / "drawn.png"), full_page=True)
 
 
