@@ -48,11 +48,12 @@ def _last_evaluation(run: Path) -> dict:
     return [e for e in _events(run)["EpochMetrics"] if e["knn_top1"] is not None][-1]
 
 
-def arm(folder: Path, out: Path, name: str, minutes: float, flags: list[str]) -> dict:
-    """One arm: a core.pipeline command with `flags`, read back from its stages' logs."""
+def arm(folder: Path, out: Path, name: str, minutes: float, flags: list[str], seed: int = 0) -> dict:
+    """One arm: a core.pipeline command with `flags` and `seed` (it also draws the test split), read back
+    from its stages' logs."""
     shutil.rmtree(out / name, ignore_errors=True)  # the bench's own folder: a rerun replaces the arm
     spent = _run(["core.pipeline", "--dataset", f"folder:{folder}", "--minutes", str(minutes), "--out",
-                  str(out / name), *flags])
+                  str(out / name), "--seed", str(seed), *flags])
     record = json.loads((out / name / RECORD).read_text())
     first, last = (Path(record["stages"][i]["folder"]) for i in (0, -1))
     final, events = _last_evaluation(last), _events(first)
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--minutes", type=float, default=5.0, help="total minutes per arm")
     parser.add_argument("--out", type=Path, default=Path("runs/own-images"))
+    parser.add_argument("--seed", type=int, default=0, help="the pipeline's seed: its test split and its runs")
     parser.add_argument("--arms", nargs="+", choices=[name for name, _ in ARMS], default=[name for name, _ in ARMS])
     args = parser.parse_args(argv)
     saved = args.out / "results.json"
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = {r["arm"]: r for r in results.get(folder.name, [])}
         for name, flags in ARMS:
             if name in args.arms:
-                kept[name] = arm(folder, args.out / folder.name, name, args.minutes, flags)
+                kept[name] = arm(folder, args.out / folder.name, name, args.minutes, flags, args.seed)
                 print(f"{folder.name} {name}: {json.dumps(kept[name])}", flush=True)
         results[folder.name] = [kept[name] for name, _ in ARMS if name in kept]
         saved.parent.mkdir(parents=True, exist_ok=True)

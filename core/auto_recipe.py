@@ -132,17 +132,20 @@ def passes(minutes: float, n_train: int, timed: Throughput) -> float:
     return steps_s * timed.images_per_s / max(n_train, 1)
 
 
-def measure(config: TrainConfig, channels: int, n_eval: int, steps: int = 3) -> Throughput:
-    """The throughput of `config` here: `steps` real steps after one warm-up, and one forward pass of a
-    batch scaled to the `n_eval` images an evaluation embeds."""
+def measure(config: TrainConfig, channels: int, n_train: int, n_eval: int, steps: int = 3) -> Throughput:
+    """The throughput of `config` here for a run on `n_train` training images: `steps` real steps after one
+    warm-up, and one forward pass of a batch scaled to the `n_eval` images an evaluation embeds. The
+    throwaway trainer holds `n_train` images, so its instance head is as wide as the run's (a head one
+    batch wide read ~1.2x the images a second of the run's 2,040-way head at 28 px)."""
     batch = config.batch_size
     side = config.data_size or config.model.image_size  # 0: stored at the model's side
-    shape = (batch, channels, side, side)
-    random_set = ImageSet(torch.randint(0, 256, shape, dtype=torch.uint8), torch.arange(batch) % 2, ("a", "b"))
+    pixels = torch.randint(0, 256, (batch, channels, side, side), dtype=torch.uint8)
+    repeat = torch.arange(max(n_train, batch)) % batch  # the run's image count, one batch's pixels repeated
+    random_set = ImageSet(pixels[repeat], repeat % 2, ("a", "b"))
     data = DataSplits("timing", random_set, random_set.subset(torch.arange(2)))
     trainer = Trainer(config.with_overrides(minutes=0.0, epochs=1, warmup_epochs=0), data)
     images_per_s = trainer.time_steps(steps)
-    inputs = fit_square(random_set.images, config.model.image_size)  # (batch, C, side, side) as evaluated
+    inputs = fit_square(pixels, config.model.image_size)  # (batch, C, side, side) as evaluated
     started = time.perf_counter()
     embed(trainer.backbone, inputs)
     return Throughput(images_per_s, (time.perf_counter() - started) * n_eval / batch, batch)
@@ -202,10 +205,10 @@ def plan(spec: str, device: str, minutes: float, load: Callable[[int], DataSplit
     n_eval = len(data.train) + len(data.test)
     base = _base(facts, side, patch, stored, False)
     if timed is None or side != presumed[0]:
-        timed = measure(base, data.train.channels, n_eval)
+        timed = measure(base, data.train.channels, facts.n_train, n_eval)
     config = auto_recipe(facts, timed, (side, patch, stored))
     if minutes and config.batch_size != timed.batch:
-        timed = measure(base.with_overrides(batch_size=config.batch_size), data.train.channels, n_eval)
+        timed = measure(base.with_overrides(batch_size=config.batch_size), data.train.channels, facts.n_train, n_eval)
         config = with_length(config, facts, timed)
     return Plan(dataclasses.replace(config, dataset=spec, data_size=stored if native > SMALL_SIDE else 0), data)
 
@@ -214,9 +217,10 @@ def _at_its_batch(facts: Facts, base: TrainConfig, channels: int, n_eval: int) -
     """`base`'s throughput (at the largest batch), timed again at the batch the budget's passes then choose
     when that one is smaller: a smaller batch trains fewer images a second (~1/1.6 at 32 of 128's at 64 px),
     and the side is decided on the passes the run will make."""
-    timed = measure(base, channels, n_eval)
+    timed = measure(base, channels, facts.n_train, n_eval)
     batch, _ = batch_and_lr(facts, _epochs(facts, timed, False) * facts.n_train)
-    return timed if batch == timed.batch else measure(base.with_overrides(batch_size=batch), channels, n_eval)
+    return (timed if batch == timed.batch
+            else measure(base.with_overrides(batch_size=batch), channels, facts.n_train, n_eval))
 
 
 def describe(config: TrainConfig, name: str = NAME, length: bool = True) -> str:

@@ -17,8 +17,12 @@ WARMUP_SECONDS = 5.0
 PROVISIONAL_STEPS = 100_000  # a budgeted run's length until it is fixed: more than any timing takes
 # After each epoch a budgeted run checks its fixed length against the recent step time and moves it when
 # the end would be off by more than this share (or two epochs): the first seconds can run faster
-# (a CPU's turbo clock) than the rest.
+# (a CPU's turbo clock) than the rest. "Recent" is at least RECENT_STEPS steps and RECENT_SHARE of the
+# budget's seconds: on 2 shared cores the rate swung between 185 and 288 images a second within one run,
+# and a window of 100 steps (~12 s) followed each swing, moving the length 23 times in 5 minutes (each
+# move rebuilds the cosine schedule).
 RECENT_STEPS = 100
+RECENT_SHARE = 0.1
 CORRECTION_SHARE = 0.03
 
 
@@ -39,9 +43,11 @@ class StepTimer:
     """Adds up the time of training steps read back in windows; the first window, which allocates and
     warms up, is not counted. The step time is known once WARMUP_STEPS and WARMUP_SECONDS are timed."""
 
-    def __init__(self):
+    def __init__(self, recent_s: float = 0.0):
+        """`recent_s`: the least seconds the recent step time spans (with at least RECENT_STEPS steps)."""
         self._seconds, self._steps, self._first = 0.0, 0, True
-        self._recent: deque[tuple[float, int]] = deque()  # the latest windows, RECENT_STEPS steps or more
+        self._recent_s = recent_s
+        self._recent: deque[tuple[float, int]] = deque()  # the latest windows: RECENT_STEPS and recent_s or more
 
     def add(self, seconds: float, steps: int) -> float | None:
         """One window's time; returns the seconds per step once enough are timed, else None."""
@@ -50,15 +56,16 @@ class StepTimer:
             return None
         self._seconds, self._steps = self._seconds + seconds, self._steps + steps
         self._recent.append((seconds, steps))
-        while sum(n for _, n in self._recent) - self._recent[0][1] >= RECENT_STEPS:
+        while (sum(n for _, n in self._recent) - self._recent[0][1] >= RECENT_STEPS
+               and sum(t for t, _ in self._recent) - self._recent[0][0] >= self._recent_s):
             self._recent.popleft()
         enough = self._steps >= WARMUP_STEPS and self._seconds >= WARMUP_SECONDS
         return self._seconds / self._steps if enough else None
 
     @property
     def recent_step_s(self) -> float | None:
-        """Seconds per step over the latest RECENT_STEPS steps: a machine that slows down (a CPU leaving
-        its turbo clock, another job) shows here first."""
+        """Seconds per step over the latest RECENT_STEPS steps and `recent_s` seconds: a machine that slows
+        down (a CPU leaving its turbo clock, another job) shows here first."""
         steps = sum(n for _, n in self._recent)
         return sum(s for s, _ in self._recent) / steps if steps else None
 

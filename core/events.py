@@ -70,6 +70,9 @@ class EpochMetrics:
     # when the classes are unequal (the same as top-1 for a balanced test split).
     knn_balanced: float | None = None
     test_balanced: float | None = None
+    # A hand-over run's leave-one-out kNN on its labelled training images (core/handover.py): the figure
+    # that decides when pretraining ends and which epoch fine-tuning starts from; None elsewhere.
+    held_out: float | None = None
 
 
 @dataclass(frozen=True)

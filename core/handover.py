@@ -5,6 +5,14 @@ A run with `stop_when_not_helping` (core.pipeline's pretraining) reads the watch
 the others, so no image judges itself, and the labels are ones pretraining never saw. When the signs
 apply the run ends (reason HANDED_OVER) and the rest of the budget goes to fine-tuning.
 
+With more than FEW_LABELS labels a class it also ends when pretraining has stopped improving there: no
+evaluation in PATIENCE (the watchdog's) has gained GAIN on the best figure before them. Such labels
+teach a supervised stage more a minute than a flattening self-supervised curve does (measured on
+Fashion-2040: the pretraining kNN flattens after ~60 % of a 3-minute budget while the fine-tuning curves
+still rise steeply when their 20 % runs out, docs/RESULTS.md), so the minutes go to fine-tuning. With
+few labels the labels cannot teach the features, and their held-out figure is too noisy to read a
+plateau: pretraining keeps its share.
+
 It also keeps the backbone at its best figure there, the random-init encoder counting as epoch 0,
 and the run writes it to BEST: fine-tuning starts from the representation that was best on those
 images, not from the one the drift left at the end; and if no epoch beat the random init, pretraining
@@ -20,6 +28,7 @@ from torch import nn
 
 from core import watchdog
 from core.checkpoint import Checkpoint
+from core.labels import FEW_LABELS, labels_per_class
 from core.metrics import accuracy, balanced_accuracy, confusion_matrix, knn_leave_one_out
 from core.model import cpu_state
 
@@ -27,6 +36,10 @@ BEST = "best.pt"  # beside last.pt: the backbone at its best held-out epoch, wei
 HELD_OUT = "on held-out training images (leave-one-out kNN), "
 HANDED_OVER = "handed over"  # the Finished reason of a run that stopped because it was not helping
 HANDOVER = "pretraining ends here and the rest of the budget goes to "  # + where: HandOver.kept
+GAIN = 0.01  # one point of the held-out figure: less over PATIENCE evaluations is a plateau
+STALLED = ("{metric} {figure:.1%} has gained less than {gain:.0f} point on its best before ({best:.1%}, {when}) in "
+           "{patience} evaluations: pretraining has stopped improving, and {labels:g} labelled images a class "
+           "teach fine-tuning more with the minutes left")
 
 
 def best_epoch(folder: str | Path) -> int:
@@ -48,6 +61,22 @@ def kept_words(epoch: int) -> str:
         return ("supervised training from scratch: no pretraining epoch beat the random-init encoder on "
                 "held-out training images")
     return f"fine-tuning the pretrained backbone of {best_words(epoch)}"
+
+
+def stalled(epochs: list[int], figures: list[float], metric: str, labels: float) -> str | None:
+    """Words when no figure of the last PATIENCE evaluations gained GAIN on the best before them, else None.
+
+    epochs, figures: the evaluated epochs (0: the random init) and their held-out figures, in order;
+    labels: labelled images a class (a few: never a plateau, see the module's docstring)."""
+    patience = watchdog.PATIENCE
+    if labels <= FEW_LABELS or len(figures) <= patience:
+        return None
+    before = max(range(len(figures) - patience), key=figures.__getitem__)
+    if max(figures[-patience:]) >= figures[before] + GAIN:
+        return None
+    when = f"epoch {epochs[before]}" if epochs[before] else "the random-init encoder"
+    return STALLED.format(metric=metric, figure=figures[-1], gain=GAIN * 100, best=figures[before], when=when,
+                          patience=patience, labels=labels)
 
 
 def held_out(train_embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int, temperature: float,
@@ -77,7 +106,10 @@ class HandOver:
         self.labelled, self.labels = labelled, labels
         self.n_classes, self.k, self.temperature = n_classes, k, temperature
         self.metric = watchdog.metric_for(torch.bincount(labels, minlength=n_classes))
+        self.labels_per_class = labels_per_class(labels)
         self._watchdog = watchdog.Watchdog(None, self.metric)
+        self.epochs: list[int] = []  # the evaluations read so far, the random init's (epoch 0) first
+        self.figures: list[float] = []
         self.best: Best | None = None
         self.words: str | None = None  # set once the signs apply: the run then ends
 
@@ -89,13 +121,17 @@ class HandOver:
     def start(self, figure: float, backbone: dict[str, torch.Tensor], objective: nn.Module) -> None:
         """The random-init encoder's figure and weights: the baseline to beat, and epoch 0's candidate."""
         self._watchdog = watchdog.Watchdog(figure, self.metric)
+        self.epochs, self.figures = [0], [figure]
         self.best = Best(figure, 0, cpu_state(backbone), cpu_state(objective))
 
     def observe(self, epoch: int, figure: float, backbone: nn.Module, objective: nn.Module) -> str | None:
         """Read one evaluation; returns the hand-over's words once, when the signs start to apply."""
         if self.best is None or figure > self.best.figure:
             self.best = Best(figure, epoch, cpu_state(backbone), cpu_state(objective))
-        words = self._watchdog.observe(epoch, figure)
+        self.epochs.append(epoch)
+        self.figures.append(figure)
+        words = self._watchdog.observe(epoch, figure) or stalled(self.epochs, self.figures, self.metric,
+                                                                 self.labels_per_class)
         if words is not None and self.words is None:
             self.words = f"{HELD_OUT}{words}; {HANDOVER}{self.kept()}"
             return self.words

@@ -7,10 +7,15 @@ than K images keeps them all. The test split is never cut.
 """
 from __future__ import annotations
 
+import statistics
+
 import torch
 
 from core.config import TrainConfig
 
+# At most this many labelled images a class is "few labels": the paper's Flowers-102 regime (20 a class),
+# where the labels cannot teach the features themselves and pretraining pays (core/payoff.py).
+FEW_LABELS = 20
 # The stream that orders each class; offset from the seed so it is not the training subset's own draw.
 _ORDER_SALT = 104_729
 
@@ -30,6 +35,12 @@ def labelled_index(labels: torch.Tensor, per_class: int, seed: int) -> torch.Ten
         order = torch.randperm(len(members), generator=generator)
         picks.append(members[order[:per_class]])
     return torch.sort(torch.cat(picks)).values if picks else torch.empty(0, dtype=torch.long)
+
+
+def labels_per_class(labels: torch.Tensor) -> float:
+    """The median count of labelled images over the classes present."""
+    counts = torch.bincount(labels)
+    return float(statistics.median(counts[counts > 0].tolist()))
 
 
 def training_index(config: TrainConfig, labels: torch.Tensor, uses_labels: bool) -> torch.Tensor:

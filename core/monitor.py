@@ -47,6 +47,7 @@ class Monitor:
         self.n_classes = len(data.class_names)
         self.baselines: ev.Baselines | None = None
         self.judged_knn: float | None = None  # the latest evaluation in the yardstick's figure
+        self.held_out: float | None = None  # the latest hand-over figure (held-out training images)
         self._watchdog: watchdog.Watchdog | None = None  # reads the kNN curve of a pretraining run
         judged_by_head = objective.predicts_classes  # then the hand-over has nothing to read
         self.handover = (HandOver(self.labelled, self.memory_labels, self.n_classes, config.knn_k,
@@ -101,8 +102,8 @@ class Monitor:
         self.judged_knn = yardstick.read(measured.knn, measured.knn_balanced) if yardstick else measured.knn
         said = [self._watchdog.observe(epoch, self.judged_knn)]
         if self.handover is not None:
-            figure = self.handover.figure(measured.train_embeddings)
-            said.append(self.handover.observe(epoch, figure, self.backbone, self.objective))
+            self.held_out = self.handover.figure(measured.train_embeddings)
+            said.append(self.handover.observe(epoch, self.held_out, self.backbone, self.objective))
         return [words for words in said if words is not None]
 
     @property

@@ -16,7 +16,6 @@ match or beat it at the same minutes (Fashion-2040 at ~97 passes, 204 labels a c
 """
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 import torch
@@ -24,11 +23,10 @@ import torch
 from core import auto_recipe
 from core.augment import ViewMaker
 from core.config import TrainConfig
-from core.labels import labelled_index
+from core.labels import FEW_LABELS, labelled_index, labels_per_class
 from core.objectives import objective_class
 from core.splits import DataSplits
 
-FEW_LABELS = 20
 LONG_PASSES = auto_recipe.MULTI_CROP_PASSES  # one number: where the paper's long-run recipe starts to pay
 RATE_STEPS = 10  # timed steps for a budget's passes: three are noisy when other work shares the machine
 
@@ -54,12 +52,6 @@ class Expectation:
                 f"or {LONG_PASSES}+ passes; measured in docs/RESULTS.md)")
 
 
-def labels_per_class(labels: torch.Tensor) -> float:
-    """The median count of labelled images over the classes present."""
-    counts = torch.bincount(labels)
-    return float(statistics.median(counts[counts > 0].tolist()))
-
-
 def expect(labelled: torch.Tensor, passes: float) -> Expectation:
     """The expectation for training labels `labelled` (the images a supervised stage would see) and the
     `passes` pretraining would make over its images."""
@@ -73,7 +65,8 @@ def for_run(pretraining: TrainConfig, data: DataSplits) -> Expectation:
     config (batch and views) timed here (core.auto_recipe.passes: one arithmetic for the recipe and this)."""
     views = ViewMaker(pretraining.augment).views_per_image
     if pretraining.minutes:
-        timed = auto_recipe.measure(pretraining, data.train.channels, len(data.train) + len(data.test), RATE_STEPS)
+        timed = auto_recipe.measure(pretraining, data.train.channels, len(data.train), len(data.train) + len(data.test),
+                                    RATE_STEPS)
         passes = auto_recipe.passes(pretraining.minutes, len(data.train), timed) * views
     else:
         passes = pretraining.epochs * views

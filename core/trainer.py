@@ -104,7 +104,7 @@ class Trainer:
         # (until then only the warmup's ramp, which does not depend on the length, sets the lr).
         self._schedule(max(config.epochs, math.ceil(budget.PROVISIONAL_STEPS / self.steps_per_epoch))
                        if config.minutes else config.epochs)
-        self._timer = budget.StepTimer()  # a budgeted run's step time
+        self._timer = budget.StepTimer(budget.RECENT_SHARE * config.minutes * 60)  # a budgeted run's step time
         self._budget_minutes = config.minutes  # kept once the length is fixed: later epochs check it
         self._eval_s: float | None = None  # what one evaluation took (timed with the baselines)
         # Views differ per rank; the epoch order (on the CPU) is the same on every rank.
@@ -326,12 +326,12 @@ class Trainer:
             top1, top1_balanced = confusion_accuracy(confusion), balanced_accuracy(confusion)
         if snapshot and features is None:  # a snapshot needs only the training embeddings
             features = embed(self.backbone, self.monitor.eval_train)
+        said = self.monitor.watch(epoch, measured) if evaluate else []  # before the metrics: the held-out figure
         emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1), knn, self.clock() - started, top1,
                              None if confusion is None else tuple(map(tuple, confusion.tolist())),
-                             knn_balanced, top1_balanced))
-        if knn is not None:
-            for words in self.monitor.watch(epoch, measured):
-                emit(ev.Advice(epoch, words))
+                             knn_balanced, top1_balanced, self.monitor.held_out if evaluate else None))
+        for words in said:
+            emit(ev.Advice(epoch, words))
         if snapshot:
             emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(),
                                       cpu_state(self.backbone),

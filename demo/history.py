@@ -82,6 +82,9 @@ class RunView:
     knn_balanced: np.ndarray | None = None  # balanced accuracy of the kNN votes at knn_epochs
     top1_balanced: np.ndarray | None = None  # the class head's balanced accuracy at top1_epochs
     plan: tuple[str, ...] = ()  # how the run was planned, in words, oldest first
+    # A pipeline's pretraining: the leave-one-out kNN on held-out training images that decides its hand-over
+    held_out_epochs: np.ndarray | None = None
+    held_out: np.ndarray | None = None
     fitting_minutes: float = 0.0  # > 0 while a budget's length is being fitted: total_steps is provisional
 
     @property
@@ -202,6 +205,7 @@ class RunHistory:
             rows = self._epoch_rows
             knn_rows = [(row[0], row[2], row[4]) for row in rows if row[2] is not None]
             top1_rows = [(row[0], row[3], row[5]) for row in rows if row[3] is not None]
+            held_rows = [(row[0], row[6]) for row in rows if row[6] is not None]
             confusion_epoch, confusion = self._confusion or (None, None)
             return RunView(
                 run_id=self.run_id, label=self.label, status=self._status, device=self._device,
@@ -216,6 +220,8 @@ class RunHistory:
                 knn_balanced=_balanced(knn_rows), top1_balanced=_balanced(top1_rows),
                 imbalance=imbalance(self._counts), imbalanced=unequal(self._counts),
                 plan=self._plan, fitting_minutes=self._fitting,
+                held_out_epochs=np.array([row[0] for row in held_rows], dtype=np.int64),
+                held_out=np.array([row[1] for row in held_rows], dtype=np.float64),
                 confusion=confusion, confusion_epoch=confusion_epoch, stages=self._stages,
                 baselines=self._baselines, layouts=self._layouts, message=self._message,
                 started_at=self._started_at, elapsed_s=self._elapsed(now), eta_s=self._eta(),
@@ -294,7 +300,7 @@ class RunHistory:
 
     def _epoch_ended(self, event: ev.EpochMetrics, now: float) -> None:
         self._epoch_rows.append((event.epoch, event.step, event.knn_top1, event.test_top1, event.knn_balanced,
-                                 event.test_balanced))
+                                 event.test_balanced, event.held_out))
         if event.confusion is not None:
             matrix = np.array(event.confusion, dtype=np.int64)
             matrix.flags.writeable = False

@@ -17,6 +17,7 @@ from PIL import Image
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from core.handover import HANDOVER
 from core.metrics import balanced_accuracy
 from demo.history import Layout, RunView
 
@@ -26,6 +27,10 @@ AXIS_LR = "learning rate"
 AXIS_KNN = "top-1 on test"
 HEAD_SUFFIX = " · class head"
 NOT_HELPING = "not helping any more"
+HANDED_OVER_MARK = "handed over"  # where a pipeline's pretraining ended by itself (core/handover.py)
+HELD_OUT_SUFFIX = " · held-out training images (hand-over)"
+HOVER_HELD_OUT = ("%{fullData.name}<br>epoch %{x}<br>leave-one-out kNN on labelled training images %{y:.1%}"
+                  "<extra></extra>")
 BALANCED_SUFFIX = " · balanced"
 CONFUSION_TITLE = "Class-head confusion on the test split · epoch {epoch} · top-1 {top1:.1%}"
 CONFUSION_BALANCED = " · balanced {balanced:.1%}"
@@ -158,6 +163,10 @@ def knn_figure(runs: Sequence[RunView]) -> go.Figure:
         if len(run.top1):
             fig.add_trace(go.Scatter(x=run.top1_epochs, y=run.top1, mode="lines+markers", name=run.label + HEAD_SUFFIX,
                                      line=dict(line, dash="dash"), legendgroup=run.run_id, hovertemplate=HOVER_TOP1))
+        if run.held_out is not None and len(run.held_out):  # what decided a pipeline's hand-over, thin
+            fig.add_trace(go.Scatter(x=run.held_out_epochs, y=run.held_out, mode="lines+markers",
+                                     name=run.label + HELD_OUT_SUFFIX, line=dict(line, width=1, dash="dashdot"),
+                                     marker=dict(size=4), legendgroup=run.run_id, hovertemplate=HOVER_HELD_OUT))
         if run.imbalanced:  # unequal classes: the balanced accuracy too, dotted, on the same colour
             for epochs, values, suffix in ((run.knn_epochs, run.knn_balanced, BALANCED_SUFFIX),
                                            (run.top1_epochs, run.top1_balanced, HEAD_SUFFIX + BALANCED_SUFFIX)):
@@ -169,8 +178,9 @@ def knn_figure(runs: Sequence[RunView]) -> go.Figure:
         fig.add_vline(x=epoch, line=dict(color="#777777", width=1, dash="dot"), annotation_text=label,
                       annotation_position="top left")
     if current is not None and current.advice is not None:  # the watchdog's words where it spoke
+        mark = HANDED_OVER_MARK if HANDOVER in current.advice[1] else NOT_HELPING
         fig.add_vline(x=current.advice[0], line=dict(color="#b45309", width=1.5, dash="dash"),
-                      annotation_text=NOT_HELPING, annotation_position="bottom right",
+                      annotation_text=mark, annotation_position="bottom right",
                       annotation_font_color="#b45309")
     fig.update_xaxes(title_text=AXIS_EPOCH, range=[0, x_end])
     fig.update_yaxes(title_text=AXIS_KNN, tickformat=".0%")

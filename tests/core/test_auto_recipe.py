@@ -12,6 +12,7 @@ from core.auto_recipe import (
     batch_and_lr,
     choose_side,
     describe,
+    measure,
     passes,
     plan,
 )
@@ -118,7 +119,7 @@ def test_plan_times_the_batch_its_passes_chose_again(tmp_path, monkeypatch):
     assert make_folder([str(folder), "--classes", "2", "--largest", "10", "--imbalance", "1"]) == 0
     timed = []
 
-    def measure(config, channels, n_eval, steps=3):
+    def measure(config, channels, n_train, n_eval, steps=3):
         timed.append(config.batch_size)
         return Throughput(40.0 if config.batch_size == 128 else 20.0, eval_s=0.0, batch=config.batch_size)
 
@@ -137,7 +138,7 @@ def test_the_side_is_chosen_at_the_batch_its_passes_choose(tmp_path, monkeypatch
     assert make_folder([str(folder), "--classes", "2", "--largest", "10", "--imbalance", "1"]) == 0
     timed = []
 
-    def measure(config, channels, n_eval, steps=3):
+    def measure(config, channels, n_train, n_eval, steps=3):
         timed.append((config.model.image_size, config.batch_size))
         per_pass = 16 / 60  # images a second for one pass over the ~16 training images in 1 minute
         fast = config.batch_size == 128 or config.model.image_size == 32
@@ -148,3 +149,19 @@ def test_the_side_is_chosen_at_the_batch_its_passes_choose(tmp_path, monkeypatch
     assert timed[:2] == [(64, 128), (64, 32)] and timed[2][0] == 32
     assert planned.config.model.image_size == 32 and planned.config.model.patch_size == 8
 
+
+
+def test_measure_times_a_trainer_whose_instance_head_is_as_wide_as_the_run(monkeypatch):
+    """The throwaway trainer holds the run's image count, not one batch: the instance head's width is part of
+    a step's cost (a head one batch wide read ~1.2x the run's images a second)."""
+    widths = []
+
+    def time_steps(self, steps):
+        widths.append(self.objective.head.out_features)
+        return 100.0
+
+    monkeypatch.setattr(auto_recipe_module.Trainer, "time_steps", time_steps)
+    config = recipe(auto_recipe_module._base(facts(native=28), 28, 7, 0, False), "instance").with_overrides(
+        batch_size=32, device="cpu")
+    timed = measure(config, channels=1, n_train=300, n_eval=375)
+    assert widths == [300] and timed.batch == 32 and timed.images_per_s == 100.0 and timed.eval_s > 0

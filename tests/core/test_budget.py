@@ -134,6 +134,19 @@ def test_the_step_timer_leaves_out_the_first_window_and_waits_for_enough_steps()
     assert steps[WARMUP_STEPS] is None and steps[-1] == pytest.approx(0.1)  # seconds, not only steps
 
 
+def test_the_recent_step_time_spans_at_least_its_seconds_so_a_swing_does_not_decide_alone():
+    """300 steps at 0.1 s, then 100 at 0.2 s: the last 100 steps alone read 0.2; spanning 40 s they read the
+    swing with what came before it (100 slow and 200 fast steps)."""
+    from core.budget import RECENT_STEPS, StepTimer
+    short, spanning = StepTimer(), StepTimer(recent_s=40.0)
+    for timer in (short, spanning):
+        timer.add(9.0, 1)  # allocation and warm-up
+        for seconds in [0.1] * 300 + [0.2] * 100:
+            timer.add(seconds, 1)
+    assert short.recent_step_s == pytest.approx(0.2) and RECENT_STEPS == 100
+    assert spanning.recent_step_s == pytest.approx(40.0 / 300)
+
+
 def test_a_machine_that_slows_down_gets_a_shorter_run_that_still_ends_on_time(tiny_config, toy_data):
     """The first 20 steps run at 0.5 s, the rest at 1 s (a CPU leaving its turbo clock): the 16 epochs
     fixed at first would end at ~100 s; the epochs that follow see it and move the end back inside 60 s."""

@@ -4,11 +4,12 @@ import torch
 
 from core import events as ev
 from core.checkpoint import Checkpoint
-from core.handover import BEST, HANDED_OVER, HANDOVER, HELD_OUT, HandOver, held_out
+from core.handover import BEST, GAIN, HANDED_OVER, HANDOVER, HELD_OUT, HandOver, held_out, stalled
+from core.labels import FEW_LABELS
 from core.metrics import knn_leave_one_out
 from core.trainer import Trainer
 from core.watchdog import BALANCED, TOP1
-from tests.core.conftest import Recorder
+from tests.core.conftest import Recorder, make_splits
 
 
 def scripted_held_out(monkeypatch, curve):
@@ -75,3 +76,35 @@ def test_a_class_head_run_is_never_handed_over_even_when_asked(tiny_config, toy_
     supervised = tiny_config.with_overrides(objective="supervised", stop_when_not_helping=True)
     assert Trainer(supervised, toy_data).monitor.handover is None
     assert not recipe(tiny_config.with_overrides(stop_when_not_helping=True), "supervised").stop_when_not_helping
+
+
+def test_with_many_labels_a_class_a_plateau_hands_over():
+    """No figure of the last two evaluations gained a point on the best before them: stalled. With a point
+    gained, or with few labels a class (too noisy to read, and pretraining is what pays there), it goes on."""
+    epochs = [0, 10, 20, 30, 40]
+    words = stalled(epochs, [0.5, 0.7, 0.8, 0.805, 0.809], TOP1, labels=204)
+    assert words == ("kNN top-1 80.9% has gained less than 1 point on its best before (80.0%, epoch 20) in 2 "
+                     "evaluations: pretraining has stopped improving, and 204 labelled images a class teach "
+                     "fine-tuning more with the minutes left")
+    assert stalled(epochs, [0.5, 0.7, 0.8, 0.805, 0.8 + GAIN], TOP1, labels=204) is None
+    assert stalled(epochs, [0.5, 0.7, 0.8, 0.805, 0.809], TOP1, labels=FEW_LABELS) is None
+    assert stalled(epochs[:2], [0.5, 0.5], TOP1, labels=204) is None  # the random init alone is no curve
+    assert "its best before (50.0%, the random-init encoder)" in stalled(epochs[:3], [0.5, 0.49, 0.505], TOP1, 204)
+
+
+def test_a_run_with_many_labels_hands_over_when_its_held_out_curve_flattens(tiny_config, tmp_path, monkeypatch):
+    """25 labelled images a class: held out 0.5 (random init), 0.7, 0.8, 0.805, 0.809: the run ends after epoch 4
+    of 8, logs the figure it judged at each evaluation, and keeps epoch 4's backbone, the best."""
+    data = make_splits(n_train=100)
+    curve = [0.5, 0.7, 0.8, 0.805, 0.809]
+    scripted_held_out(monkeypatch, curve)
+    config = tiny_config.with_overrides(epochs=8, stop_when_not_helping=True, checkpoint_every=0)
+    rec = Recorder()
+    done = Trainer(config, data, out_dir=tmp_path).run(rec)
+    assert done.reason == HANDED_OVER and done.epoch == 4
+    assert [m.held_out for m in rec.of(ev.EpochMetrics)] == curve[1:]
+    words = rec.of(ev.Advice)[-1].message
+    assert "has stopped improving, and 25 labelled images a class" in words
+    assert words.endswith("fine-tuning the pretrained backbone of epoch 4, its best on held-out training images "
+                          "(kNN top-1 80.9%)")
+    assert Checkpoint.load(tmp_path / BEST).epoch == 4

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from core import payoff
+from core.labels import labels_per_class
 
 
 def labels(*counts):
@@ -27,8 +28,8 @@ def test_a_long_budget_expects_pretraining_to_pay_even_with_many_labels():
 
 def test_labels_a_class_is_the_median_over_the_classes_present():
     # 10, 30, 400 labelled: the median class has 30 (a large class does not hide two small ones)
-    assert payoff.labels_per_class(labels(10, 30, 400)) == 30
-    assert payoff.labels_per_class(labels(0, 12, 30)) == 21  # an empty class is not a class of this data
+    assert labels_per_class(labels(10, 30, 400)) == 30
+    assert labels_per_class(labels(0, 12, 30)) == 21  # an empty class is not a class of this data
     assert payoff.expect(labels(10, 30, 400), passes=10).pretrain is False
     assert payoff.expect(labels(10, 12, 400), passes=10).pretrain is True
 
@@ -39,8 +40,8 @@ def test_a_budgeted_run_counts_its_passes_at_its_own_configs_throughput(tiny_con
     x its views / training images."""
     timed = []
 
-    def measure(config, channels, n_eval, steps):
-        timed.append((config, n_eval, steps))
+    def measure(config, channels, n_train, n_eval, steps):
+        timed.append((config, n_train, n_eval, steps))
         return payoff.auto_recipe.Throughput(50.0, eval_s=1.0, batch=config.batch_size)
 
     monkeypatch.setattr(payoff.auto_recipe, "measure", measure)
@@ -49,7 +50,7 @@ def test_a_budgeted_run_counts_its_passes_at_its_own_configs_throughput(tiny_con
     evaluations = payoff.auto_recipe.EVALUATIONS + 1
     assert payoff.for_run(budgeted, toy_data).passes == pytest.approx(
         (0.5 * 60 - evaluations * 1.0) * 50.0 * views / len(toy_data.train))
-    # its batch and views, not a planning config's; an evaluation embeds the training and test images
-    assert timed == [(budgeted, len(toy_data.train) + len(toy_data.test), payoff.RATE_STEPS)]
+    # its batch, views and instance head, not a planning config's; an evaluation embeds the training and test images
+    assert timed == [(budgeted, len(toy_data.train), len(toy_data.train) + len(toy_data.test), payoff.RATE_STEPS)]
     assert payoff.for_run(budgeted.with_overrides(minutes=0.0, epochs=7), toy_data).passes == 7 * views
     assert len(timed) == 1  # a run of epochs is not timed

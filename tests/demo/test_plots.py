@@ -266,6 +266,19 @@ def test_the_watchdogs_words_reach_the_status_line_and_the_curve():
     history(ev.Advice(3, f"it stopped helping; {HANDOVER}fine-tuning the backbone of epoch 1"))
     assert "**Fine-tune**" not in text.status_line(history.view())
     assert "goes to fine-tuning the backbone of epoch 1." in text.status_line(history.view())
+    marks = annotation_texts(plots.knn_figure([history.view()]))
+    assert plots.HANDED_OVER_MARK in marks and plots.NOT_HELPING not in marks
+
+
+def test_a_pipelines_pretraining_shows_the_held_out_figure_that_decides_its_hand_over():
+    history = RunHistory("r1", "run 1", ["a", "b"])
+    history(ev.RunStarted("cpu", 40, 20, 4, 40, 0, 1000))
+    history(ev.EpochMetrics(1, 4, 1.0, 0.6, 1.0, held_out=0.7))
+    history(ev.EpochMetrics(2, 8, 1.0, None, 1.0))  # not evaluated: no held-out figure either
+    history(ev.EpochMetrics(3, 12, 1.0, 0.65, 1.0, held_out=0.75))
+    names = {trace.name: (list(trace.x), list(trace.y)) for trace in plots.knn_figure([history.view()]).data}
+    assert names["run 1" + plots.HELD_OUT_SUFFIX] == ([1, 3], [0.7, 0.75])
+    assert not any(plots.HELD_OUT_SUFFIX in trace.name for trace in plots.knn_figure([make_run(knn=(0.5,))]).data)
 
 
 def test_unequal_classes_get_balanced_accuracy_beside_top1():
