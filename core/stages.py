@@ -3,7 +3,8 @@
 
 - core/payoff.py says whether pretraining is expected to pay for this many labels a class and passes;
 - if it is: pretraining for PRETRAIN_SHARE of the minutes, ending early when its kNN on held-out
-  training images stops helping (core/handover.py); then, for what the clock has left, fine-tuning from
+  training images stops helping, or, with more than a few labels a class, stops improving
+  (core/handover.py); then, for what the clock has left, fine-tuning from
   the backbone that was best on those images (`best.pt`), or, when that was the random-init encoder,
   supervised training from scratch;
 - if it is not: supervised training from scratch for all of the minutes.
