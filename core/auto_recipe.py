@@ -14,9 +14,7 @@ Every rule is here, and each reads a measured fact, never a dataset's name:
 - width and depth: cpu-quick's 0.8 M-parameter ViT on a CPU, DeiT-Tiny on a GPU.
 - views: one crop and no CutMix, unless the budget allows MULTI_CROP_PASSES passes: the paper's 2 + 4
   crops and CutMix pay off over hundreds of epochs and cost more than they give over tens (the measured
-  Fashion table in the README). The same rule keeps the supervised recipe's Mixup and CutMix
-  (`mix_labels`): over tens of passes, supervised training mixed images it had barely learned once (the
-  README's own-images section measures both at 5 minutes).
+  Fashion table in the README).
 - crops and flips: light objects on a dark ground (measured framing) are aligned like Fashion-MNIST and
   MNIST: mild crops, no flips. Photos: wider crops and flips.
 - batch and learning rate: the largest batch (up to 128 on a CPU, 256 on a GPU, at least 32) that still
@@ -97,8 +95,8 @@ def _base(facts: Facts, side: int, patch: int, stored: int, multi_crop: bool, ba
         n_local=4 if multi_crop else 0, local_size=local, local_scale=(0.05, 0.4), flip_p=0.5 if photos else 0.0,
         jitter=(0.8, 0.8, 0.8, 0.2), jitter_p=0.8, gray_p=0.2 if facts.channels == 3 else 0.0,
         blur_p=0.5 if gpu else 0.0, cutmix_alpha=0.5 if multi_crop else 0.0)
-    return TrainConfig(data_size=stored, model=model, augment=augment, mix_labels=multi_crop,
-                       epochs=DEFAULT_EPOCHS, batch_size=batch or BATCHES[device][0],
+    return TrainConfig(data_size=stored, model=model, augment=augment, epochs=DEFAULT_EPOCHS,
+                       batch_size=batch or BATCHES[device][0],
                        lr=lr or BASE_LR[device], minutes=facts.minutes,
                        snapshot_every=0, checkpoint_every=10, device=facts.device)
 

@@ -128,10 +128,6 @@ class TrainConfig:
     weight_decay: float = 1e-3
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.1
-    # Supervised runs (stage 2, or from scratch) mix images and their labels with the paper's Mixup and
-    # CutMix (core/recipe.py). They pay over hundreds of epochs; the auto recipe turns them off for a
-    # budget of fewer passes (core/auto_recipe.py), the presets keep the paper's stage 2.
-    mix_labels: bool = True
     # Supervised runs weigh classes by inverse frequency: "auto" when the largest class holds more
     # than 1.5x the smallest's images, "on", or "off" (core.objectives.class_weights).
     balance_classes: str = "auto"

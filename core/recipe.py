@@ -78,18 +78,16 @@ def _supervised(base: TrainConfig, size: int, epochs: int) -> TrainConfig:
     """The supervised recipe on `base`'s data and model, at input side `size`, for `epochs`.
 
     From ../shared/PAPER.md stage 2: label-smoothing CE 0.1, Mixup and CutMix (alpha 0.5) alternating
-    by epoch (when `base.mix_labels`: the auto recipe turns them off for a short budget), jitter
-    (0.4, 0.4, 0.4, 0.1) with p 0.4, grayscale p 0.2, one crop, the same lr as pretraining. Scaled to
-    the dataset: the crop scale and flips stay those the pretraining recipe uses for this data (at 28 px
-    the paper's (0.08, 1) crops destroy the garment); RandAugment is left out. Evaluated at least four
-    times over the run.
+    by epoch, jitter (0.4, 0.4, 0.4, 0.1) with p 0.4, grayscale p 0.2, one crop, the same lr as
+    pretraining. Scaled to the dataset: the crop scale and flips stay those the pretraining recipe uses
+    for this data (at 28 px the paper's (0.08, 1) crops destroy the garment); RandAugment is left out.
+    Evaluated at least four times over the run.
     """
-    mix = 0.5 if base.mix_labels else 0.0
     # Variable-size sources are stored a little larger than the crop (the paper: 256 for 224 px).
     data_size = base.data_size and max(base.data_size, size * 8 // 7)
     augment = dataclasses.replace(base.augment, n_global=1, global_size=size, n_local=0, local_size=size,
                                   jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.4, gray_p=0.2, blur_p=0.0,
-                                  cutmix_alpha=mix, mixup_alpha=mix)
+                                  cutmix_alpha=0.5, mixup_alpha=0.5)
     return dataclasses.replace(
         base, data_size=data_size, model=dataclasses.replace(base.model, image_size=size), augment=augment,
         label_smoothing=0.1, warmup_epochs=min(base.warmup_epochs, epochs * WARMUP_SHARE),

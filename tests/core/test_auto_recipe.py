@@ -18,7 +18,7 @@ from core.auto_recipe import (
 )
 from core.data import load_dataset
 from core.objectives import build_objective
-from core.recipe import FINETUNE, recipe
+from core.recipe import recipe
 from scripts.make_folder_dataset import main as make_folder
 
 
@@ -58,16 +58,6 @@ def test_multi_crop_and_cutmix_only_when_the_budget_allows_hundreds_of_passes():
     assert (few.augment.n_global, few.augment.n_local, few.augment.cutmix_alpha) == (1, 0, 0.0)
     assert (many.augment.n_global, many.augment.n_local, many.augment.cutmix_alpha) == (2, 4, 0.5)
     assert many.model.dim == 192 and many.model.depth == 12
-
-
-def test_supervised_runs_mix_labels_only_when_the_budget_allows_hundreds_of_passes():
-    f = facts()
-    few, many = auto_recipe(f, rate_for(100, f)), auto_recipe(f, rate_for(MULTI_CROP_PASSES, f))
-    short = recipe(few, "supervised")
-    assert not few.mix_labels and short.augment.cutmix_alpha == short.augment.mixup_alpha == 0.0
-    long = recipe(many, stage=FINETUNE, init_from="x.pt")
-    assert many.mix_labels and long.augment.cutmix_alpha == long.augment.mixup_alpha == 0.5
-    assert not auto_recipe(facts(minutes=0), rate_for(100, f)).mix_labels  # 60 epochs without a budget
 
 
 def test_the_batch_is_the_largest_that_still_gives_the_run_its_steps_and_the_lr_follows_its_square_root():
