@@ -118,6 +118,21 @@ def eval_every_for(planned_epochs: int, eval_every: int, epochs: int) -> int:
     return max(1, round(eval_every * epochs / planned_epochs))
 
 
+def refit(seconds: float, costs: Costs, steps_per_epoch: int, done_steps: int, planned: int, eval_every: int,
+          snapshot_every: int, least: int, first: bool) -> tuple[int, int]:
+    """(epochs, eval_every) for a run of `planned` epochs evaluated every `eval_every`, `done_steps` into it,
+    with `seconds` of its budget left, never fewer than `least` epochs. The first fit fixes the length, and
+    when it is shorter than planned keeps the planned evaluations (eval_every_for) and pays for them; a
+    later one moves the length only when that is worth_correcting."""
+    def fit(every: int) -> int:
+        return max(least, fit_epochs(seconds, costs, steps_per_epoch, done_steps, every, snapshot_every))
+
+    fitted = fit(eval_every)
+    if first and (shorter := eval_every_for(planned, eval_every, fitted)) != eval_every:
+        eval_every, fitted = shorter, fit(shorter)
+    return (fitted if first or worth_correcting(planned, fitted) else planned), eval_every
+
+
 def worth_correcting(planned: int, fitted: int) -> bool:
     """Whether a new fit differs enough from the planned length to move it mid-run."""
     return abs(fitted - planned) >= max(2, CORRECTION_SHARE * planned)

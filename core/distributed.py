@@ -1,4 +1,5 @@
-"""Process-group set-up for `torchrun` (DDP): NCCL on GPUs, gloo on CPU; a no-op for one process."""
+"""Process-group set-up for `torchrun` (DDP): NCCL on GPUs, gloo on CPU; a no-op for one process. And the
+one module DDP wraps: backbone and objective together."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,20 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError("device 'mps' was asked for but MPS is not available")
     return torch.device(name, local_rank) if name == "cuda" else torch.device(name)
+
+
+class Joint(nn.Module):
+    """Backbone and objective as one module, so DDP sees every parameter of a step."""
+
+    def __init__(self, backbone: nn.Module, objective: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.objective = objective
+
+    def forward(self, groups: list, targets: torch.Tensor) -> torch.Tensor:
+        loss = torch.zeros((), device=targets.device)
+        for mixed in groups:  # one loss per crop group (global, local), summed as in the paper
+            # (n_views*B,): row r of a view-major group belongs to image r % B
+            target = targets.repeat(len(mixed.images) // len(targets))
+            loss = loss + self.objective(self.backbone(mixed.images), target, target[mixed.partner], mixed.lam)
+        return loss

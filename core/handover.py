@@ -107,7 +107,8 @@ class HandOver:
         self.n_classes, self.k, self.temperature = n_classes, k, temperature
         self.metric = watchdog.metric_for(torch.bincount(labels, minlength=n_classes))
         self.labels_per_class = labels_per_class(labels)
-        self._watchdog = watchdog.Watchdog(None, self.metric)
+        # no advice in its words: the hand-over does what the watchdog would advise, and says where the minutes go
+        self._watchdog = watchdog.Watchdog(None, self.metric, advice="")
         self.epochs: list[int] = []  # the evaluations read so far, the random init's (epoch 0) first
         self.figures: list[float] = []
         self.best: Best | None = None
@@ -120,7 +121,7 @@ class HandOver:
 
     def start(self, figure: float, backbone: dict[str, torch.Tensor], objective: nn.Module) -> None:
         """The random-init encoder's figure and weights: the baseline to beat, and epoch 0's candidate."""
-        self._watchdog = watchdog.Watchdog(figure, self.metric)
+        self._watchdog = watchdog.Watchdog(figure, self.metric, advice="")
         self.epochs, self.figures = [0], [figure]
         self.best = Best(figure, 0, cpu_state(backbone), cpu_state(objective))
 

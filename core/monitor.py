@@ -9,6 +9,8 @@ is core/handover.py's, asked for by `stop_when_not_helping`.
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +22,8 @@ from core.config import TrainConfig
 from core.handover import HandOver
 from core.images import fit_square
 from core.labels import labelled_index
-from core.metrics import accuracy, balanced_accuracy, confusion_matrix, knn_predict, pixel_features
-from core.model import embed
+from core.metrics import accuracy, balanced_accuracy, confusion_accuracy, confusion_matrix, knn_predict, pixel_features
+from core.model import cpu_state, embed
 from core.splits import DataSplits
 
 
@@ -35,9 +37,11 @@ class Evaluation:
 
 class Monitor:
     def __init__(self, config: TrainConfig, data: DataSplits, backbone: nn.Module, objective: nn.Module,
-                 train_images: torch.Tensor):
-        """`train_images`: every training image (N, C, H, W) on the run's device, in dataset order."""
-        self.config, self.data = config, data
+                 train_images: torch.Tensor, clock: Callable[[], float] = time.perf_counter):
+        """`train_images`: every training image (N, C, H, W) on the run's device, in dataset order; `clock`
+        times the evaluations (a time budget counts them)."""
+        self.config, self.data, self.clock = config, data, clock
+        self.eval_s: float | None = None  # what the latest timed evaluation took
         self.backbone, self.objective = backbone, objective
         device, size = train_images.device, config.model.image_size
         self.labelled = labelled_index(data.train.labels, config.labels_per_class, config.seed)
@@ -68,9 +72,26 @@ class Monitor:
             confusion = confusion_matrix(predicted, labels, self.n_classes)
         return Evaluation(accuracy(votes.argmax(dim=1), labels), balanced_accuracy(knn_confusion), train, confusion)
 
-    def measure_baselines(self, random_init: Evaluation, random_init_state: dict[str, torch.Tensor]) -> ev.Baselines:
-        """Raw pixels' kNN and the random-init encoder's (`random_init`, measured with `random_init_state`
-        loaded), in top-1 and balanced accuracy; the hand-over starts from the same encoder."""
+    def timed(self) -> Evaluation:
+        """The evaluation, timed (`eval_s`: what a time budget's next fit counts)."""
+        before = self.clock()
+        measured = self.evaluate()
+        self.eval_s = self.clock() - before
+        return measured
+
+    def measure_baselines(self, random_init_state: dict[str, torch.Tensor] | None = None) -> ev.Baselines:
+        """Raw pixels' kNN and the random-init encoder's, in top-1 and balanced accuracy; the hand-over starts
+        from the same encoder. The random init is the backbone as it is, or `random_init_state` (a fine-tuning
+        run's seeded encoder, loaded for the evaluation only)."""
+        if random_init_state is None:
+            random_init, random_init_state = self.timed(), self.backbone.state_dict()
+        else:
+            trained = {k: v.clone() for k, v in self.backbone.state_dict().items()}
+            self.backbone.load_state_dict(random_init_state)
+            try:
+                random_init = self.timed()
+            finally:
+                self.backbone.load_state_dict(trained)
         cfg, labels = self.config, self.data.test.labels
         memory = pixel_features(self.eval_train)[self.labelled.to(self.eval_train.device)]
         votes = knn_predict(memory, self.memory_labels, pixel_features(self.eval_test),
@@ -81,6 +102,32 @@ class Monitor:
                                       balanced_accuracy(confusion_matrix(votes, labels, self.n_classes)),
                                       random_init.knn_balanced)
         return self.baselines
+
+    def epoch_end(self, epoch: int, step: int, loss: float, started: float, evaluate: bool,
+                  snapshot: bool) -> list[ev.Event]:
+        """What an epoch's end measures, as events: its metrics (the evaluation when `evaluate`; the time since
+        `started`), the judging's words, and the embedding snapshot when `snapshot`, in that order."""
+        knn = knn_balanced = confusion = top1 = top1_balanced = features = None
+        said: list[str] = []
+        if evaluate:
+            measured = self.timed()
+            knn, knn_balanced, features, confusion = (measured.knn, measured.knn_balanced,
+                                                      measured.train_embeddings, measured.confusion)
+            said = self.watch(epoch, measured)  # before the metrics: they carry the held-out figure
+        if confusion is not None:
+            top1, top1_balanced = confusion_accuracy(confusion), balanced_accuracy(confusion)
+        if snapshot and features is None:  # a snapshot needs only the training embeddings
+            features = embed(self.backbone, self.eval_train)
+        events: list[ev.Event] = [ev.EpochMetrics(
+            epoch, step, loss, knn, self.clock() - started, top1,
+            None if confusion is None else tuple(map(tuple, confusion.tolist())), knn_balanced, top1_balanced,
+            self.held_out if evaluate else None)]
+        events += [ev.Advice(epoch, words) for words in said]
+        if snapshot:
+            events.append(ev.EmbeddingSnapshot(
+                epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(), cpu_state(self.backbone),
+                cpu_state(self.objective) if self.objective.predicts_classes else None))
+        return events
 
     @property
     def yardstick(self) -> watchdog.Yardstick | None:

@@ -25,35 +25,18 @@ from core import events as ev
 from core.augment import ViewMaker, mix
 from core.checkpoint import Checkpoint, ResumeState
 from core.config import TrainConfig
-from core.distributed import Dist, init_from_env, resolve_device
+from core.distributed import Dist, Joint, init_from_env, resolve_device
 from core.handover import BEST, HANDED_OVER
 from core.labels import training_index
-from core.metrics import balanced_accuracy, confusion_accuracy
-from core.model import build_backbone, cpu_state, embed
+from core.model import build_backbone
 from core.monitor import Evaluation, Monitor
 from core.objectives import build_objective, objective_class
 from core.recipe import with_epochs
+from core.sampling import Sampling
 from core.schedule import warmup_cosine
 from core.splits import DataSplits
 
 Emit = Callable[[ev.Event], None]
-
-
-class _Joint(nn.Module):
-    """Backbone and objective as one module, so DDP sees every parameter of a step."""
-
-    def __init__(self, backbone: nn.Module, objective: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.objective = objective
-
-    def forward(self, groups: list, targets: torch.Tensor) -> torch.Tensor:
-        loss = torch.zeros((), device=targets.device)
-        for mixed in groups:  # one loss per crop group (global, local), summed as in the paper
-            # (n_views*B,): row r of a view-major group belongs to image r % B
-            target = targets.repeat(len(mixed.images) // len(targets))
-            loss = loss + self.objective(self.backbone(mixed.images), target, target[mixed.partner], mixed.lam)
-        return loss
 
 
 class Trainer:
@@ -86,10 +69,10 @@ class Trainer:
             self._random_init = {k: v.clone() for k, v in self.backbone.state_dict().items()}
             self._init_backbone(config.init_from)
         self.monitor = Monitor(config, data, self.backbone, self.objective,
-                               self.train_images if every else data.train.images.to(self.device))
+                               self.train_images if every else data.train.images.to(self.device), clock)
         if config.stop_when_not_helping and self.dist.enabled:
             raise ValueError("stop_when_not_helping is read on one process: train it without torchrun")
-        self.module: nn.Module = _Joint(self.backbone, self.objective)
+        self.module: nn.Module = Joint(self.backbone, self.objective)
         if self.dist.enabled:
             self.module = DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -106,13 +89,8 @@ class Trainer:
                        if config.minutes else config.epochs)
         self._timer = budget.StepTimer(budget.RECENT_SHARE * config.minutes * 60)  # a budgeted run's step time
         self._budget_minutes = config.minutes  # kept once the length is fixed: later epochs check it
-        self._eval_s: float | None = None  # what one evaluation took (timed with the baselines)
-        # Views differ per rank; the epoch order (on the CPU) is the same on every rank.
-        self.generator = torch.Generator(self.device).manual_seed(config.seed + self.dist.rank)
-        self.order_generator = torch.Generator().manual_seed(config.seed)
+        self.sampling = Sampling(config.seed, self.dist.rank, self.device)
         self.step = 0
-        self.order: torch.Tensor | None = None  # the sample order of epoch `order_epoch`
-        self.order_epoch = -1
         self.last_checkpoint: str | None = None
         if resume_from is not None:
             self._restore(resume_from)
@@ -134,11 +112,8 @@ class Trainer:
 
     def checkpoint(self) -> Checkpoint:
         """The run as it stands, resumable."""
-        resume = ResumeState(
-            optimizer=self.optimizer.state_dict(), generator=self.generator.get_state(),
-            order_generator=self.order_generator.get_state(), torch_rng=torch.get_rng_state(),
-            epoch_order=self.order if self.order is not None else torch.empty(0, dtype=torch.long),
-            order_epoch=self.order_epoch)
+        resume = ResumeState(optimizer=self.optimizer.state_dict(), torch_rng=torch.get_rng_state(),
+                             **self.sampling.state())
         return Checkpoint(
             config=self.config, backbone=self.backbone.state_dict(), objective=self.objective.state_dict(),
             step=self.step, epoch=self.step // self.steps_per_epoch, data_fingerprint=self.data.fingerprint,
@@ -174,14 +149,9 @@ class Trainer:
         self.step = checkpoint.step
         if self.step > self.total_steps:
             raise ValueError(f"checkpoint is at step {self.step}, beyond this run's {self.total_steps} steps")
-        if self.dist.is_main:
-            self.generator.set_state(state.generator.cpu())
-        else:  # only rank 0's stream is saved; other ranks derive theirs from the step
-            self.generator.manual_seed(self.config.seed + self.dist.rank + 7919 * self.step)
-        self.order_generator.set_state(state.order_generator.cpu())
+        self.sampling.restore(state.generator, state.order_generator, state.epoch_order, state.order_epoch,
+                              self.step)
         torch.set_rng_state(state.torch_rng.cpu())
-        self.order = state.epoch_order.to(self.device) if len(state.epoch_order) else None
-        self.order_epoch = state.order_epoch
         if checkpoint.baselines:
             self.monitor.baselines = ev.Baselines(*checkpoint.baselines)
         self.last_checkpoint = str(path)
@@ -200,24 +170,8 @@ class Trainer:
         return self.monitor.evaluate()
 
     def _baselines(self) -> ev.Baselines:
-        if self._random_init is None:  # a run from scratch: its backbone is the random init now
-            return self.monitor.measure_baselines(self._timed_evaluation(), self.backbone.state_dict())
-        return self.monitor.measure_baselines(self._evaluate_random_init(), self._random_init)
-
-    def _evaluate_random_init(self) -> Evaluation:
-        trained = {k: v.clone() for k, v in self.backbone.state_dict().items()}
-        self.backbone.load_state_dict(self._random_init)
-        try:
-            return self._timed_evaluation()
-        finally:
-            self.backbone.load_state_dict(trained)
-
-    def _timed_evaluation(self) -> Evaluation:
-        """The evaluation, timed for a time budget (the latest one's cost is what the next fit counts)."""
-        before = self.clock()
-        measured = self.evaluate()
-        self._eval_s = self.clock() - before
-        return measured
+        """Raw pixels' and the random-init encoder's kNN (a fine-tuning run's: the seeded encoder it replaced)."""
+        return self.monitor.measure_baselines(self._random_init)
 
     # -- a budget in minutes -----------------------------------------------------------------
     def _time_budget(self, emit: Emit, started: float, seconds: float, steps: int) -> None:
@@ -235,27 +189,17 @@ class Trainer:
             self._fit_length(emit, started, self._timer.recent_step_s, least=epoch + 1)
 
     def _fit_length(self, emit: Emit, started: float, step_s: float, least: int) -> None:
-        """Fix (first) or move the run's length; the first fit of a run shorter than planned also shortens
-        its evaluation interval to keep the planned evaluations (budget.eval_every_for), and pays for them."""
+        """Fix (first) or move the run's length (budget.refit), and build its schedule for it."""
         minutes, planned, every = self._budget_minutes, self.config.epochs, self.config.eval_every
         first = bool(self.config.minutes)
         epochs, costs = planned, None
         if self.dist.is_main:
-            if self._eval_s is None:  # a resumed run did not time its baselines
-                self._timed_evaluation()
-            train, test = len(self.data.train), len(self.data.test)
-            costs = budget.Costs(step_s, self._eval_s, self._eval_s * train / (train + test))
-            seconds = minutes * 60 - (self.clock() - started)
-
-            def fit(eval_every: int) -> int:
-                return max(least, budget.fit_epochs(seconds, costs, self.steps_per_epoch, self.step, eval_every,
-                                                    self.config.snapshot_every))
-
-            fitted = fit(every)
-            if first and (shorter := budget.eval_every_for(planned, every, fitted)) != every:
-                every, fitted = shorter, fit(shorter)
-            if first or budget.worth_correcting(planned, fitted):
-                epochs = fitted
+            if self.monitor.eval_s is None:  # a resumed run did not time its baselines
+                self.monitor.timed()
+            eval_s, train, test = self.monitor.eval_s, len(self.data.train), len(self.data.test)
+            costs = budget.Costs(step_s, eval_s, eval_s * train / (train + test))
+            epochs, every = budget.refit(minutes * 60 - (self.clock() - started), costs, self.steps_per_epoch,
+                                         self.step, planned, every, self.config.snapshot_every, least, first)
         epochs, every = self.dist.agree(epochs, self.device), self.dist.agree(every, self.device)
         if epochs == planned and not first:
             return
@@ -272,8 +216,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = float(self.lrs[self.step])
         targets = self.objective.targets(index, self.train_labels[index])
-        groups = [mix(views, self.config.augment, epoch, self.generator)
-                  for views in self.views(self.train_images[index], self.generator)]
+        groups = [mix(views, self.config.augment, epoch, self.sampling.views)
+                  for views in self.views(self.train_images[index], self.sampling.views)]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             loss = self.forward(groups, targets)
         self.optimizer.zero_grad(set_to_none=True)
@@ -292,10 +236,9 @@ class Trainer:
         loss.item()  # waits for the device
         return steps * len(index) / (time.perf_counter() - started)
 
-    def _batch_index(self, step_in_epoch: int) -> torch.Tensor:
+    def _batch_index(self, order: torch.Tensor, step_in_epoch: int) -> torch.Tensor:
         b = self.config.batch_size
-        index = self.order[step_in_epoch * b:(step_in_epoch + 1) * b]
-        return index[self.dist.rank::self.dist.world]
+        return order[step_in_epoch * b:(step_in_epoch + 1) * b][self.dist.rank::self.dist.world]
 
     def _read_back(self, emit: Emit, window: list, epoch: int, since: float, losses: list[float]) -> str | None:
         """Read a window of step losses back at once (one device sync), emit them, and return an error
@@ -317,28 +260,13 @@ class Trainer:
         last = epoch == cfg.epochs
         evaluate = last or (cfg.eval_every and epoch % cfg.eval_every == 0)
         snapshot = cfg.snapshot_every and (last or epoch % cfg.snapshot_every == 0)
-        knn = knn_balanced = confusion = top1 = top1_balanced = features = None
-        if evaluate:
-            measured = self._timed_evaluation()
-            knn, knn_balanced, features, confusion = (measured.knn, measured.knn_balanced,
-                                                      measured.train_embeddings, measured.confusion)
-        if confusion is not None:
-            top1, top1_balanced = confusion_accuracy(confusion), balanced_accuracy(confusion)
-        if snapshot and features is None:  # a snapshot needs only the training embeddings
-            features = embed(self.backbone, self.monitor.eval_train)
-        said = self.monitor.watch(epoch, measured) if evaluate else []  # before the metrics: the held-out figure
-        emit(ev.EpochMetrics(epoch, self.step, sum(losses) / max(len(losses), 1), knn, self.clock() - started, top1,
-                             None if confusion is None else tuple(map(tuple, confusion.tolist())),
-                             knn_balanced, top1_balanced, self.monitor.held_out if evaluate else None))
-        for words in said:
-            emit(ev.Advice(epoch, words))
-        if snapshot:
-            emit(ev.EmbeddingSnapshot(epoch, features.cpu().half().numpy(), self.data.train.labels.numpy(),
-                                      cpu_state(self.backbone),
-                                      cpu_state(self.objective) if self.objective.predicts_classes else None))
+        events = self.monitor.epoch_end(epoch, self.step, sum(losses) / max(len(losses), 1), started, evaluate,
+                                        snapshot)
+        for event in events:
+            emit(event)
         if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
             self.save(emit)
-        return knn, top1
+        return events[0].knn_top1, events[0].test_top1
 
     def run(self, emit: Emit, stop: threading.Event | None = None) -> ev.Finished | ev.Failed:
         """Train to the configured number of epochs, or until `stop` is set; returns the last event."""
@@ -366,14 +294,12 @@ class Trainer:
         measured = (None, None)
         while self.step < self.total_steps:
             epoch, first = divmod(self.step, spe)
-            if self.order_epoch != epoch:
-                self.order = torch.randperm(self.n_train, generator=self.order_generator).to(self.device)
-                self.order_epoch = epoch
+            order = self.sampling.order(epoch, self.n_train)
             losses, window, since, interrupted = [], [], self.clock(), False
             for step_in_epoch in range(first, spe):
                 if interrupted := stop.is_set():
                     break
-                index = self._batch_index(step_in_epoch)
+                index = self._batch_index(order, step_in_epoch)
                 window.append((self._train_step(index, epoch), float(self.lrs[self.step]),
                                len(index) * self.dist.world))
                 self.step += 1

@@ -59,32 +59,33 @@ def metric_for(counts: torch.Tensor | list[int] | tuple[int, ...]) -> str:
     return BALANCED if unequal(counts) else TOP1
 
 
-def verdict(epochs: list[int], knns: list[float], random_init: float | None, metric: str = TOP1) -> str | None:
+def verdict(epochs: list[int], knns: list[float], random_init: float | None, metric: str = TOP1,
+            advice: str = ADVICE) -> str | None:
     """A sentence for the person when a pretraining run's kNN curve says it is not helping, else None.
 
     epochs, knns: the evaluated epochs and their kNN (`metric`), in order; random_init: the random-init
-    encoder's kNN in the same metric (None if unknown).
+    encoder's kNN in the same metric (None if unknown); advice: what to do about it ("": the caller does it).
     """
     if len(knns) < PATIENCE:
         return None
     recent = knns[-PATIENCE:]
     if random_init is not None and max(recent) < random_init:
         below = BELOW_RANDOM.format(metric=metric, knn=knns[-1], baseline=random_init, patience=PATIENCE)
-        return f"{below}; {ADVICE}"
+        return f"{below}; {advice}" if advice else below
     best = max(range(len(knns)), key=knns.__getitem__)
     if len(knns) - best > PATIENCE - 1 and max(recent) < knns[best] - DROP:
         drop = BELOW_BEST.format(metric=metric, knn=knns[-1], drop=DROP * 100, best=knns[best],
                                  best_epoch=epochs[best], patience=PATIENCE)
-        return f"{drop}; {ADVICE}"
+        return f"{drop}; {advice}" if advice else drop
     return None
 
 
 class Watchdog:
     """Reads a run's evaluations as they come; `observe` returns the words once, when they start to apply."""
 
-    def __init__(self, random_init: float | None, metric: str = TOP1):
+    def __init__(self, random_init: float | None, metric: str = TOP1, advice: str = ADVICE):
         self.random_init = random_init
-        self.metric = metric
+        self.metric, self.advice = metric, advice
         self.epochs: list[int] = []
         self.knns: list[float] = []
         self._speaking = False
@@ -92,7 +93,7 @@ class Watchdog:
     def observe(self, epoch: int, knn: float) -> str | None:
         self.epochs.append(epoch)
         self.knns.append(knn)
-        words = verdict(self.epochs, self.knns, self.random_init, self.metric)
+        words = verdict(self.epochs, self.knns, self.random_init, self.metric, self.advice)
         said, self._speaking = self._speaking, words is not None
         return None if said else words
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from core import events as ev
 from core import watchdog
+from core.handover import HANDED_OVER
 from core.metrics import imbalance, unequal
 
 MESSAGE_STARTED = ("training on {device} · {millions:.2f} M parameters · "
@@ -21,6 +22,7 @@ MESSAGE_RESUMED = "resumed at step {step} on {device}"
 MESSAGE_STAGE = "{stage} from step {step} on {device} · {n_train} train / {n_test} test images"
 MESSAGE_COMPLETED = "completed {epoch} epochs ({step} steps)"
 MESSAGE_STOPPED = "stopped at epoch {epoch} (step {step})"
+MESSAGE_HANDED_OVER = "handed over at epoch {epoch} (step {step})"  # a pipeline's pretraining: nobody stopped it
 MESSAGE_KNN = " · kNN top-1 {knn:.1%}"
 MESSAGE_IMBALANCE = " · classes unequal (largest {ratio:.1f}× the smallest): balanced accuracy shown{weights}"
 MESSAGE_WEIGHTS = ", the loss weighs classes"
@@ -313,7 +315,7 @@ class RunHistory:
         self._checkpoint = event.path
 
     def _finished(self, event: ev.Finished, now: float) -> None:
-        template = MESSAGE_COMPLETED if event.reason == COMPLETED else MESSAGE_STOPPED
+        template = {COMPLETED: MESSAGE_COMPLETED, HANDED_OVER: MESSAGE_HANDED_OVER}.get(event.reason, MESSAGE_STOPPED)
         message = template.format(epoch=event.epoch, step=event.step)
         if event.knn_top1 is not None:
             message += MESSAGE_KNN.format(knn=event.knn_top1)

@@ -42,7 +42,7 @@ class ScriptedClock:
 
     def __init__(self, trainer: Trainer, step_s: float, eval_s: float, slow_after: int | None = None):
         self.now, self.steps = 0.0, 0
-        train_step, evaluate = trainer._train_step, trainer.evaluate
+        train_step, evaluate = trainer._train_step, trainer.monitor.evaluate
 
         def timed_step(*args):
             self.steps += 1
@@ -53,7 +53,8 @@ class ScriptedClock:
             self.now += eval_s
             return evaluate()
 
-        trainer._train_step, trainer.evaluate, trainer.clock = timed_step, timed_evaluate, self
+        trainer._train_step, trainer.monitor.evaluate, trainer.clock = timed_step, timed_evaluate, self
+        trainer.monitor.clock = self
 
     def __call__(self) -> float:
         return self.now

@@ -22,7 +22,7 @@ def test_a_cuda_run_keeps_its_data_on_the_device_and_trains(cuda_config, toy_dat
     trainer = Trainer(cuda_config, toy_data)
     assert trainer.train_images.is_cuda and trainer.train_images.dtype == torch.uint8
     assert trainer.optimizer.defaults["fused"] and trainer.sync_every == 16
-    assert all(group.is_cuda for group in trainer.views(trainer.train_images[:4], trainer.generator))
+    assert all(group.is_cuda for group in trainer.views(trainer.train_images[:4], trainer.sampling.views))
     seen = []
     linear = next(m for m in trainer.backbone.modules() if isinstance(m, nn.Linear))  # norms stay fp32
     handle = linear.register_forward_hook(lambda module, args, out: seen.append(out.dtype))

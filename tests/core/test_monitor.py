@@ -8,7 +8,7 @@ def test_the_baselines_start_the_judging_and_a_class_head_run_is_not_judged_by_i
     monitor = pretraining.monitor
     assert monitor.yardstick is None and monitor.handover.best is None  # nothing measured yet
     random_init = monitor.evaluate()
-    baselines = monitor.measure_baselines(random_init, pretraining.backbone.state_dict())
+    baselines = monitor.measure_baselines()
     assert monitor.baselines is baselines and baselines.random_init == random_init.knn
     assert monitor.yardstick.metric == TOP1  # the toy classes are equal
     assert monitor.handover.best.epoch == 0  # the random-init encoder is the candidate to beat

@@ -32,11 +32,11 @@ def test_the_trainer_tells_once_and_only_for_pretraining(tiny_config, toy_data):
     curve = iter([0.5, 0.9, 0.85, 0.8, 0.75, 0.7])  # the first is the random-init baseline
 
     def scripted(trainer):
-        real = trainer.evaluate
+        real = trainer.monitor.evaluate
 
         def evaluate():
             return dataclasses.replace(real(), knn=next(curve))
-        trainer.evaluate = evaluate
+        trainer.monitor.evaluate = evaluate
         return trainer
 
     rec = Recorder()
@@ -75,8 +75,8 @@ def test_with_unequal_classes_the_run_is_judged_by_balanced_knn(tiny_config, toy
     balanced = iter([0.3, 0.28, 0.26, 0.25, 0.24])  # the first is the random-init baseline's
 
     trainer = Trainer(tiny_config.with_overrides(epochs=4), unequal, out_dir=tmp_path)
-    real = trainer.evaluate
-    trainer.evaluate = lambda: dataclasses.replace(real(), knn=next(top1), knn_balanced=next(balanced))
+    real = trainer.monitor.evaluate
+    trainer.monitor.evaluate = lambda: dataclasses.replace(real(), knn=next(top1), knn_balanced=next(balanced))
     rec = Recorder()
     trainer.run(rec)
     baselines = rec.of(ev.Baselines)[0]

@@ -28,6 +28,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def launch(pw):
+    """Debian's chromium, headless and offline, and a page of the screenshots' size."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                 args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+    return browser, browser.new_page(viewport={"width": 1400, "height": 1000})
+
+
 def stroke(page, dx=0):
     box = page.locator("#sketch canvas").last.bounding_box()
     x, y = box["x"] + box["width"] / 2 - 60 + dx, box["y"] + box["height"] / 2 - 40
@@ -144,9 +151,7 @@ def test_train_watch_and_classify_in_a_browser(app_url, tmp_path):
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser, page = launch(pw)
         page.goto(app_url)
         expect(page.locator("#status")).to_contain_text("Nothing running", timeout=60_000)
 
@@ -209,9 +214,7 @@ def test_runs_outlive_the_app_and_overlay_and_export_in_a_browser(tmp_path):
                            "--out", str(runs_dir / "from-the-cli")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser, page = launch(pw)
         with serve(runs_dir) as url:
             page.goto(url)
             expect(page.locator("#run-table")).to_contain_text("from-the-cli", timeout=60_000)
@@ -231,4 +234,48 @@ def test_runs_outlive_the_app_and_overlay_and_export_in_a_browser(tmp_path):
             expect(page.locator("#run-table")).to_contain_text("run-1", timeout=60_000)
             expect(page.locator("#run-table")).to_contain_text("from-the-cli")
             expect(page.locator("#training-plot .scatterlayer .trace").first).to_be_visible(timeout=30_000)
+        browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)")
+def test_best_model_in_the_minutes_plans_and_runs_both_stages_in_a_browser(app_url, tmp_path):
+    """A folder of few labelled photos, "Best model in the minutes" ticked: without Minutes it is refused;
+    with half a minute the status line says the plan, and the run pretrains, then trains its second stage."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from demo import text
+    from scripts.make_folder_dataset import main as make_folder
+
+    folder = tmp_path / "photos"  # 5 to 10 photos a class: at most 20 labels a class, so pretraining pays
+    assert make_folder([str(folder), "--classes", "3", "--largest", "10", "--imbalance", "2"]) == 0
+    with sync_playwright() as pw:
+        browser, page = launch(pw)
+        page.goto(app_url)
+        expect(page.locator("#status")).to_contain_text("Nothing running", timeout=60_000)
+        page.locator("#dataset input").click()
+        page.get_by_role("option", name=text.FOLDER_CHOICE, exact=True).click()
+        # a start before the preset follows the dataset would plan on cpu-quick instead of the auto recipe
+        expect(page.locator("#preset input")).to_have_value("auto", timeout=30_000)
+        page.get_by_label(text.FOLDER_HINT).fill(str(folder))
+        page.locator("#pipeline input").check()
+
+        # Minutes still 0: the pipeline has no budget to share, so it is refused and nothing starts
+        page.locator("#start").click()
+        expect(page.get_by_text(text.PIPELINE_NEEDS_MINUTES)).to_be_visible(timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("Nothing running")
+
+        page.locator("#minutes input").fill("0.5")
+        page.locator("#start").click()
+        status = page.locator("#status")
+        expect(status).to_contain_text("· pipeline", timeout=60_000)
+        # the plan core/stages.py makes, and why (core/payoff.py), planned in the training thread
+        expect(status).to_contain_text("pipeline: pretraining, then fine-tuning, 0.5 min in all", timeout=120_000)
+        expect(status).to_contain_text("pretraining + fine-tuning is expected to match or beat")
+        # only the second stage has a class head: "completed" with a test top-1 is the whole run's end
+        # (half a minute of training; the rest is the app's planning and evaluations on 2 cores)
+        expect(status).to_contain_text(re.compile(r"completed · run-1 .*→ (fine-tuning|training from scratch)"
+                                                  r"[\s\S]*test top-1"), timeout=240_000)
+        expect(page.locator("#knn-plot")).to_contain_text(re.compile("fine-tuning|training from scratch"),
+                                                          timeout=30_000)  # the second stage's marker
         browser.close()

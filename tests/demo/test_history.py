@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from core import events as ev
+from core.handover import HANDED_OVER
 from demo.history import INITIAL_CAPACITY, RATE_WINDOW_S, Layout, RunHistory
 
 
@@ -106,6 +107,14 @@ def test_finished_reason_sets_status(history, clock, reason):
     history(ev.Finished(reason, 0, 3, None, None))
     view = history.view()
     assert view.status == reason and view.eta_s is None and "%" not in view.message
+
+
+def test_a_hand_over_says_so_rather_than_that_somebody_stopped_the_run(history, clock):
+    """A pipeline's pretraining that handed over ends with its own words: nobody pressed Stop."""
+    history(started())
+    run_steps(history, clock, 1, 3)
+    history(ev.Finished(HANDED_OVER, 0, 3, None, None))
+    assert history.view().message.startswith("handed over at epoch 0 (step 3)")
 
 
 def test_failure_is_reported(history, clock):
