@@ -54,7 +54,6 @@ class ScriptedClock:
             return evaluate()
 
         trainer._train_step, trainer.monitor.evaluate, trainer.clock = timed_step, timed_evaluate, self
-        trainer.monitor.clock = self
 
     def __call__(self) -> float:
         return self.now
