@@ -7,8 +7,11 @@ then built for that length (core.trainer). Pure arithmetic: tests drive it with 
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass
+
+from core.config import TrainConfig
 
 # Timed before the budget is fixed (the first window, which allocates, is not counted): at least this
 # many steps and this many seconds of them, so that a few fast or slow steps do not decide the length.
@@ -143,3 +146,10 @@ def describe(minutes: float, epochs: int, images_per_s: float, was: int | None =
     it moves it ('... (was 52)')."""
     moved = f" (was {was})" if was is not None else ""
     return f"{minutes:.3g} min budget: ~{epochs} epochs at {images_per_s:,.0f} img/s{moved}"
+
+
+def resumed(config: TrainConfig, saved: TrainConfig) -> TrainConfig:
+    """A budgeted `config` resuming a run whose budget was already turned into epochs (`saved`'s): it trains
+    what is left of them, and its length is no longer corrected (the budget's clock started in another
+    process)."""
+    return dataclasses.replace(config, epochs=saved.epochs, minutes=0.0, warmup_epochs=saved.warmup_epochs)

@@ -43,6 +43,7 @@ class ResumeState:
     torch_rng: torch.Tensor
     epoch_order: torch.Tensor  # the sample order of epoch `order_epoch`; empty before the first epoch
     order_epoch: int
+    handover: dict[str, Any] | None = None  # a hand-over run's figures and best backbone (HandOver.state)
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,15 +110,16 @@ class Checkpoint:
             raise ValueError(f"not a vit2040 checkpoint (format {FORMAT} expected)")
         fields = [f.name for f in dataclasses.fields(cls) if f.name != "resume"]
         resume_fields = [f.name for f in dataclasses.fields(ResumeState)]
+        needed = [f.name for f in dataclasses.fields(ResumeState) if f.default is dataclasses.MISSING]
         missing = [key for key in fields if key not in payload]
         if missing:
             raise ValueError(f"lacks {', '.join(missing)}")
         foreign = sorted(set(payload) - {"format", *fields, *resume_fields})
         if foreign:
             raise ValueError(f"holds keys no vit2040 checkpoint has: {', '.join(foreign)}")
-        present = [key for key in resume_fields if key in payload]
-        if present and len(present) != len(resume_fields):
-            lacking = sorted(set(resume_fields) - set(present))
+        present = [key for key in needed if key in payload]
+        if present and len(present) != len(needed):
+            lacking = sorted(set(needed) - set(present))
             raise ValueError(f"has a partial resume state: lacks {', '.join(lacking)}")
         try:
             config = from_json(payload["config"])
@@ -128,7 +130,8 @@ class Checkpoint:
                      data_fingerprint=_typed(payload, "data_fingerprint", str),
                      class_names=tuple(_typed(payload, "class_names", list)), channels=_int(payload, "channels"),
                      baselines=_baselines(payload["baselines"]),
-                     resume=ResumeState(**{key: payload[key] for key in resume_fields}) if present else None)
+                     resume=ResumeState(**{key: payload[key] for key in resume_fields if key in payload})
+                     if present else None)
         if record.channels not in (1, 3) or not all(isinstance(n, str) for n in record.class_names):
             raise ValueError("has invalid channels or class names")
         return record
@@ -179,6 +182,14 @@ class Checkpoint:
         backbone = build_backbone(self.config.model, self.channels)
         backbone.load_state_dict(self.backbone)
         return backbone.to(device).eval()
+
+    def pretrained_weights(self, config: TrainConfig, data: DataSplits) -> dict[str, torch.Tensor]:
+        """Stage 2's start: this pretrained backbone's weights for `config` on `data` (checked), its position
+        grid interpolated to `config`'s side (bicubic, e.g. 7x7 -> 14x14); its head, if any, is dropped."""
+        self.check_pretrained(config, data)
+        pretrained = self.build_backbone()
+        pretrained.set_image_size(config.model.image_size)
+        return pretrained.state_dict()
 
     @property
     def predicts_classes(self) -> bool:

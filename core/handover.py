@@ -138,6 +138,24 @@ class HandOver:
             return self.words
         return None
 
+    def state(self) -> dict | None:
+        """What a resumed run needs to judge as if it had not stopped: the figures read so far and the best
+        backbone (plain data, for the checkpoint's resume state); None before the random init is read."""
+        if self.best is None:
+            return None
+        return {"epochs": list(self.epochs), "figures": list(self.figures), "words": self.words,
+                "best_epoch": self.best.epoch, "best_figure": self.best.figure,
+                "best_backbone": self.best.backbone, "best_objective": self.best.objective}
+
+    def restore(self, state: dict) -> None:
+        """Continue from `state` (see `state`): the watchdog reads the same curve again, so that its signs
+        count the evaluations before the stop."""
+        self.epochs, self.figures, self.words = list(state["epochs"]), list(state["figures"]), state["words"]
+        self.best = Best(state["best_figure"], state["best_epoch"], state["best_backbone"], state["best_objective"])
+        self._watchdog = watchdog.Watchdog(self.figures[0], self.metric, advice="")
+        for epoch, figure in zip(self.epochs[1:], self.figures[1:]):
+            self._watchdog.observe(epoch, figure)
+
     def kept(self) -> str:
         """What the rest of the budget trains, in words."""
         if self.best is None or self.best.epoch == 0:

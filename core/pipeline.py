@@ -8,7 +8,13 @@ when none beat the random init, supervised training from scratch (DIR/supervised
 has left; or supervised training from scratch for all of the minutes (DIR/supervised).
 `--pretrain always|never` overrides the expectation, which is printed either way. Every minute counts:
 loading, planning and timing come out of the budget, and the data are loaded once for both stages.
-DIR/pipeline.json records the choice, its reason, the stages and `model`, the checkpoint to use.
+DIR/pipeline.json records the choice, its reason, the base recipe, the stages (written before each one
+starts, so that even a killed run leaves it) and `model`, the checkpoint to use.
+
+`python -m core.pipeline --resume DIR` continues a pipeline that was stopped (Ctrl-C), failed or was
+killed: the unfinished stage resumes from its last checkpoint with what is left of its fixed length
+(core.train's resume), and a pretraining that then ends goes on to the stage after it with what is left
+of the pipeline's minutes.
 """
 from __future__ import annotations
 
@@ -19,13 +25,14 @@ import time
 from pathlib import Path
 
 from core import auto_recipe, payoff, stages
-from core.config import PRESETS, TrainConfig, preset
+from core.checkpoint import Checkpoint
+from core.config import PRESETS, TrainConfig, from_json, preset, to_json
 from core.data import load_dataset
 from core.distributed import resolve_device
 from core.recipe import PRETRAIN_SHARE
-from core.runs import METRICS
+from core.runs import CHECKPOINT, METRICS
 from core.splits import DataSplits
-from core.train import execute
+from core.train import STOPPED, execute
 
 RECORD = "pipeline.json"
 CHOICES = ("auto", "always", "never")
@@ -35,9 +42,11 @@ STAGES = (stages.PRETRAIN, stages.FINETUNE_STAGE, stages.SUPERVISED)  # DIR's su
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, help="fashion | digits | flowers102 | folder:PATH")
-    parser.add_argument("--minutes", type=float, required=True, help="the whole budget, both stages")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the stages and pipeline.json")
+    parser.add_argument("--dataset", help="fashion | digits | flowers102 | folder:PATH")
+    parser.add_argument("--minutes", type=float, help="the whole budget, both stages")
+    parser.add_argument("--out", type=Path, help="folder for the stages and pipeline.json")
+    parser.add_argument("--resume", type=Path, metavar="DIR",
+                        help="continue the stopped pipeline in DIR (the other choices are its own)")
     parser.add_argument("--preset", choices=sorted([*PRESETS, auto_recipe.NAME]), default=auto_recipe.NAME)
     parser.add_argument("--objective", default="instance", help="the pretraining objective")
     parser.add_argument("--pretrain", choices=CHOICES, default="auto",
@@ -63,13 +72,54 @@ def _base(args: argparse.Namespace) -> tuple[TrainConfig, DataSplits]:
     return base, load(base.data_size)
 
 
-def _run_stage(name: str, config: TrainConfig, data: DataSplits, args: argparse.Namespace, record: dict) -> int:
+class Record:
+    """DIR/pipeline.json, written when the plan is made and before and after every stage, with the minutes
+    spent so far (counted across resumes): a pipeline stopped, failed or killed can be resumed from it."""
+
+    def __init__(self, out: Path, fields: dict, started: float):
+        self.out, self.fields, self.started = out, fields, started
+        self._spent_before = float(fields.get("spent_minutes", 0.0))
+
+    @classmethod
+    def unfinished(cls, out: Path, started: float) -> Record:
+        """The record of the pipeline in `out` that has a stage left to train, else ValueError."""
+        if not (out / RECORD).is_file():
+            raise ValueError(f"{out} holds no pipeline run ({RECORD}) to resume")
+        fields = json.loads((out / RECORD).read_text())
+        if "model" in fields:
+            raise ValueError(f"the pipeline in {out} has finished: its model is {fields['model']}")
+        if "base" not in fields or not fields["stages"]:
+            raise ValueError(f"the pipeline in {out} stopped before its first stage: start it again")
+        return cls(out, fields, started)
+
+    def left(self) -> float:
+        """The minutes of the budget not spent before this process started."""
+        return max(0.0, self.fields["minutes"] - self._spent_before)
+
+    def write(self) -> None:
+        self.fields["spent_minutes"] = self._spent_before + (time.perf_counter() - self.started) / 60
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / RECORD).write_text(json.dumps(self.fields, indent=1))
+
+
+def _execute(config: TrainConfig, entry: dict, args: argparse.Namespace, record: Record,
+             data: DataSplits | None = None, resume: Path | None = None) -> int:
+    """Train one stage into `entry`'s folder, the entry written before (exit None: training, or the process
+    was killed) and after."""
+    entry["exit"] = None
+    record.write()
+    entry["exit"] = execute(config, out=Path(entry["folder"]), data_root=args.data_root, download=args.download,
+                            data=data, resume=resume, resume_with=f"python -m core.pipeline --resume {record.out}")
+    record.write()
+    return entry["exit"]
+
+
+def _run_stage(name: str, config: TrainConfig, data: DataSplits | None, args: argparse.Namespace,
+               record: Record) -> int:
     """Train one stage into DIR/name on the loaded splits (when they are at its stored side) and record it."""
-    same = config.data_size == data.train.images.shape[-1] or not config.data_size
-    code = execute(config, out=args.out / name, data_root=args.data_root, download=args.download,
-                   data=data if same else None)
-    record["stages"].append({"stage": name, "folder": str(args.out / name), "exit": code})
-    return code
+    same = data is not None and (config.data_size == data.train.images.shape[-1] or not config.data_size)
+    record.fields["stages"].append(entry := {"stage": name, "folder": str(record.out / name)})
+    return _execute(config, entry, args, record, data if same else None)
 
 
 def _refuse_a_used_folder(out: Path) -> None:
@@ -77,27 +127,37 @@ def _refuse_a_used_folder(out: Path) -> None:
     two runs' events, so it is refused rather than overwritten (nothing is lost)."""
     used = [str(out / name) for name in STAGES if (out / name / METRICS).exists()]
     if used or (out / RECORD).exists():
-        raise ValueError(f"{out} already holds a pipeline run ({', '.join(used) or RECORD}): choose another --out")
+        raise ValueError(f"{out} already holds a pipeline run ({', '.join(used) or RECORD}): choose another --out "
+                         f"(or continue it: --resume {out})")
 
 
 def _train_stages(args: argparse.Namespace, base: TrainConfig, pretraining: TrainConfig | None, data: DataSplits,
-                  started: float, record: dict) -> tuple[int, str]:
+                  record: Record) -> tuple[int, str]:
     """Pretraining (when given) and the stage core/stages.py says follows it, or supervised training from
-    scratch; each stage gets what the clock started at `started` has left. Returns (exit code, last stage)."""
+    scratch; each stage gets what the record's clock has left. Returns (exit code, last stage)."""
     name, config = stages.SUPERVISED, stages.from_scratch(base, args.minutes)
     if pretraining is not None:
-        first = pretraining.with_overrides(minutes=stages.minutes_left(started, args.minutes * PRETRAIN_SHARE))
+        first = pretraining.with_overrides(minutes=stages.minutes_left(record.started, args.minutes * PRETRAIN_SHARE))
         if code := _run_stage(stages.PRETRAIN, first, data, args, record):
             return code, stages.PRETRAIN
-        then = stages.after_pretraining(first, base, args.out / stages.PRETRAIN, args.minutes)
-        print(f"pipeline: {then.words}")
-        name, config, record["pretrained_best_epoch"] = then.stage, then.config, then.best_epoch
-    left = stages.minutes_left(started, args.minutes)
+        name, config = _after_pretraining(first, base, record, args.minutes)
+    left = stages.minutes_left(record.started, args.minutes)
     return _run_stage(name, config.with_overrides(minutes=left), data, args, record), name
+
+
+def _after_pretraining(pretrained: TrainConfig, base: TrainConfig, record: Record,
+                       minutes: float) -> tuple[str, TrainConfig]:
+    """The stage core/stages.py says follows the pretraining in DIR/pretrain, said and recorded."""
+    then = stages.after_pretraining(pretrained, base, record.out / stages.PRETRAIN, minutes)
+    print(f"pipeline: {then.words}")
+    record.fields["pretrained_best_epoch"] = then.best_epoch
+    return then.stage, then.config
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if args.resume is not None:
+        return resume(args, started)
     try:
         _refuse_a_used_folder(args.out)
         base, data = _base(args)
@@ -110,21 +170,60 @@ def run(args: argparse.Namespace) -> int:
     print(auto_recipe.describe(base, args.preset))
     print(f"expected: {expected.reason}")
     print(f"pipeline ({args.pretrain}): {stages.plan_words(pretrain, args.minutes)}")
-    record = {"dataset": args.dataset, "minutes": args.minutes, "choice": args.pretrain, "pretrain": pretrain,
-              "expected_to_pay": expected.pretrain, "reason": expected.reason,
-              "labels_per_class": expected.labels_per_class, "passes": expected.passes, "stages": []}
-    code, name = _train_stages(args, base, pretraining if pretrain else None, data, started, record)
+    record = Record(args.out, {
+        "dataset": args.dataset, "minutes": args.minutes, "choice": args.pretrain, "pretrain": pretrain,
+        "expected_to_pay": expected.pretrain, "reason": expected.reason, "labels_per_class": expected.labels_per_class,
+        "passes": expected.passes, "base": json.loads(to_json(base)), "stages": []}, started)
+    code, name = _train_stages(args, base, pretraining if pretrain else None, data, record)
+    return _end(record, code, name)
+
+
+def _end(record: Record, code: int, name: str) -> int:
+    """Record the model (when the last stage finished) and the minutes spent; say how to go on otherwise."""
     if not code:
-        record["model"] = str(args.out / name / "last.pt")
-    record["spent_minutes"] = (time.perf_counter() - started) / 60
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / RECORD).write_text(json.dumps(record, indent=1))
-    print(f"pipeline: {record['spent_minutes']:.1f} min; model {record.get('model', 'none (a stage did not finish)')}")
+        record.fields["model"] = str(record.out / name / CHECKPOINT)
+    record.write()
+    model = record.fields.get("model", "none (a stage did not finish)")
+    print(f"pipeline: {record.fields['spent_minutes']:.1f} min; model {model}")
+    if code not in (0, STOPPED):  # a stopped stage has said it (execute's resume line)
+        print(f"continue with: python -m core.pipeline --resume {record.out}")
     return code
 
 
+def resume(args: argparse.Namespace, started: float) -> int:
+    """Continue the pipeline in `args.resume`: its unfinished stage from its checkpoint (with what is left of
+    its fixed length), then the stage after a pretraining, with what is left of the pipeline's minutes."""
+    try:
+        record = Record.unfinished(args.resume, started)
+        last = record.fields["stages"][-1]
+        checkpoint = Path(last["folder"]) / CHECKPOINT
+        if last["exit"] != 0 and not checkpoint.is_file():
+            raise ValueError(f"its {last['stage']} stage saved no checkpoint to resume from ({checkpoint}): "
+                             "start a new pipeline")
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    minutes, name = record.left(), last["stage"]
+    print(f"pipeline: resuming {record.out} at its {name} stage, {minutes:.2f} of {record.fields['minutes']:g} "
+          "min left")
+    code = 0
+    if last["exit"] != 0:
+        saved = Checkpoint.load(checkpoint).config  # its budget already fixed into epochs
+        code = _execute(saved, last, args, record, resume=checkpoint)
+    if not code and name == stages.PRETRAIN:
+        base = from_json(json.dumps(record.fields["base"]))
+        name, config = _after_pretraining(Checkpoint.load(checkpoint).config, base, record, minutes)
+        code = _run_stage(name, config.with_overrides(minutes=stages.minutes_left(started, minutes)), None, args,
+                          record)
+    return _end(record, code, name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume is None and None in (args.dataset, args.minutes, args.out):
+        parser.error("--dataset, --minutes and --out are required (or --resume DIR)")
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from core.reporting import JsonlLog, ProgressBar, fan_out
 from core.splits import DataSplits
 from core.trainer import Trainer
 
+STOPPED = 130  # the exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
@@ -128,9 +130,9 @@ def run_with_interrupt(trainer: Trainer, emit) -> ev.Finished | ev.Failed:
 
 
 def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, download: bool = False,
-            resume: Path | None = None, data: DataSplits | None = None) -> int:
+            resume: Path | None = None, data: DataSplits | None = None, resume_with: str | None = None) -> int:
     """Load the data (unless given), train with a progress bar and a JSONL log, report; the exit code of
-    the CLIs."""
+    the CLIs. `resume_with`: the command that continues a stopped run (default: core.train's, this run only)."""
     try:
         data = data or load_dataset(config.dataset, root=data_root, download=download, size=config.data_size,
                                     seed=config.seed)
@@ -159,8 +161,8 @@ def execute(config: TrainConfig, *, out: Path, data_root: Path | None = None, do
         judged = monitor.yardstick
         print(watchdog.ending(monitor.judged_knn, judged.raw_pixels, judged.random_init, judged.metric))
     if outcome.reason == "stopped" and outcome.checkpoint:
-        print(f"resume with: python -m core.train --out {out} --resume {outcome.checkpoint}")
-    return 130 if outcome.reason == "stopped" else 0
+        print(f"resume with: {resume_with or f'python -m core.train --out {out} --resume {outcome.checkpoint}'}")
+    return STOPPED if outcome.reason == "stopped" else 0
 
 
 def main(argv: list[str] | None = None) -> int:

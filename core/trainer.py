@@ -66,7 +66,7 @@ class Trainer:
         self._random_init: dict[str, torch.Tensor] | None = None
         if config.init_from and resume_from is None:
             self._random_init = {k: v.clone() for k, v in self.backbone.state_dict().items()}
-            self._init_backbone(config.init_from)
+            self.backbone.load_state_dict(Checkpoint.load(config.init_from).pretrained_weights(config, data))
         self.monitor = Monitor(config, data, self.backbone, self.objective,
                                self.train_images if every else data.train.images.to(self.device), clock)
         if config.stop_when_not_helping and self.dist.enabled:
@@ -110,18 +110,11 @@ class Trainer:
                                  round(self.config.warmup_epochs * self.steps_per_epoch))
 
     # -- state -------------------------------------------------------------------------------
-    def _init_backbone(self, path: str) -> None:
-        """Stage 2: start from a pretrained backbone; its instance head (or any head) is dropped."""
-        checkpoint = Checkpoint.load(path)
-        checkpoint.check_pretrained(self.config, self.data)
-        pretrained = checkpoint.build_backbone()
-        pretrained.set_image_size(self.config.model.image_size)  # bicubic position grid, e.g. 7x7 -> 14x14
-        self.backbone.load_state_dict(pretrained.state_dict())
-
     def checkpoint(self) -> Checkpoint:
         """The run as it stands, resumable."""
+        handover = self.monitor.handover.state() if self.monitor.handover is not None else None
         resume = ResumeState(optimizer=self.optimizer.state_dict(), torch_rng=torch.get_rng_state(),
-                             **self.sampling.state())
+                             handover=handover, **self.sampling.state())
         return Checkpoint(
             config=self.config, backbone=self.backbone.state_dict(), objective=self.objective.state_dict(),
             step=self.step, epoch=self.step // self.steps_per_epoch, data_fingerprint=self.data.fingerprint,
@@ -142,13 +135,9 @@ class Trainer:
         checkpoint = Checkpoint.load(path, map_location=self.device)
         checkpoint.check_matches(self.data)
         if self.config.minutes and not checkpoint.config.minutes:
-            # Its budget was already turned into epochs: resuming trains what is left of them (the
-            # budget's clock started in another process, so the length is no longer corrected).
-            saved = checkpoint.config
-            self.config = dataclasses.replace(self.config, epochs=saved.epochs, minutes=0.0,
-                                              warmup_epochs=saved.warmup_epochs)
+            self.config = budget.resumed(self.config, checkpoint.config)
             self._budget_minutes = 0.0
-            self._schedule(saved.epochs)
+            self._schedule(self.config.epochs)
         checkpoint.check_resumable(self.config)
         state = checkpoint.resume
         self.backbone.load_state_dict(checkpoint.backbone)
@@ -162,6 +151,8 @@ class Trainer:
         torch.set_rng_state(state.torch_rng.cpu())
         if checkpoint.baselines:
             self.monitor.baselines = ev.Baselines(*checkpoint.baselines)
+        if state.handover is not None and self.monitor.handover is not None:
+            self.monitor.handover.restore(state.handover)
         self.last_checkpoint = str(path)
 
     def save(self, emit: Emit) -> str | None:

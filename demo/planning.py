@@ -20,7 +20,7 @@ from demo.history import COMPLETED
 from demo.saved_runs import STAGE_FINETUNE, STAGE_SCRATCH
 
 if TYPE_CHECKING:
-    from demo.session import _Run
+    from demo.run_thread import Run
 
 
 @dataclass
@@ -31,9 +31,17 @@ class Pipeline:
     started: float = 0.0  # time.perf_counter() when its training thread began: every stage counts from it
     base: TrainConfig | None = None  # the recipe fitted to the data and the machine, once planned
     pretrain: bool = False  # whether its first stage pretrains (core/payoff.py expects it to pay)
+    spent: float = 0.0  # minutes spent before the latest resume (a stopped pipeline's pause is not spent)
 
     def left(self) -> float:
-        return stages.minutes_left(self.started, self.minutes)
+        return stages.minutes_left(self.started, self.minutes - self.spent)
+
+    def pause(self) -> None:
+        """Its stage stopped: the minutes spent so far are kept, and the clock starts again on resume."""
+        self.spent += (time.perf_counter() - self.started) / 60
+
+    def resume(self) -> None:
+        self.started = time.perf_counter()
 
 
 def auto_plan(datasets: DatasetCache, request: TrainConfig, minutes: float) -> auto_recipe.Plan:
@@ -46,7 +54,7 @@ def auto_plan(datasets: DatasetCache, request: TrainConfig, minutes: float) -> a
                             plan.data)
 
 
-def fit_auto(datasets: DatasetCache, run: _Run) -> None:
+def fit_auto(datasets: DatasetCache, run: Run) -> None:
     """Train `run.config.objective` on the auto recipe for `run.auto_budget` (epochs or None, minutes)."""
     request, (epochs, minutes) = run.config, run.auto_budget
     plan = auto_plan(datasets, request, minutes)
@@ -56,7 +64,7 @@ def fit_auto(datasets: DatasetCache, run: _Run) -> None:
     run.auto_budget = None  # fitted: a resume or a fine-tune continues this config
 
 
-def plan_pipeline(datasets: DatasetCache, run: _Run, pipeline: Pipeline) -> None:
+def plan_pipeline(datasets: DatasetCache, run: Run, pipeline: Pipeline) -> None:
     """A pipeline's first stage on `run.config` (or the auto recipe, with `run.auto_budget`); its clock
     starts here."""
     request = run.config
@@ -76,7 +84,7 @@ def plan_pipeline(datasets: DatasetCache, run: _Run, pipeline: Pipeline) -> None
                      f"pipeline: {stages.plan_words(expected.pretrain, pipeline.minutes)}")
 
 
-def next_stage(run: _Run, pipeline: Pipeline, done: ev.Event) -> bool:
+def next_stage(run: Run, pipeline: Pipeline, done: ev.Event) -> bool:
     """After a pipeline's pretraining ended by itself (completed or handed over), make the stage that
     core/stages.py says follows it the run's next, in its `finetune` folder (its curves continue);
     False when there is none (a stopped or failed stage, or a run trained from scratch)."""

@@ -1,25 +1,22 @@
-"""Pure plot builders for the app: run snapshots (`RunView`) or a UMAP `Layout` in, a plotly Figure
-out. No gradio and no shared state, so they are tested headless and are safe from any thread.
+"""Pure plot builders for the app: run snapshots (`RunView`) in, a plotly Figure out (the UMAP view is
+demo/embedding_plot.py). No gradio and no shared state, so they are tested headless and are safe from
+any thread.
 
 Runs are passed oldest first; the LAST one is the current run (its baselines are drawn, its lines
 are bold), and a run's colour is its position, so colours stay put as runs are added."""
 from __future__ import annotations
 
-import base64
-import colorsys
-import io
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from PIL import Image
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from core.handover import HANDOVER
 from core.metrics import balanced_accuracy
-from demo.history import Layout, RunView
+from demo.run_view import RunView
 
 AXIS_EPOCH = "epoch"
 AXIS_LOSS = "loss"
@@ -42,28 +39,21 @@ HOVER_CELL = "true %{y}<br>predicted %{x}<br>%{customdata} images (%{z:.1%} of t
 RAW_SUFFIX = " (per step)"
 BASELINE_RAW = "raw pixels baseline ({value:.1%})"
 BASELINE_RANDOM = "random-init baseline ({value:.1%})"
-UMAP_TITLE = "Training-set embeddings (UMAP) · epoch {epoch}"
 UNKNOWN_CLASS = "class {index}"
 EMPTY_TRAINING = "No training steps yet — start training"
 EMPTY_KNN = "No kNN evaluation yet"
-EMPTY_UMAP = "No embedding yet — start training"
 HOVER_LOSS = "%{fullData.name}<br>epoch %{x:.2f}<br>loss %{y:.4f}<extra></extra>"
 HOVER_LR = "%{fullData.name}<br>epoch %{x:.2f}<br>lr %{y:.2e}<extra></extra>"
 HOVER_KNN = "%{fullData.name}<br>epoch %{x}<br>kNN top-1 %{y:.1%}<extra></extra>"
-HOVER_POINT = "%{fullData.name}<br>image #%{customdata}<extra></extra>"
 
 TEMPLATE = "plotly_white"
 MARGIN = dict(l=50, r=10, t=30, b=40)
 RUN_COLOURS = qualitative.Plotly
-CLASS_COLOURS = qualitative.T10  # enough for 10-class sets; larger sets get spread hues
 BASELINE_STYLES = (dict(color="#444444", dash="dash"), dict(color="#999999", dash="dot"))
 # Debiased EMA weight for the loss: per-step loss under CutMix and multi-crop is noisy.
 LOSS_SMOOTHING = 0.9
 # Lines are thinned to this many points: the figure goes to the browser every refresh.
 MAX_LINE_POINTS = 1500
-SPRITE_FRACTION = 1 / 25  # a sprite's side as a fraction of the axis span
-SPRITE_MAX_SIDE = 48  # pixels; larger images (flowers at 144 px) are shrunk to keep the figure light
-PAD = 0.05  # fraction of the layout's span left around the points
 
 
 def empty_figure(message: str) -> go.Figure:
@@ -186,103 +176,6 @@ def knn_figure(runs: Sequence[RunView]) -> go.Figure:
     fig.update_yaxes(title_text=AXIS_KNN, tickformat=".0%")
     fig.update_layout(template=TEMPLATE, margin=MARGIN, uirevision="knn", hovermode="closest",
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
-    return fig
-
-
-def class_colours(n: int) -> list[str]:
-    """A qualitative palette for n classes: Tableau-10 when it suffices, else hues spread by the
-    golden angle (neighbouring class indices get far-apart hues) with alternating lightness."""
-    if n <= len(CLASS_COLOURS):
-        return list(CLASS_COLOURS[:n])
-    colours = []
-    for i in range(n):
-        red, green, blue = colorsys.hls_to_rgb((i * 0.618034) % 1.0, 0.42 if i % 2 else 0.58, 0.65)
-        colours.append(f"rgb({round(red * 255)},{round(green * 255)},{round(blue * 255)})")
-    return colours
-
-
-def thumbnail_png(image: np.ndarray, scale: int = 4, max_side: int | None = None) -> bytes:
-    """PNG bytes of a uint8 (H, W), (H, W, 1) or (H, W, 3) image, upscaled by `scale` with nearest
-    neighbour (pixels stay crisp), then shrunk to fit `max_side` pixels if given."""
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        raise TypeError(f"thumbnail needs a uint8 image, got {array.dtype}")
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
-        raise ValueError(f"thumbnail needs an (H, W) or (H, W, 3) image, got shape {array.shape}")
-    height, width = array.shape[:2]
-    factor = scale if max_side is None else min(scale, max_side / max(height, width))
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    resample = Image.NEAREST if factor >= 1 else Image.BOX  # BOX averages when shrinking
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).resize(size, resample).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def sprite_indices(labels: np.ndarray, max_sprites: int) -> np.ndarray:
-    """A deterministic subset of at most `max_sprites` points, shared as evenly as possible across
-    classes (small classes give their spare share to the others) and evenly spaced within each."""
-    labels = np.asarray(labels)
-    if len(labels) <= max_sprites:
-        return np.arange(len(labels))
-    classes, counts = np.unique(labels, return_counts=True)
-    level = 0  # the largest per-class quota that fits
-    while np.minimum(counts, level + 1).sum() <= max_sprites:
-        level += 1
-    quota = np.minimum(counts, level)
-    quota[np.flatnonzero(counts > level)[:max_sprites - quota.sum()]] += 1
-    picked = [np.flatnonzero(labels == cls)[np.linspace(0, count - 1, take).round().astype(int)]
-              for cls, count, take in zip(classes, counts, quota) if take]
-    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
-
-
-def _sprites(xy: np.ndarray, thumbnails: np.ndarray, index: np.ndarray, side: float) -> list[dict]:
-    """layout.images entries: each thumbnail drawn at its point, `side` data units across."""
-    images = []
-    for i in index:
-        png = thumbnail_png(thumbnails[i], scale=1, max_side=SPRITE_MAX_SIDE)
-        images.append(dict(source="data:image/png;base64," + base64.b64encode(png).decode("ascii"),
-                           xref="x", yref="y", x=float(xy[i, 0]), y=float(xy[i, 1]), sizex=side, sizey=side,
-                           xanchor="center", yanchor="middle", sizing="contain", layer="above"))
-    return images
-
-
-def _square_ranges(xy: np.ndarray) -> tuple[list[float], list[float]]:
-    """Equal, padded ranges on both axes around the points (UMAP distances mean the same both ways)."""
-    low, high = xy.min(axis=0), xy.max(axis=0)
-    centre, half = (low + high) / 2, max(float((high - low).max()), 1e-6) * (0.5 + PAD)
-    return [centre[0] - half, centre[0] + half], [centre[1] - half, centre[1] + half]
-
-
-def umap_figure(layout: Layout | None, class_names: Sequence[str], thumbnails: np.ndarray | None = None,
-                sprites: bool = False, max_sprites: int = 300) -> go.Figure:
-    """Scatter of a UMAP layout, one trace (and legend entry) per class, hover giving class and
-    image index (customdata); with `sprites`, up to `max_sprites` thumbnails drawn at their points."""
-    if layout is None or len(layout.xy) == 0:
-        return empty_figure(EMPTY_UMAP)
-    xy, labels = np.asarray(layout.xy, dtype=np.float64), np.asarray(layout.labels)
-    n_classes = max(len(class_names), int(labels.max()) + 1)
-    names = [class_names[c] if c < len(class_names) else UNKNOWN_CLASS.format(index=c)
-             for c in range(n_classes)]
-    fig = go.Figure()
-    for cls, (name, colour) in enumerate(zip(names, class_colours(n_classes))):
-        members = np.flatnonzero(labels == cls)
-        fig.add_trace(go.Scatter(x=xy[members, 0], y=xy[members, 1], mode="markers", name=name,
-                                 marker=dict(color=colour, size=5, opacity=0.8), customdata=members,
-                                 hovertemplate=HOVER_POINT))
-    x_range, y_range = _square_ranges(xy)
-    if sprites and thumbnails is not None:
-        if len(thumbnails) != len(xy):
-            raise ValueError(f"{len(thumbnails)} thumbnails for {len(xy)} points")
-        side = (x_range[1] - x_range[0]) * SPRITE_FRACTION
-        fig.update_layout(images=_sprites(xy, thumbnails, sprite_indices(labels, max_sprites), side))
-    axis = dict(showticklabels=False, showgrid=False, zeroline=False, title_text=None)
-    fig.update_xaxes(range=x_range, **axis)
-    fig.update_yaxes(range=y_range, scaleanchor="x", scaleratio=1, **axis)
-    fig.update_layout(template=TEMPLATE, margin=MARGIN, uirevision="umap", hovermode="closest",
-                      title=dict(text=UMAP_TITLE.format(epoch=layout.epoch), x=0.01, font_size=14),
-                      legend=dict(itemsizing="constant"))
     return fig
 
 

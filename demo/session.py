@@ -1,5 +1,6 @@
-"""The app's one stateful object: the training thread, the run histories, the UMAP worker and the
-published classifier. Every browser tab talks to the same Session, so all tabs see one run.
+"""The app's one stateful object: the runs (their histories and training threads, demo/run_thread.py)
+and the publisher (the UMAP worker and the published classifier, demo/publisher.py). Every browser tab
+talks to the same Session, so all tabs see one run.
 
 Locks guard only swaps of references; loading data, training, projecting and building a
 classifier all happen in worker threads, never in a UI callback.
@@ -9,11 +10,9 @@ from __future__ import annotations
 import itertools
 import shutil
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from core import events as ev
 from core import labels, runs
@@ -23,60 +22,15 @@ from core.config import TrainConfig
 from core.dataset_cache import DatasetCache
 from core.handover import BEST, best_epoch, best_words
 from core.objectives import Supervised
-from core.projection import Projector
 from core.recipe import FINETUNE, recipe
-from core.reporting import JsonlLog
-from core.splits import DataSplits
-from core.trainer import Trainer
-from demo import planning, saved_runs
-from demo.history import COMPLETED, FAILED, STOPPED, Layout, RunHistory, RunView, shift
+from demo import planning, run_thread, saved_runs
+from demo.history import COMPLETED, FAILED, STOPPED, RunHistory
+from demo.publisher import Publisher
+from demo.run_thread import Run
+from demo.run_view import RunView
 from demo.saved_runs import STAGE_FINETUNE
 
 ENDED = (COMPLETED, STOPPED, FAILED)
-
-
-class LatestSlot:
-    """A one-item mailbox: a new job replaces a pending one (only the newest snapshot matters)."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._item = None
-        self._closed = False
-
-    def put(self, item) -> None:
-        with self._cond:
-            self._item = item
-            self._cond.notify()
-
-    def take(self):
-        """Block until an item arrives or the slot is closed (then None)."""
-        with self._cond:
-            while self._item is None and not self._closed:
-                self._cond.wait()
-            item, self._item = self._item, None
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-@dataclass
-class _Run:
-    history: RunHistory
-    config: TrainConfig
-    out_dir: Path  # where the stage now training writes (a fine-tuning stage: folder / "finetune")
-    folder: Path  # the run folder (core.runs)
-    data: DataSplits | None = None
-    thread: threading.Thread | None = None
-    stop: threading.Event | None = None
-    offset: tuple[int, int] = (0, 0)  # (steps, epochs) of earlier stages, added to this stage's events
-    auto_budget: tuple[int | None, float] | None = None  # (epochs, minutes) the auto recipe is still to fit
-    pipeline: planning.Pipeline | None = None  # until its first stage ends: a resumed stage does not go on
-
-    def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
 
 
 class Session:
@@ -84,28 +38,21 @@ class Session:
         self.runs_dir = Path(runs_dir)
         self.datasets = DatasetCache(data_root, download)
         self._lock = threading.Lock()
-        self._runs: list[_Run] = self._saved_runs()  # every run folder in runs_dir, from earlier sessions too
+        self._runs: list[Run] = self._saved_runs()  # every run folder in runs_dir, from earlier sessions too
         self._summaries = runs.Summaries()  # the run table's rows, read again only when a run's files change
         taken = [int(run.history.run_id[4:]) for run in self._runs if run.history.run_id[4:].isdigit()]
         self._ids = itertools.count(max(taken, default=0) + 1)
-        self._classifier: Classifier | None = None
-        self._jobs = LatestSlot()
-        self._projector = Projector()  # used only by the worker thread
-        self._worker = threading.Thread(target=self._work, name="vit2040-umap", daemon=True)
-        self._worker.start()
-        # numba compiles UMAP's kernels on the first fit (~20 s): do it now, off the UI thread.
-        self._warmup = threading.Thread(target=Projector.warm_up, name="vit2040-umap-warmup", daemon=True)
-        self._warmup.start()
-        self._helpers = [self._worker, self._warmup]  # joined by close()
+        self.publisher = Publisher()  # the published classifier and the UMAP layouts
+        self._helpers = list(self.publisher.threads)  # joined by close()
 
-    def _saved_runs(self) -> list[_Run]:
+    def _saved_runs(self) -> list[Run]:
         saved = []
         for folder in runs.find(self.runs_dir):
             config = runs.read_config(folder)
             if config is None:  # not a run this version can read: left alone, not listed
                 continue
             run_id = folder.relative_to(self.runs_dir).as_posix()
-            saved.append(_Run(saved_runs.history_of(folder, run_id), config, folder, folder, stop=threading.Event()))
+            saved.append(Run(saved_runs.history_of(folder, run_id), config, folder, folder, stop=threading.Event()))
         return saved
 
     # -- reading (UI thread) -----------------------------------------------------------------
@@ -120,8 +67,7 @@ class Session:
             return bool(self._runs) and self._runs[-1].alive()
 
     def classifier(self) -> Classifier | None:
-        with self._lock:
-            return self._classifier
+        return self.publisher.classifier()
 
     def classify(self, image, method: str | None = None) -> Prediction:
         """Classify with the published model; `method` is one of its `methods` (default: its first)."""
@@ -155,7 +101,7 @@ class Session:
             self._refuse_if_running()
             run_id = f"run-{next(self._ids)}"
             recipe_name = (" · auto" if auto_budget else "") + (" · pipeline" if pipeline_minutes else "")
-            run = _Run(RunHistory(run_id, f"{run_id} · {config.objective} · {config.dataset}{recipe_name}", ()),
+            run = Run(RunHistory(run_id, f"{run_id} · {config.objective} · {config.dataset}{recipe_name}", ()),
                        config, self.runs_dir / run_id, self.runs_dir / run_id, auto_budget=auto_budget,
                        pipeline=planning.Pipeline(pipeline_minutes) if pipeline_minutes else None)
             self._runs.append(run)
@@ -194,6 +140,7 @@ class Session:
                                 labels_per_class=labels_per_class)
             run.out_dir = run.folder / runs.FINETUNE_DIR
             run.offset = run.history.begin_stage(STAGE_FINETUNE)
+            run.pipeline = None  # fine-tuned by hand: a stopped pipeline's own next stage no longer follows
             self._launch(run, resume_from=None)
         few = f" on {labels.describe(run.config)}" if labels_per_class else ""
         kept = f" ({best_words(best)})" if best else ""
@@ -215,11 +162,8 @@ class Session:
         if run is not None and run.alive():
             raise RuntimeError("a run is already going: stop it first (every tab shares one run)")
 
-    def _launch(self, run: _Run, resume_from: str | None) -> None:
-        run.stop = threading.Event()
-        run.thread = threading.Thread(target=self._train, args=(run, resume_from),
-                                      name=f"vit2040-{run.history.run_id}", daemon=True)
-        run.thread.start()
+    def _launch(self, run: Run, resume_from: str | None) -> None:
+        run_thread.launch(run, self.datasets, self.publisher, resume_from)
 
     def preload(self, config: TrainConfig) -> threading.Thread:
         """Decode a dataset in the background so the first Start does not wait for it."""
@@ -232,73 +176,6 @@ class Session:
         thread.start()
         self._helpers.append(thread)
         return thread
-
-    def _train(self, run: _Run, resume_from: str | None) -> None:
-        """Training thread: plan, load data, train, route events; a pipeline's second stage follows its
-        first. Failures end up in the run's history."""
-        try:
-            pipeline, run.pipeline = run.pipeline, None  # a resume or a fine-tune continues the stage only
-            if pipeline is not None:
-                planning.plan_pipeline(self.datasets, run, pipeline)
-            elif run.auto_budget is not None:
-                planning.fit_auto(self.datasets, run)
-            done = self._train_stage(run, resume_from)
-            if pipeline is not None and planning.next_stage(run, pipeline, done):
-                self._train_stage(run, None)
-        except Exception as exc:  # planning failed: shown to the person in the status line
-            run.history(ev.Failed(f"{exc.__class__.__name__}: {exc}", 0, 0, None))
-
-    def _train_stage(self, run: _Run, resume_from: str | None) -> ev.Event:
-        """Train the run's current stage; returns its last event (Finished or Failed)."""
-        log: JsonlLog | None = None
-
-        def emit(event: ev.Event) -> None:
-            log(event)  # the stage's own numbering, as the command line logs it
-            event = shift(event, *run.offset)
-            run.history(event)
-            if isinstance(event, ev.EmbeddingSnapshot):
-                self._jobs.put((run, event))
-
-        try:
-            run.data = self.datasets.get(run.config)
-            run.history.set_class_names(run.data.class_names)
-            trainer = Trainer(run.config, run.data, out_dir=run.out_dir, resume_from=resume_from)
-            runs.begin(run.out_dir, run.config, run.data.class_names, label=run.history.label)
-            log = JsonlLog(run.out_dir / runs.METRICS)
-            try:
-                return trainer.run(emit, run.stop)
-            finally:  # a budget fixed during the run is the config a resume or a fine-tune continues
-                run.config = trainer.config
-                runs.begin(run.out_dir, run.config, run.data.class_names)
-        except Exception as exc:  # shown to the person in the status line, not lost in a log
-            failed = ev.Failed(f"{exc.__class__.__name__}: {exc}", 0, 0, None)
-            run.history(failed)
-            if log is not None:
-                log(failed)
-            return failed
-        finally:
-            if log is not None:
-                log.close()
-
-    # -- the worker: publishing and UMAP -----------------------------------------------------
-    def _work(self) -> None:
-        projected_run = None
-        while (job := self._jobs.take()) is not None:
-            run, item = job  # item: an EmbeddingSnapshot from training, or a loaded PublishedModel
-            try:
-                published = item if isinstance(item, PublishedModel) else PublishedModel.build(
-                    run.config, run.data.train, item.weights, torch.from_numpy(item.embeddings.astype(np.float32)),
-                    item.epoch, item.head)
-                classifier = Classifier(published)
-                with self._lock:
-                    self._classifier = classifier
-                if run is not projected_run:  # a new run starts a fresh layout sequence
-                    self._projector.reset()
-                    projected_run = run
-                xy = self._projector.project(published.train_embeddings)
-                run.history.add_layout(Layout(item.epoch, xy, published.train_labels.numpy()))
-            except Exception as exc:  # a failed projection must not kill the worker; say so
-                run.history.note(f"embedding view failed at epoch {item.epoch}: {exc}")
 
     # -- keep --------------------------------------------------------------------------------
     def export_checkpoint(self, dest_dir: str | Path) -> Path:
@@ -338,13 +215,13 @@ class Session:
                 run_id = f"run-{next(self._ids)}"
                 history = (saved_runs.history_of(folder, run_id) if logged else
                            RunHistory(run_id, f"{run_id} · loaded {Path(path).name}", data.class_names))
-                run = _Run(history, config, folder, folder, data=data)
+                run = Run(history, config, folder, folder, data=data)
             self._runs.append(run)
         if not logged and checkpoint.baselines:
             run.history(ev.Baselines(*checkpoint.baselines))
         if not logged:
             run.history(ev.Finished("completed", checkpoint.epoch, checkpoint.step, None, str(path)))
-        self._jobs.put((run, published))
+        self.publisher.loaded(run.history, published)
         return f"loaded {Path(path).name}: {config.dataset}, {config.objective}, epoch {checkpoint.epoch}"
 
     def open(self, run_id: str) -> str:
@@ -355,7 +232,7 @@ class Session:
         return self.load(checkpoint)
 
     # -- the run table ---------------------------------------------------------------------------
-    def _find(self, run_id: str) -> _Run:
+    def _find(self, run_id: str) -> Run:
         with self._lock:
             found = next((run for run in self._runs if run.history.run_id == run_id), None)
         if found is None:
@@ -404,6 +281,6 @@ class Session:
         for run in runs:
             if run.stop is not None:
                 run.stop.set()
-        self._jobs.close()
+        self.publisher.close()
         for thread in [run.thread for run in runs if run.thread is not None] + self._helpers:
             thread.join(timeout=120)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from core.handover import HANDOVER
-from demo.history import RunView
+from demo.run_view import RunView
 
 TITLE = "vit2040 · a Vision Transformer trained from scratch on 2,040 images"
 INTRO = (

@@ -1,5 +1,7 @@
 """The hand-over (core/handover.py): a pretraining run judged on held-out training images ends when the
 watchdog's signs apply there, and keeps its best backbone for the next stage."""
+import threading
+
 import torch
 
 from core import events as ev
@@ -109,3 +111,39 @@ def test_a_run_with_many_labels_hands_over_when_its_held_out_curve_flattens(tiny
     assert words.endswith("fine-tuning the pretrained backbone of epoch 4, its best on held-out training images "
                           "(kNN top-1 80.9%)")
     assert Checkpoint.load(tmp_path / BEST).epoch == 4
+
+
+def test_a_stopped_hand_over_run_resumes_judging_the_curve_it_had_read(tiny_config, toy_data, tmp_path, monkeypatch):
+    """Held out: random init 0.9, then 0.6 at epoch 1; stopped in epoch 2 and resumed: the next read, 0.6, is
+    the second below the random init in a row, so the resumed run hands over after epoch 2, and best.pt is
+    still the random init (epoch 0). Without the hand-over's state in the checkpoint the resumed run would
+    know no random init to be below, and would keep epoch 2's backbone."""
+    scripted_held_out(monkeypatch, [0.9, 0.6, 0.6])
+    config = tiny_config.with_overrides(epochs=6, stop_when_not_helping=True)
+    spe = Trainer(config, toy_data).steps_per_epoch
+    stop = threading.Event()
+    first = Trainer(config, toy_data, out_dir=tmp_path)
+    done = first.run(lambda e: stop.set() if isinstance(e, ev.StepMetrics) and e.step == spe + 1 else None, stop)
+    assert done.reason == "stopped" and done.epoch == 1
+    saved = Checkpoint.load(tmp_path / "last.pt").resume.handover
+    assert (saved["epochs"], saved["figures"], saved["best_epoch"]) == ([0, 1], [0.9, 0.6], 0)
+    resumed = Trainer(config, toy_data, out_dir=tmp_path, resume_from=tmp_path / "last.pt")
+    rec = Recorder()
+    done = resumed.run(rec)
+    assert done.reason == HANDED_OVER and done.epoch == 2
+    assert "below the randomly initialised encoder's 90.0% for 2 evaluations" in rec.of(ev.Advice)[-1].message
+    best = Checkpoint.load(tmp_path / BEST)
+    initial = Trainer(config, toy_data).backbone.state_dict()
+    assert best.epoch == 0 and all(torch.equal(best.backbone[k], v) for k, v in initial.items())
+
+
+def test_a_checkpoint_without_a_hand_over_state_still_loads_and_resumes(tiny_config, toy_data, tmp_path):
+    """Checkpoints written before the hand-over's state was kept (and of runs without a hand-over) have none."""
+    config = tiny_config.with_overrides(epochs=2)
+    Trainer(config.with_overrides(epochs=1), toy_data, out_dir=tmp_path).run(Recorder())
+    path = tmp_path / "last.pt"
+    payload = torch.load(path, weights_only=True)
+    assert payload.pop("handover") is None
+    torch.save(payload, path)
+    assert Checkpoint.load(path).resume.handover is None
+    assert Trainer(config, toy_data, out_dir=tmp_path, resume_from=path).run(Recorder()).epoch == 2

@@ -1,5 +1,7 @@
 import itertools
 import json
+import os
+import signal
 
 import pytest
 
@@ -96,3 +98,50 @@ def test_a_folder_that_cannot_load_is_an_error_not_a_traceback(tmp_path, capsys)
     out = tmp_path / "run"
     assert pipeline.main(["--dataset", f"folder:{tmp_path / 'nope'}", "--minutes", "1", "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.mark.slow
+def test_a_stopped_pipeline_resumes_its_stage_and_goes_on_to_the_next(few_labels, tmp_path, capsys, monkeypatch):
+    """SIGTERM (as Ctrl-C) at the pretraining's second evaluation: the pipeline stops with a checkpoint and a
+    record that says how to go on; --resume finishes the pretraining from where it stopped, then fine-tunes
+    from its best held-out epoch, and the record names the model. A finished pipeline is not resumed again."""
+    reads = itertools.count()
+
+    def figure(self, embeddings):
+        n = next(reads)
+        if n == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return 0.1 + 0.01 * n  # every epoch better than the last on held-out images
+
+    monkeypatch.setattr(HandOver, "figure", figure)
+    out = tmp_path / "run"
+    assert pipeline.main(["--dataset", few_labels, "--minutes", "0.25", "--out", str(out)]) == 130
+    assert f"resume with: python -m core.pipeline --resume {out}" in capsys.readouterr().out
+    record = json.loads((out / pipeline.RECORD).read_text())
+    assert "model" not in record and 0 < record["spent_minutes"] < 0.25
+    assert record["stages"] == [{"stage": "pretrain", "folder": str(out / "pretrain"), "exit": 130}]
+    stopped = Checkpoint.load(out / "pretrain" / "last.pt")
+    assert stopped.resume.handover["figures"] == pytest.approx([0.1, 0.11, 0.12])
+
+    assert pipeline.main(["--resume", str(out)]) == 0
+    assert f"pipeline: resuming {out} at its pretrain stage" in capsys.readouterr().out
+    record = json.loads((out / pipeline.RECORD).read_text())
+    assert [(s["stage"], s["exit"]) for s in record["stages"]] == [("pretrain", 0), ("finetune", 0)]
+    assert record["model"] == str(out / "finetune" / "last.pt") and record["spent_minutes"] > 0
+    starts = [e for e in map(json.loads, (out / "pretrain" / "metrics.jsonl").read_text().splitlines())
+              if e["event"] == "RunStarted"]
+    assert [s["start_step"] == 0 for s in starts] == [True, False]  # one log, continued from the stop's step
+    pretrained = Checkpoint.load(out / "pretrain" / "last.pt")
+    assert record["pretrained_best_epoch"] == pretrained.epoch == Checkpoint.load(out / "pretrain" / BEST).epoch
+    assert first_event(out / "finetune", "RunStarted")["init_from"] == str(out / "pretrain" / BEST)
+
+    assert pipeline.main(["--resume", str(out)]) == 2
+    assert "has finished: its model is" in capsys.readouterr().err
+
+
+def test_resume_needs_a_pipeline_run_and_the_flags_otherwise(tmp_path, capsys):
+    assert pipeline.main(["--resume", str(tmp_path)]) == 2
+    assert "holds no pipeline run (pipeline.json) to resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pipeline.main(["--minutes", "1"])
+    assert "--dataset, --minutes and --out are required (or --resume DIR)" in capsys.readouterr().err

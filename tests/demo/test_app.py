@@ -261,7 +261,7 @@ def test_the_layout_exports_as_csv(tmp_path):
 
     import numpy as np
 
-    from demo.history import Layout
+    from demo.run_view import Layout
 
     class WithLayout(FakeSession):
         def views(self):

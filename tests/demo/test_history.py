@@ -6,7 +6,8 @@ import pytest
 
 from core import events as ev
 from core.handover import HANDED_OVER
-from demo.history import INITIAL_CAPACITY, RATE_WINDOW_S, Layout, RunHistory
+from demo.history import INITIAL_CAPACITY, RATE_WINDOW_S, RunHistory
+from demo.run_view import Layout
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ from PIL import Image
 
 from core.checkpoint import Checkpoint
 from core.config import AugmentConfig, ModelConfig, TrainConfig
-from demo.session import LatestSlot, Session
+from demo.session import Session
 
 pytestmark = pytest.mark.slow
 
@@ -91,15 +91,6 @@ def test_failures_reach_the_status_line(session, tmp_path):
         session.export_checkpoint(tmp_path)
 
 
-def test_latest_slot_keeps_only_the_newest_item():
-    slot = LatestSlot()
-    slot.put(1)
-    slot.put(2)
-    assert slot.take() == 2
-    slot.close()
-    assert slot.take() is None
-
-
 def test_preload_decodes_the_dataset_once(session, monkeypatch):
     import core.dataset_cache as module
     calls = []
@@ -117,7 +108,7 @@ def test_close_waits_for_every_thread(tmp_path):
     wait_for(lambda: s.views()[-1].step >= 1)
     s.close()
     assert not s.running()
-    assert not s._worker.is_alive() and not s._warmup.is_alive()
+    assert not any(thread.is_alive() for thread in s.publisher.threads)
 
 
 def test_finetuning_continues_the_run_and_publishes_a_class_head(session):
@@ -246,7 +237,7 @@ def held_out_curve(monkeypatch, figures):
 def start_pipeline(session, dataset, minutes=0.25):
     request = TrainConfig(dataset=dataset, objective="instance", snapshot_every=1)
     session.start(request, auto_budget=(None, minutes), pipeline_minutes=minutes)
-    wait_for(lambda: not session.running() and session.views()[-1].status in ("completed", "failed"))
+    wait_for(lambda: not session.running() and session.views()[-1].status in ("completed", "stopped", "failed"))
     return session.views()[-1], session._runs[-1]
 
 
@@ -296,3 +287,32 @@ def test_fine_tune_starts_from_the_backbone_a_hand_over_run_kept_at_its_best_hel
     wait_for(lambda: session.views()[-1].status == "completed" and session.views()[-1].step > pretrained.step)
     tuned = Checkpoint.load(session.views()[-1].checkpoint)
     assert tuned.config.init_from.endswith("best.pt") and Checkpoint.load(tuned.config.init_from).epoch == 1
+
+
+def test_a_stopped_pipeline_resumes_its_pretraining_then_goes_on_to_fine_tuning(session, tmp_path, monkeypatch):
+    import itertools
+
+    from core.handover import HandOver
+    reads = itertools.count()
+
+    def figure(self, embeddings):  # every epoch better on held-out images; Stop pressed at the second evaluation
+        n = next(reads)
+        if n == 2:
+            session.stop()
+        return 0.1 + 0.01 * n
+
+    monkeypatch.setattr(HandOver, "figure", figure)
+    view, run = start_pipeline(session, few_labelled_photos(tmp_path), minutes=0.3)
+    assert view.status == "stopped" and not view.stages and run.pipeline is not None
+    spent = run.pipeline.spent
+    assert 0 < spent < 0.3
+    session.resume()
+    wait_for(lambda: not session.running() and session.views()[-1].status in ("completed", "failed"))
+    view = session.views()[-1]
+    assert view.status == "completed" and view.label.endswith("· auto · pipeline → fine-tuning")
+    tuned = Checkpoint.load(run.folder / "finetune" / "last.pt").config
+    assert tuned.init_from == str(run.folder / "best.pt") and run.pipeline is None
+    from core import events as ev
+    from core import runs
+    fitted = next(e for e in runs.read_events(run.folder / "finetune") if isinstance(e, ev.BudgetFitted))
+    assert fitted.minutes < 0.3 - spent  # the pause before Resume was not spent; what ran before it was

@@ -28,7 +28,7 @@ from gradio_client.exceptions import AppError
 from core.config import preset
 from core.data import load_dataset
 from core.trainer import Trainer
-from demo.plots import UMAP_TITLE
+from demo.embedding_plot import UMAP_TITLE
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_ENV = "VIT2040_RELIABILITY_RESULTS"
