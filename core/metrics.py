@@ -125,3 +125,13 @@ def balanced_accuracy(confusion: torch.Tensor) -> float:
     many images it has, so a minority class cannot be traded away unseen."""
     recall = per_class_recall(confusion)
     return recall[~recall.isnan()].mean().item()
+
+
+def chance(counts: torch.Tensor | list[int] | tuple[int, ...]) -> tuple[float, float]:
+    """What guessing scores in balanced accuracy on labelled images with these class counts (top-1 too when
+    they are equal), and its standard error: a guesser's recall of class c is a binomial share of its n_c
+    images with p = 1/C, so their mean has variance sum_c p(1 - p) / n_c, over C squared."""
+    present = torch.as_tensor(counts, dtype=torch.float64)
+    present = present[present > 0]
+    p = 1.0 / len(present)
+    return p, float((p * (1 - p) / present).sum().sqrt()) / len(present)

@@ -103,17 +103,29 @@ class Monitor:
                                       random_init.knn_balanced)
         return self.baselines
 
+    def reads_early(self, epoch: int, eval_every: int) -> bool:
+        """Whether a hand-over run makes its early read (core/handover.py) at the end of `epoch`."""
+        early = self.handover.early_epoch(eval_every) if self.handover is not None else None
+        return early is not None and epoch >= early
+
     def epoch_end(self, epoch: int, step: int, loss: float, started: float, evaluate: bool,
-                  snapshot: bool) -> list[ev.Event]:
-        """What an epoch's end measures, as events: its metrics (the evaluation when `evaluate`; the time since
-        `started`), the judging's words, and the embedding snapshot when `snapshot`, in that order."""
-        knn = knn_balanced = confusion = top1 = top1_balanced = features = None
+                  snapshot: bool, read: bool = False) -> list[ev.Event]:
+        """What an epoch's end measures, as events: its metrics (the evaluation when `evaluate`, else the
+        hand-over's early read when `read`; the time since `started`), the judging's words, and the
+        embedding snapshot when `snapshot`, in that order."""
+        knn = knn_balanced = confusion = top1 = top1_balanced = features = measured = None
         said: list[str] = []
         if evaluate:
             measured = self.timed()
+            said = self.watch(epoch, measured)  # before the metrics: they carry the held-out figure
+        elif read:
+            said = self._read_early(epoch)
+            if self.handed_over:  # the run ends here: its backbone is evaluated, as a run's last epoch is
+                measured = self.timed()
+                self._judge(measured)
+        if measured is not None:
             knn, knn_balanced, features, confusion = (measured.knn, measured.knn_balanced,
                                                       measured.train_embeddings, measured.confusion)
-            said = self.watch(epoch, measured)  # before the metrics: they carry the held-out figure
         if confusion is not None:
             top1, top1_balanced = confusion_accuracy(confusion), balanced_accuracy(confusion)
         if snapshot and features is None:  # a snapshot needs only the training embeddings
@@ -121,7 +133,7 @@ class Monitor:
         events: list[ev.Event] = [ev.EpochMetrics(
             epoch, step, loss, knn, self.clock() - started, top1,
             None if confusion is None else tuple(map(tuple, confusion.tolist())), knn_balanced, top1_balanced,
-            self.held_out if evaluate else None)]
+            self.held_out if evaluate or read else None)]
         events += [ev.Advice(epoch, words) for words in said]
         if snapshot:
             events.append(ev.EmbeddingSnapshot(
@@ -146,12 +158,23 @@ class Monitor:
         if self._watchdog is None:
             self._watchdog = (watchdog.Watchdog(yardstick.random_init, yardstick.metric) if yardstick
                               else watchdog.Watchdog(None))
-        self.judged_knn = yardstick.read(measured.knn, measured.knn_balanced) if yardstick else measured.knn
-        said = [self._watchdog.observe(epoch, self.judged_knn)]
+        said = [self._watchdog.observe(epoch, self._judge(measured))]
         if self.handover is not None:
             self.held_out = self.handover.figure(measured.train_embeddings)
             said.append(self.handover.observe(epoch, self.held_out, self.backbone, self.objective))
         return [words for words in said if words is not None]
+
+    def _judge(self, measured: Evaluation) -> float:
+        """The evaluation in the yardstick's figure (balanced when the classes are unequal), kept as judged_knn."""
+        yardstick = self.yardstick
+        self.judged_knn = yardstick.read(measured.knn, measured.knn_balanced) if yardstick else measured.knn
+        return self.judged_knn
+
+    def _read_early(self, epoch: int) -> list[str]:
+        """The hand-over's early read (core/handover.py): the held-out figure of the training images only."""
+        self.held_out = self.handover.figure(embed(self.backbone, self.eval_train))
+        words = self.handover.read(epoch, self.held_out, self.backbone, self.objective)
+        return [words] if words else []
 
     @property
     def handed_over(self) -> bool:

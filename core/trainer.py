@@ -260,7 +260,7 @@ class Trainer:
         evaluate = last or (cfg.eval_every and epoch % cfg.eval_every == 0)
         snapshot = cfg.snapshot_every and (last or epoch % cfg.snapshot_every == 0)
         events = self.monitor.epoch_end(epoch, self.step, sum(losses) / max(len(losses), 1), started, evaluate,
-                                        snapshot)
+                                        snapshot, self.monitor.reads_early(epoch, cfg.eval_every))
         for event in events:
             emit(event)
         if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):

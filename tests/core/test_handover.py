@@ -147,3 +147,59 @@ def test_a_checkpoint_without_a_hand_over_state_still_loads_and_resumes(tiny_con
     torch.save(payload, path)
     assert Checkpoint.load(path).resume.handover is None
     assert Trainer(config, toy_data, out_dir=tmp_path, resume_from=path).run(Recorder()).epoch == 2
+
+
+def test_with_many_labels_an_early_read_at_chance_hands_over_to_training_from_scratch(tiny_config, tmp_path,
+                                                                                     monkeypatch):
+    """25 labelled images a class in 4 classes: guessing scores 25 %, and 2 standard errors reach 33.7 %. Held
+    out 0.30 at the random init and 0.31 at the early read (epoch 1 of a run evaluated every 4): at chance,
+    so the run ends there, before its first evaluation, and the rest trains from scratch."""
+    data = make_splits(n_train=100)
+    scripted_held_out(monkeypatch, [0.30, 0.31])
+    config = tiny_config.with_overrides(epochs=8, eval_every=4, stop_when_not_helping=True, snapshot_every=0)
+    rec = Recorder()
+    done = Trainer(config, data, out_dir=tmp_path).run(rec)
+    assert done.reason == HANDED_OVER and done.epoch == 1
+    [read] = rec.of(ev.EpochMetrics)
+    assert read.held_out == 0.31 and read.knn_top1 is not None  # the run ends here: its backbone is evaluated
+    words = rec.of(ev.Advice)[-1].message
+    assert "kNN top-1 31.0% is at chance (guessing scores 25.0%; 2 standard errors above it, 33.7%)" in words
+    assert words.endswith(f"{HANDOVER}supervised training from scratch: no pretraining epoch beat the random-init "
+                          "encoder on held-out training images")  # 0.31 is not a point above 0.30
+    assert Checkpoint.load(tmp_path / BEST).epoch == 0
+
+
+def test_an_early_read_above_chance_only_keeps_its_backbone_and_the_signs_wait_for_evaluations(tiny_config, tmp_path,
+                                                                                             monkeypatch):
+    """Held out 0.60 at the random init, 0.40 at the early read (below the random init, above chance), then
+    0.70 and 0.72 at the evaluations of epochs 4 and 8: the early read is not one of the watchdog's two
+    evaluations in a row below the random init, so the run completes."""
+    data = make_splits(n_train=100)
+    scripted_held_out(monkeypatch, [0.60, 0.40, 0.70, 0.72])
+    config = tiny_config.with_overrides(epochs=8, eval_every=4, stop_when_not_helping=True, snapshot_every=0)
+    rec = Recorder()
+    done = Trainer(config, data, out_dir=tmp_path).run(rec)
+    assert done.reason == "completed" and done.epoch == 8 and not rec.of(ev.Advice)
+    assert [(m.epoch, m.held_out, m.knn_top1 is not None) for m in rec.of(ev.EpochMetrics)
+            if m.held_out is not None] == [(1, 0.40, False), (4, 0.70, True), (8, 0.72, True)]  # 1: a read
+    assert Checkpoint.load(tmp_path / BEST).epoch == 8
+
+
+def test_few_labels_make_no_early_read_and_no_at_chance_sign(tiny_config, toy_data, monkeypatch):
+    """10 labelled images a class: the labels cannot teach the features, so pretraining keeps its share."""
+    scripted_held_out(monkeypatch, [0.25, 0.25, 0.25])
+    config = tiny_config.with_overrides(epochs=8, eval_every=4, stop_when_not_helping=True, snapshot_every=0)
+    rec = Recorder()
+    assert Trainer(config, toy_data).run(rec).reason == "completed"
+    assert [m.epoch for m in rec.of(ev.EpochMetrics) if m.held_out is not None] == [4, 8]
+
+
+def test_a_pretrained_epoch_replaces_the_random_init_only_by_a_point():
+    handover = HandOver(torch.arange(8), torch.arange(8) % 2, 2, k=3, temperature=0.1)
+    module = torch.nn.Linear(2, 2)
+    handover.start(0.60, module.state_dict(), module)
+    handover.observe(1, 0.605, module, module)
+    assert handover.best.epoch == 0  # half a point: the figure's noise
+    handover.observe(2, 0.62, module, module)
+    handover.observe(3, 0.625, module, module)
+    assert handover.best.epoch == 3  # then any gain on a pretrained epoch

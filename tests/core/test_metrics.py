@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from core.metrics import (
     balanced_accuracy,
+    chance,
     confusion_accuracy,
     confusion_matrix,
     knn_accuracy,
@@ -98,3 +99,22 @@ def test_balanced_accuracy_sees_a_minority_class_traded_away():
     always_majority = torch.zeros(100, dtype=torch.long)
     confusion = confusion_matrix(always_majority, labels, 2)
     assert confusion_accuracy(confusion) == pytest.approx(0.9) and balanced_accuracy(confusion) == 0.5
+
+
+@pytest.mark.parametrize("counts", [(25, 25, 25, 25), (320, 226, 160, 113, 80), (7, 0, 30)])
+def test_chance_is_what_guessing_scores_in_balanced_accuracy_and_its_spread(counts):
+    """A guesser's balanced accuracy, drawn many times: its mean is 1/C (classes present) and its standard
+    deviation the standard error `chance` gives, within the draws' own noise."""
+    level, error = chance(counts)
+    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    present = torch.tensor([c for c, n in enumerate(counts) if n])  # a guesser names one of these at random
+    generator = torch.Generator().manual_seed(0)
+
+    def guessed() -> float:
+        guesses = present[torch.randint(0, len(present), (len(labels),), generator=generator)]
+        return balanced_accuracy(confusion_matrix(guesses, labels, len(counts)))
+
+    scores = torch.tensor([guessed() for _ in range(4000)], dtype=torch.float64)
+    assert level == pytest.approx(1 / len(present))
+    assert scores.mean().item() == pytest.approx(level, abs=4 * error / math.sqrt(4000))
+    assert scores.std().item() == pytest.approx(error, rel=0.06)
