@@ -1,6 +1,5 @@
-"""One run's history for the app: a lock-protected fold of trainer events (written by the training
-and UMAP threads) that hands the UI thread immutable `RunView` snapshots (demo/run_view.py) for the
-plot builders."""
+"""One run's history for the app: a lock-protected fold of trainer events (written by the training and
+UMAP threads) that hands the UI thread immutable `RunView` snapshots (demo/run_view.py) for the plots."""
 from __future__ import annotations
 
 import dataclasses
