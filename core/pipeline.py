@@ -206,13 +206,12 @@ def resume(args: argparse.Namespace, started: float) -> int:
     minutes, name = record.left(), last["stage"]
     print(f"pipeline: resuming {record.out} at its {name} stage, {minutes:.2f} of {record.fields['minutes']:g} "
           "min left")
-    code = 0
+    code, saved = 0, Checkpoint.load(checkpoint).config  # the stage's config, its budget fixed into epochs
     if last["exit"] != 0:
-        saved = Checkpoint.load(checkpoint).config  # its budget already fixed into epochs
         code = _execute(saved, last, args, record, resume=checkpoint)
     if not code and name == stages.PRETRAIN:
         base = from_json(json.dumps(record.fields["base"]))
-        name, config = _after_pretraining(Checkpoint.load(checkpoint).config, base, record, minutes)
+        name, config = _after_pretraining(saved, base, record, minutes)
         code = _run_stage(name, config.with_overrides(minutes=stages.minutes_left(started, minutes)), None, args,
                           record)
     return _end(record, code, name)
