@@ -14,7 +14,7 @@ import torch
 
 from bench.timing import synchronize
 from core.config import ModelConfig
-from core.model import Backbone
+from core.model.backbone import Backbone
 
 MODES = ("explicit", "sdpa")
 

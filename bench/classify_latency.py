@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.classify import Classifier, PublishedModel
 from core.config import preset
-from core.data import FASHION_CLASSES
-from core.images import decode
-from core.model import Backbone
-from core.splits import ImageSet
+from core.data.images import decode
+from core.data.sources import FASHION_CLASSES
+from core.data.splits import ImageSet
+from core.model.backbone import Backbone
+from core.serve.classifier import Classifier, PublishedModel
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "sneaker.png"
 N_TRAIN = 2040

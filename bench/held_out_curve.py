@@ -16,12 +16,13 @@ import sys
 import threading
 from pathlib import Path
 
-from core import auto_recipe, stages
 from core import events as ev
-from core.data import load_dataset
-from core.handover import HandOver
-from core.model import embed
-from core.trainer import Trainer
+from core.data.sources import load_dataset
+from core.model.backbone import embed
+from core.plan import auto as auto_recipe
+from core.plan import stages
+from core.trainer.handover import HandOver
+from core.trainer.loop import Trainer
 
 
 def curve(folder: Path, epochs: int, every: int, minutes: float, seed: int) -> tuple[str, str, list[tuple]]:

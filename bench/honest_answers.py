@@ -20,10 +20,10 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from core.checkpoint import Checkpoint
-from core.classify import UNLIKE_SHARE, Classifier, PublishedModel
-from core.data import load_dataset
-from core.images import ImageError, decode
+from core.data.images import ImageError, decode
+from core.data.sources import load_dataset
+from core.serve.classifier import UNLIKE_SHARE, Classifier, PublishedModel
+from core.trainer.checkpoint import Checkpoint
 
 N_IMAGES = 300
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from core import events as ev
 from core.pipeline import RECORD
-from core.watchdog import Yardstick
+from core.trainer.watchdog import Yardstick
 
 
 def _run(args: list[str]) -> float:

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 import torch
 
 from bench.timing import synchronize, time_windows
-from core.augment import ViewMaker
 from core.config import TrainConfig, preset
-from core.model import embed
+from core.data.augment import ViewMaker
+from core.data.splits import DataSplits, ImageSet
+from core.model.backbone import embed
 from core.objectives import Supervised
-from core.recipe import FINETUNE_SHARE, recipe
-from core.splits import DataSplits, ImageSet
-from core.trainer import Trainer
+from core.plan.recipe import FINETUNE_SHARE, recipe
+from core.trainer.loop import Trainer
 
 FLOWERS_TRAIN, FLOWERS_TEST, FLOWERS_CLASSES = 2040, 6149, 102
 

@@ -29,12 +29,12 @@ from bench import app_memory, attention, paper_projection, scaling, throughput
 from bench.classify_latency import EXAMPLE, published_model, time_calls
 from bench.report import GiB, Row, Section, load_average, machine_lines, markdown, times
 from bench.umap_refresh import REFRESHES, clustered_embeddings, drifted, time_default, timed
-from core.classify import Classifier
 from core.config import preset
-from core.data import load_dataset
-from core.distributed import resolve_device
-from core.model import MODEL_SIZES
-from core.projection import Projector
+from core.data.sources import load_dataset
+from core.model.backbone import MODEL_SIZES
+from core.serve.classifier import Classifier
+from core.serve.projection import Projector
+from core.trainer.distributed import resolve_device
 
 
 def default_out(device: torch.device) -> Path:

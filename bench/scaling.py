@@ -15,9 +15,9 @@ import torch
 
 from bench.timing import synchronize
 from core.config import TrainConfig
-from core.data import load_dataset
-from core.splits import DataSplits
-from core.trainer import Trainer
+from core.data.sources import load_dataset
+from core.data.splits import DataSplits
+from core.trainer.loop import Trainer
 
 WARMUP_STEPS = 2
 

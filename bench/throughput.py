@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from bench.timing import time_windows
 from core.config import AugmentConfig, TrainConfig
-from core.splits import DataSplits
-from core.trainer import Trainer
+from core.data.splits import DataSplits
+from core.trainer.loop import Trainer
 
 # One DataLoader worker per usable core (two here), at most 8: more workers than cores only adds
 # switching, while a GPU host with many cores gives the reference a fair number of its own.

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import umap
 
-from core.projection import Projector
+from core.serve.projection import Projector
 
 N_POINTS, DIM, CLUSTERS, REFRESHES = 2040, 128, 10, 5
 

@@ -27,15 +27,15 @@ import torch
 
 from core import events as ev
 from core.config import TrainConfig
-from core.data import load_dataset
-from core.labels_report import write_labels_section
+from core.data.sources import load_dataset
+from core.data.splits import DataSplits
 from core.metrics import unequal
 from core.objectives import Supervised
-from core.recipe import recipe
-from core.results import stats, write_results
-from core.splits import DataSplits
-from core.trainer import Trainer
-from core.variants import VARIANT_NAMES, VARIANTS, Arm, base_recipe, run_arm, variant
+from core.plan.recipe import recipe
+from core.study.labels_report import write_labels_section
+from core.study.results import stats, write_results
+from core.study.variants import VARIANT_NAMES, VARIANTS, Arm, base_recipe, run_arm, variant
+from core.trainer.loop import Trainer
 
 DEFAULT_VARIANTS = tuple(name for name in VARIANT_NAMES if name != "cnn")  # the paper's table
 

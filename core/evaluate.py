@@ -10,10 +10,8 @@ from pathlib import Path
 
 import torch
 
-from core import labels
-from core.checkpoint import Checkpoint
-from core.data import load_dataset
-from core.distributed import resolve_device
+from core.data import labels
+from core.data.sources import load_dataset
 from core.metrics import (
     accuracy,
     balanced_accuracy,
@@ -24,7 +22,9 @@ from core.metrics import (
     per_class_recall,
     unequal,
 )
-from core.model import embed
+from core.model.backbone import embed
+from core.trainer.checkpoint import Checkpoint
+from core.trainer.distributed import resolve_device
 
 
 def _print_class_report(confusion: torch.Tensor, class_names: tuple[str, ...]) -> None:

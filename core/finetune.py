@@ -10,10 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.checkpoint import Checkpoint
 from core.config import TrainConfig
-from core.recipe import FINETUNE, recipe
+from core.plan.recipe import FINETUNE, recipe
 from core.train import execute
+from core.trainer.checkpoint import Checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:

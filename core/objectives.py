@@ -16,7 +16,7 @@ from torch import nn
 
 from core.config import BALANCE_MODES, TrainConfig
 from core.metrics import imbalance
-from core.model import class_head, instance_head
+from core.model.backbone import class_head, instance_head
 
 # Classes are weighed when the largest holds more than this many times the images of the smallest
 # (TrainConfig.balance_classes = "auto"), so that a minority class is not traded away for accuracy.

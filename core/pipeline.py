@@ -24,15 +24,16 @@ import sys
 import time
 from pathlib import Path
 
-from core import auto_recipe, payoff, stages
-from core.checkpoint import Checkpoint
 from core.config import PRESETS, TrainConfig, from_json, preset, to_json
-from core.data import load_dataset
-from core.distributed import resolve_device
-from core.recipe import PRETRAIN_SHARE
-from core.runs import CHECKPOINT, METRICS
-from core.splits import DataSplits
+from core.data.sources import load_dataset
+from core.data.splits import DataSplits
+from core.plan import auto as auto_recipe
+from core.plan import payoff, stages
+from core.plan.recipe import PRETRAIN_SHARE
+from core.runs.folder import CHECKPOINT, METRICS
 from core.train import STOPPED, execute
+from core.trainer.checkpoint import Checkpoint
+from core.trainer.distributed import resolve_device
 
 RECORD = "pipeline.json"
 CHOICES = ("auto", "always", "never")

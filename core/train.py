@@ -8,17 +8,20 @@ import sys
 import threading
 from pathlib import Path
 
-from core import auto_recipe, payoff, runs, watchdog
 from core import events as ev
-from core.checkpoint import Checkpoint
 from core.config import PRESETS, TrainConfig, preset
-from core.data import load_dataset
-from core.distributed import resolve_device
+from core.data.sources import load_dataset
+from core.data.splits import DataSplits
 from core.objectives import OBJECTIVES
-from core.recipe import recipe
-from core.reporting import JsonlLog, ProgressBar, fan_out
-from core.splits import DataSplits
-from core.trainer import Trainer
+from core.plan import auto as auto_recipe
+from core.plan import payoff
+from core.plan.recipe import recipe
+from core.runs import folder as runs
+from core.runs.log import JsonlLog, ProgressBar, fan_out
+from core.trainer import watchdog
+from core.trainer.checkpoint import Checkpoint
+from core.trainer.distributed import resolve_device
+from core.trainer.loop import Trainer
 
 STOPPED = 130  # the exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it)
 

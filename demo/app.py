@@ -14,11 +14,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from core import auto_recipe
 from core.config import TrainConfig, preset
-from core.data import present_sources
-from core.projection import write_layout_csv
-from core.recipe import recipe
+from core.data.sources import present_sources
+from core.plan import auto as auto_recipe
+from core.plan.recipe import recipe
+from core.serve.projection import write_layout_csv
 from demo import embedding_plot, panels, plots, text
 from demo.classify_panel import (
     Classifying,

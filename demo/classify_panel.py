@@ -7,8 +7,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from core.classify import HEAD, KNN, UNLIKE_SHARE
-from core.images import ImageError, decode
+from core.data.images import ImageError, decode
+from core.serve.classifier import HEAD, KNN, UNLIKE_SHARE
 from demo import plots, text
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "examples"

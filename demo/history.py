@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from core import events as ev
-from core import watchdog
-from core.handover import HANDED_OVER
 from core.metrics import imbalance, unequal
+from core.trainer import watchdog
+from core.trainer.handover import HANDED_OVER
 from demo.run_view import Layout, RunView
 
 MESSAGE_STARTED = ("training on {device} · {millions:.2f} M parameters · "

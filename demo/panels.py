@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from core import auto_recipe
 from core.config import PRESETS, preset
 from core.objectives import OBJECTIVES
+from core.plan import auto as auto_recipe
 from demo import embedding_plot, plots, text
 from demo.classify_panel import CLASSIFY_CONCURRENCY
 

@@ -8,14 +8,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core import auto_recipe, payoff, runs, stages
 from core import events as ev
 from core.config import TrainConfig
-from core.dataset_cache import DatasetCache
-from core.distributed import resolve_device
-from core.handover import HANDED_OVER
-from core.recipe import PRETRAIN_SHARE, recipe
-from core.splits import DataSplits
+from core.data.cache import DatasetCache
+from core.data.splits import DataSplits
+from core.plan import auto as auto_recipe
+from core.plan import payoff, stages
+from core.plan.recipe import PRETRAIN_SHARE, recipe
+from core.runs import folder as runs
+from core.trainer.distributed import resolve_device
+from core.trainer.handover import HANDED_OVER
 from demo.history import COMPLETED
 from demo.saved_runs import STAGE_FINETUNE, STAGE_SCRATCH
 

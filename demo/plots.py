@@ -14,8 +14,8 @@ import torch
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from core.handover import HANDOVER
 from core.metrics import balanced_accuracy
+from core.trainer.handover import HANDOVER
 from demo.run_view import RunView
 
 AXIS_EPOCH = "epoch"

@@ -11,11 +11,11 @@ import threading
 import numpy as np
 import torch
 
-from core.classify import Classifier, PublishedModel
 from core.config import TrainConfig
+from core.data.splits import ImageSet
 from core.events import EmbeddingSnapshot
-from core.projection import Projector
-from core.splits import ImageSet
+from core.serve.classifier import Classifier, PublishedModel
+from core.serve.projection import Projector
 from demo.history import RunHistory
 from demo.run_view import Layout
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import events as ev
-from core import runs
 from core.config import TrainConfig
-from core.dataset_cache import DatasetCache
-from core.reporting import JsonlLog
-from core.splits import DataSplits
-from core.trainer import Trainer
+from core.data.cache import DatasetCache
+from core.data.splits import DataSplits
+from core.runs import folder as runs
+from core.runs.log import JsonlLog
+from core.trainer.loop import Trainer
 from demo import planning
 from demo.history import RunHistory, shift
 from demo.publisher import Publisher

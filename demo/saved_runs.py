@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from core import events as ev
-from core import runs
-from core.auto_recipe import describe, epochs
+from core.plan.auto import describe, epochs
+from core.runs import folder as runs
 from demo.history import RunHistory, shift
 
 STAGE_FINETUNE = "fine-tuning"

@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from core import events as ev
-from core import labels, runs
-from core.checkpoint import Checkpoint
-from core.classify import Classifier, Prediction, PublishedModel
 from core.config import TrainConfig
-from core.dataset_cache import DatasetCache
-from core.handover import BEST, best_epoch, best_words
+from core.data import labels
+from core.data.cache import DatasetCache
 from core.objectives import Supervised
-from core.recipe import FINETUNE, recipe
+from core.plan.recipe import FINETUNE, recipe
+from core.runs import folder as runs
+from core.serve.classifier import Classifier, Prediction, PublishedModel
+from core.trainer.checkpoint import Checkpoint
+from core.trainer.handover import BEST, best_epoch, best_words
 from demo import planning, run_thread, saved_runs
 from demo.history import COMPLETED, FAILED, STOPPED, RunHistory
 from demo.publisher import Publisher

@@ -1,7 +1,7 @@
 """Every string the app shows, defined once, and the pure functions that format run state as text."""
 from __future__ import annotations
 
-from core.handover import HANDOVER
+from core.trainer.handover import HANDOVER
 from demo.run_view import RunView
 
 TITLE = "vit2040 · a Vision Transformer trained from scratch on 2,040 images"

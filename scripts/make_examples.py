@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.data import load_dataset
-from core.splits import ImageSet
+from core.data.sources import load_dataset
+from core.data.splits import ImageSet
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 GARMENTS = {"t-shirt": 0, "trouser": 1, "pullover": 2, "dress": 3, "sneaker": 7, "bag": 8, "ankle-boot": 9}

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from core.data import load_dataset
+from core.data.sources import load_dataset
 
 SIDES = (64, 1000)  # shorter sides drawn log-uniformly between these
 ASPECTS = (0.75, 1.33)  # width over height

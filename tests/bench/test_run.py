@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import run
-from core import data
+from core.data import sources as data
 
 needs_fashion = pytest.mark.skipif(not data.FASHION_DEBIAN_DIR.is_dir(),
                                    reason="Debian package dataset-fashion-mnist not installed")

@@ -5,8 +5,8 @@ import torchvision.transforms as T
 from torch.utils.data import DataLoader
 
 from bench.throughput import LoaderViews, PerSampleViews, RandomBatches, reference_transform
-from core.augment import ViewMaker
 from core.config import AugmentConfig
+from core.data.augment import ViewMaker
 
 # Crops of a flat image are flat, so each view's mean names the image it came from.
 PLAIN = AugmentConfig(n_global=2, global_size=14, n_local=3, local_size=7, flip_p=0.0, jitter_p=0.0,

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from core.config import AugmentConfig, ModelConfig, TrainConfig
-from core.splits import DataSplits, ImageSet
+from core.data.splits import DataSplits, ImageSet
 
 
 def make_splits(n_train=40, n_test=30, classes=4, size=14, channels=1, seed=0) -> DataSplits:

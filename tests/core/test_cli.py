@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from core.checkpoint import Checkpoint
+from core.trainer.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.slow
 

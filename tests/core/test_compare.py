@@ -7,8 +7,8 @@ import pytest
 
 from core import compare
 from core.compare import measured_rate, summarise
-from core.results import _verdict, findings, write_results
-from core.variants import VARIANTS, _epochs, _stage, base_recipe
+from core.study.results import _verdict, findings, write_results
+from core.study.variants import VARIANTS, _epochs, _stage, base_recipe
 
 
 def run(top1, knn=0.8, pretrain=None):

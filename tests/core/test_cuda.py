@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from core import events as ev
-from core.recipe import recipe
-from core.trainer import Trainer
+from core.plan.recipe import recipe
+from core.trainer.loop import Trainer
 from tests.core.conftest import Recorder
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from core import events as ev
-from core.checkpoint import Checkpoint, CheckpointError
-from core.model import interpolate_positions
-from core.recipe import FINETUNE, recipe
-from core.trainer import Trainer
+from core.model.backbone import interpolate_positions
+from core.plan.recipe import FINETUNE, recipe
+from core.trainer.checkpoint import Checkpoint, CheckpointError
+from core.trainer.loop import Trainer
 from tests.core.conftest import Recorder, make_splits
 
 

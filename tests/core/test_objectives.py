@@ -218,8 +218,8 @@ def test_weighted_mixed_cross_entropy_is_the_weighted_mean_of_both_targets():
 
 def test_a_supervised_run_on_unequal_classes_weighs_them_and_reports_balanced_accuracy():
     from core import events as ev
-    from core.data import DataSplits
-    from core.trainer import Trainer
+    from core.data.sources import DataSplits
+    from core.trainer.loop import Trainer
     from tests.core.conftest import Recorder, make_splits
     toy = make_splits(n_train=60, n_test=30, classes=3)
     keep = torch.nonzero((toy.train.labels != 2) | (torch.arange(60) < 15)).flatten()  # class 2: 5 of 20 images

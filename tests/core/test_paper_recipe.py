@@ -3,12 +3,12 @@ fine-tuning at 224 px from its checkpoint, a couple of steps each (DeiT-Tiny, re
 import pytest
 
 from core import events as ev
-from core.checkpoint import Checkpoint
 from core.config import preset
-from core.data import load_dataset
-from core.recipe import FINETUNE, recipe
-from core.trainer import Trainer
-from tests.core.test_data import write_flowers_tree
+from core.data.sources import load_dataset
+from core.plan.recipe import FINETUNE, recipe
+from core.trainer.checkpoint import Checkpoint
+from core.trainer.loop import Trainer
+from tests.core.data.test_sources import write_flowers_tree
 
 pytestmark = pytest.mark.slow
 

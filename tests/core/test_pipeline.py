@@ -6,8 +6,8 @@ import signal
 import pytest
 
 from core import pipeline
-from core.checkpoint import Checkpoint
-from core.handover import BEST, HandOver
+from core.trainer.checkpoint import Checkpoint
+from core.trainer.handover import BEST, HandOver
 from scripts.make_folder_dataset import main as make_folder
 
 

@@ -43,7 +43,7 @@ def test_classifying_before_any_model_says_what_to_do(tmp_path):
 def test_many_photos_each_get_a_caption_and_bad_files_do_not_stop_the_batch(tmp_path):
     import numpy as np
 
-    from core.classify import Prediction
+    from core.serve.classifier import Prediction
 
     class Canned:
         def classify(self, image, method):
@@ -151,7 +151,7 @@ def test_the_timer_updates_only_the_outputs_it_names(tmp_path):
 
 
 def test_datasets_without_a_tuned_preset_default_to_the_auto_recipe_and_start_it_in_the_session(monkeypatch):
-    from core.auto_recipe import NAME
+    from core.plan.auto import NAME
     assert App.preset_for("fashion") == "cpu-quick" and App.preset_for("digits") == NAME
     assert App.preset_for("Folder") == NAME
     started = []
@@ -171,7 +171,7 @@ def test_datasets_without_a_tuned_preset_default_to_the_auto_recipe_and_start_it
 
 
 def test_the_best_model_pipeline_needs_minutes_and_gives_the_session_its_whole_budget(monkeypatch):
-    from core.auto_recipe import NAME
+    from core.plan.auto import NAME
     started = []
 
     class Recording(FakeSession):
@@ -231,8 +231,8 @@ def test_the_curves_show_the_current_run_and_the_selected_ones_and_the_run_table
 
 
 def test_a_clicked_point_shows_its_neighbours_and_an_answer_says_how_like_the_training_images_it_is():
-    from core.classify import KNN, Classifier
-    from tests.core.test_classify import publish, to_pil
+    from core.serve.classifier import KNN, Classifier
+    from tests.core.serve.test_classifier import publish, to_pil
     published = publish()
     classifier = Classifier(published)
 

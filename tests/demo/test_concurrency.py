@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from core.classify import Classifier
+from core.serve.classifier import Classifier
 from demo.app import build, queue
-from tests.core.test_classify import publish
+from tests.core.serve.test_classifier import publish
 from tests.demo.test_app import FakeSession
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core import events as ev
-from core.handover import HANDED_OVER
+from core.trainer.handover import HANDED_OVER
 from demo.history import INITIAL_CAPACITY, RATE_WINDOW_S, RunHistory
 from demo.run_view import Layout
 

@@ -139,7 +139,7 @@ def test_the_watchdogs_words_reach_the_status_line_and_the_curve():
     assert plots.NOT_HELPING in annotation_texts(plots.knn_figure([view]))
     assert plots.NOT_HELPING not in annotation_texts(plots.knn_figure([make_run(knn=(0.5, 0.6))]))
     # a pipeline's hand-over goes on by itself: no button to press
-    from core.handover import HANDOVER
+    from core.trainer.handover import HANDOVER
     history(ev.Advice(3, f"it stopped helping; {HANDOVER}fine-tuning the backbone of epoch 1"))
     assert "**Fine-tune**" not in text.status_line(history.view())
     assert "goes to fine-tuning the backbone of epoch 1." in text.status_line(history.view())

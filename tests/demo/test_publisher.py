@@ -8,7 +8,7 @@ from core.events import EmbeddingSnapshot
 from demo.history import RunHistory
 from demo.publisher import LatestSlot, Publisher
 from tests.core.conftest import make_splits
-from tests.core.test_classify import publish
+from tests.core.serve.test_classifier import publish
 from tests.demo.test_session import wait_for
 
 pytestmark = pytest.mark.slow  # the worker's UMAP compiles its kernels on the first fit

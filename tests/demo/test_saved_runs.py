@@ -4,8 +4,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from core import runs
-from core.recipe import FINETUNE, recipe
+from core.plan.recipe import FINETUNE, recipe
+from core.runs import folder as runs
 from core.train import execute
 from demo.saved_runs import TABLE_HEADERS, UNFINISHED, diff_rows, history_of, table_row
 from tests.core.conftest import TINY_AUGMENT, TINY_MODEL, make_splits

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.checkpoint import Checkpoint
 from core.config import AugmentConfig, ModelConfig, TrainConfig
+from core.trainer.checkpoint import Checkpoint
 from demo.session import Session
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,7 @@ def test_failures_reach_the_status_line(session, tmp_path):
 
 
 def test_preload_decodes_the_dataset_once(session, monkeypatch):
-    import core.dataset_cache as module
+    import core.data.cache as module
     calls = []
     real = module.load_dataset
     monkeypatch.setattr(module, "load_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
@@ -177,8 +177,8 @@ def test_a_budgeted_run_leaves_its_fixed_length_for_a_fine_tune_to_continue(sess
 
 
 def test_runs_persist_across_sessions_with_their_curves_and_the_command_lines_runs_are_listed(tmp_path):
-    from core import runs
-    from core.data import load_dataset
+    from core.data.sources import load_dataset
+    from core.runs import folder as runs
     from core.train import execute
     root = tmp_path / "runs"
     first = Session(root)
@@ -229,7 +229,7 @@ def few_labelled_photos(tmp_path) -> str:
 
 def held_out_curve(monkeypatch, figures):
     """The pretraining's held-out figures (core/handover.py) read `figures`, the random init's first."""
-    from core.handover import HandOver
+    from core.trainer.handover import HandOver
     figures = iter(figures)
     monkeypatch.setattr(HandOver, "figure", lambda self, embeddings: next(figures))
 
@@ -255,7 +255,7 @@ def test_the_pipeline_pretrains_then_fine_tunes_its_best_held_out_backbone_as_on
     assert not tuned.stop_when_not_helping  # judged by its class head
     # both stages within the one budget: the second had what the clock left of the 0.25 minutes
     from core import events as ev
-    from core import runs
+    from core.runs import folder as runs
     fitted = next(e for e in runs.read_events(run.folder / "finetune") if isinstance(e, ev.BudgetFitted))
     pretrained_s = [e for e in runs.read_events(run.folder) if isinstance(e, ev.EpochMetrics)][-1].elapsed_s
     assert fitted.minutes < 0.25 - pretrained_s / 60
@@ -292,7 +292,7 @@ def test_fine_tune_starts_from_the_backbone_a_hand_over_run_kept_at_its_best_hel
 def test_a_stopped_pipeline_resumes_its_pretraining_then_goes_on_to_fine_tuning(session, tmp_path, monkeypatch):
     import itertools
 
-    from core.handover import HandOver
+    from core.trainer.handover import HandOver
     reads = itertools.count()
 
     def figure(self, embeddings):  # every epoch better on held-out images; Stop pressed at the second evaluation
@@ -313,6 +313,6 @@ def test_a_stopped_pipeline_resumes_its_pretraining_then_goes_on_to_fine_tuning(
     tuned = Checkpoint.load(run.folder / "finetune" / "last.pt").config
     assert tuned.init_from == str(run.folder / "best.pt") and run.pipeline is None
     from core import events as ev
-    from core import runs
+    from core.runs import folder as runs
     fitted = next(e for e in runs.read_events(run.folder / "finetune") if isinstance(e, ev.BudgetFitted))
     assert fitted.minutes < 0.3 - spent  # the pause before Resume was not spent; what ran before it was

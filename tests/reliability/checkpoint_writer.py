@@ -13,7 +13,7 @@ import time
 import torch
 
 from core.config import TrainConfig
-from core.trainer import Trainer
+from core.trainer.loop import Trainer
 from tests.core.conftest import TINY_AUGMENT, TINY_MODEL, make_splits
 
 CONFIG = TrainConfig(dataset="toy", model=TINY_MODEL, augment=TINY_AUGMENT, epochs=3, batch_size=16, lr=1e-3,

@@ -26,8 +26,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from core.config import preset
-from core.data import load_dataset
-from core.trainer import Trainer
+from core.data.sources import load_dataset
+from core.trainer.loop import Trainer
 from demo.embedding_plot import UMAP_TITLE
 
 ROOT = Path(__file__).resolve().parents[2]

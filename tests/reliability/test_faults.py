@@ -17,10 +17,10 @@ from gradio_client import handle_file
 from PIL import Image
 
 from core import events as ev
-from core.checkpoint import Checkpoint
 from core.config import preset
-from core.data import load_dataset
-from core.trainer import Trainer
+from core.data.sources import load_dataset
+from core.trainer.checkpoint import Checkpoint
+from core.trainer.loop import Trainer
 from tests.core.conftest import make_splits
 from tests.reliability.checkpoint_writer import CONFIG
 from tests.reliability.conftest import (

@@ -4,7 +4,7 @@ from collections import Counter
 
 from PIL import Image
 
-from core.data import load_dataset
+from core.data.sources import load_dataset
 from scripts.make_folder_dataset import class_counts, main
 
 
