@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import preset
+from core.plan.presets import preset
 
 TERMINAL = ("completed", "stopped", "failed")
 

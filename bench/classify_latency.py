@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.config import preset
 from core.data.images import decode
 from core.data.sources import FASHION_CLASSES
 from core.data.splits import ImageSet
 from core.model.backbone import Backbone
+from core.plan.presets import preset
 from core.serve.classifier import Classifier, PublishedModel
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "sneaker.png"

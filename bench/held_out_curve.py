@@ -1,7 +1,7 @@
 """`python -m bench.held_out_curve FOLDER`: a pretraining run's hand-over figure, read every epoch, unjudged.
 
 The pipeline's pretraining hands over when its held-out figure (a leave-one-out kNN over the labelled
-training images, core/handover.py) reads below the random-init encoder's, or has stopped improving, at
+training images, core/trainer/handover.py) reads below the random-init encoder's, or has stopped improving, at
 its evaluations (about eight a run). This bench reads that figure after every `--every` epochs of the same
 pretraining (the auto recipe's for a budget of `--minutes`, its schedule as long as the recipe expects),
 for its first `--epochs` epochs and without a hand-over, beside the test split's kNN: the curve a denser
@@ -17,10 +17,11 @@ import threading
 from pathlib import Path
 
 from core import events as ev
-from core.data.sources import load_dataset
+from core.config import TrainConfig
+from core.data.cache import DatasetCache
 from core.model.backbone import embed
-from core.plan import auto as auto_recipe
-from core.plan import stages
+from core.plan.presets import AUTO
+from core.plan.request import Request, plan_first
 from core.trainer.handover import HandOver
 from core.trainer.loop import Trainer
 
@@ -29,12 +30,14 @@ def curve(folder: Path, epochs: int, every: int, minutes: float, seed: int) -> t
     """The recipe in words, the held-out figure's metric, and rows (epoch, held-out, test kNN, test kNN
     balanced), epoch 0 the random init."""
     dataset = f"folder:{folder}"
-    plan = auto_recipe.plan(dataset, "cpu", minutes, lambda size: load_dataset(dataset, size=size, seed=seed))
-    base = plan.config.with_overrides(seed=seed)
-    # The length the recipe expects of the budget, so the warmup and cosine are the real run's; stopped early.
-    config = dataclasses.replace(stages.pretraining(base, "instance", minutes), minutes=0.0, eval_every=every,
-                                 snapshot_every=every, checkpoint_every=0, stop_when_not_helping=False)
-    trainer = Trainer(config, plan.data)
+    # The pipeline's own pretraining stage, at the length its recipe expects of the budget, so the warmup and
+    # cosine are the real run's; stopped early.
+    datasets = DatasetCache()
+    first = plan_first(Request(TrainConfig(dataset=dataset, seed=seed, device="cpu"), AUTO, "always", minutes),
+                       datasets.get)
+    config = dataclasses.replace(first.stage, minutes=0.0, eval_every=every, snapshot_every=every,
+                                 checkpoint_every=0, stop_when_not_helping=False)
+    trainer = Trainer(config, datasets.get(config))
     monitor = trainer.monitor
     judge = HandOver(monitor.labelled, monitor.memory_labels, monitor.n_classes, config.knn_k, config.knn_temperature)
     rows, knn = [], {}
@@ -56,7 +59,7 @@ def curve(folder: Path, epochs: int, every: int, minutes: float, seed: int) -> t
     stop = threading.Event()
     trainer.run(listen, stop)
     read(0, random_init)
-    return auto_recipe.describe(base, auto_recipe.NAME), judge.metric, sorted(rows)
+    return first.words[0], judge.metric, sorted(rows)
 
 
 def table(name: str, rows: list[tuple], metric: str) -> str:

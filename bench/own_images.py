@@ -15,6 +15,7 @@ results in OUT/results.json are kept. Asserts nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 from core import events as ev
-from core.pipeline import RECORD
+from core.runs.folder import RunFolder, StageFolder
 from core.trainer.watchdog import Yardstick
 
 
@@ -36,48 +37,44 @@ def _run(args: list[str]) -> float:
     return (time.perf_counter() - started) / 60
 
 
-def _events(run: Path) -> dict[str, list[dict]]:
-    events: dict[str, list[dict]] = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        events.setdefault(record["event"], []).append(record)
-    return events
+def _last_evaluation(stage: StageFolder) -> ev.EpochMetrics:
+    return [e for e in stage.events() if isinstance(e, ev.EpochMetrics) and e.knn_top1 is not None][-1]
 
 
-def _last_evaluation(run: Path) -> dict:
-    return [e for e in _events(run)["EpochMetrics"] if e["knn_top1"] is not None][-1]
+def _first(stage: StageFolder, kind: type) -> ev.Event:
+    return next(e for e in stage.events() if isinstance(e, kind))
 
 
 def arm(folder: Path, out: Path, name: str, minutes: float, flags: list[str], seed: int = 0) -> dict:
     """One arm: a core.pipeline command with `flags` and `seed` (it also draws the test split), read back
-    from its stages' logs."""
+    from its run folder."""
     shutil.rmtree(out / name, ignore_errors=True)  # the bench's own folder: a rerun replaces the arm
     spent = _run(["core.pipeline", "--dataset", f"folder:{folder}", "--minutes", str(minutes), "--out",
                   str(out / name), "--seed", str(seed), *flags])
-    record = json.loads((out / name / RECORD).read_text())
-    first, last = (Path(record["stages"][i]["folder"]) for i in (0, -1))
-    final, events = _last_evaluation(last), _events(first)
-    result = {"arm": name, "minutes": spent, "top1": final["test_top1"], "balanced": final["test_balanced"],
-              "baselines": events["Baselines"][0], "expected_to_pay": record["expected_to_pay"],
+    run = RunFolder(out / name)
+    record, stages = run.record(), [stage for _, stage in run.stages()]
+    final, baselines = _last_evaluation(stages[-1]), _first(stages[0], ev.Baselines)
+    result = {"arm": name, "minutes": spent, "top1": final.test_top1, "balanced": final.test_balanced,
+              "baselines": dataclasses.asdict(baselines), "expected_to_pay": record["expected_to_pay"],
               "labels_per_class": record["labels_per_class"], "passes": record["passes"]}
-    backbone = _last_evaluation(first)
-    result.update(knn=backbone["knn_top1"], knn_balanced=backbone["knn_balanced"])
+    backbone = _last_evaluation(stages[0])
+    result.update(knn=backbone.knn_top1, knn_balanced=backbone.knn_balanced)
     if record["pretrain"]:
-        ended = events["Finished"][-1]
-        baselines = {k: v for k, v in events["Baselines"][0].items() if k != "event"}
-        yardstick = Yardstick.of(ev.Baselines(**baselines), events["RunStarted"][0]["class_counts"])
-        judged = yardstick.read(backbone["knn_top1"], backbone["knn_balanced"])
+        ended = stages[0].ended()
+        yardstick = Yardstick.of(baselines, _first(stages[0], ev.RunStarted).class_counts)
+        judged = yardstick.read(backbone.knn_top1, backbone.knn_balanced)
         result.update(judged_by=yardstick.metric, above_baselines=judged > max(yardstick.raw_pixels,
                                                                                 yardstick.random_init),
-                      advice=[a["message"] for a in events.get("Advice", [])],
-                      pretraining_ended=f"{ended['reason']} at epoch {ended['epoch']}",
+                      advice=[e.message for e in stages[0].events() if isinstance(e, ev.Advice)],
+                      pretraining_ended=f"{ended.reason} at epoch {ended.epoch}",
                       then=_second_stage(record))
     return result
 
 
 def _second_stage(record: dict) -> str:
-    if record["stages"][-1]["stage"] == "finetune":
-        return f"fine-tuned from epoch {record['pretrained_best_epoch']}"
+    first, last = record["stages"][0], record["stages"][-1]
+    if last["stage"] == "finetune":
+        return f"fine-tuned from epoch {first['best_epoch']}"
     return "trained from scratch (no epoch beat the random init on held-out images)"
 
 

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import torch
 
 from bench.timing import synchronize, time_windows
-from core.config import TrainConfig, preset
+from core.config import TrainConfig
 from core.data.augment import ViewMaker
 from core.data.splits import DataSplits, ImageSet
 from core.model.backbone import embed
 from core.objectives import Supervised
+from core.plan.presets import preset
 from core.plan.recipe import FINETUNE_SHARE, recipe
 from core.trainer.loop import Trainer
 

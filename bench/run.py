@@ -29,9 +29,9 @@ from bench import app_memory, attention, paper_projection, scaling, throughput
 from bench.classify_latency import EXAMPLE, published_model, time_calls
 from bench.report import GiB, Row, Section, load_average, machine_lines, markdown, times
 from bench.umap_refresh import REFRESHES, clustered_embeddings, drifted, time_default, timed
-from core.config import preset
+from core.config import MODEL_SIZES
 from core.data.sources import load_dataset
-from core.model.backbone import MODEL_SIZES
+from core.plan.presets import preset
 from core.serve.classifier import Classifier
 from core.serve.projection import Projector
 from core.trainer.distributed import resolve_device

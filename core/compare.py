@@ -1,7 +1,10 @@
 """`python -m core.compare`: the paper's comparison, at equal compute, over seeds, labels and budgets.
 
-Variants (core/variants.py): supervised from scratch; IDMM -> fine-tune; contrastive -> fine-tune; IDMM
-without CutMix; IDMM without label smoothing; and the CNN a person would pick instead (ResNet-18).
+Variants (core/study/variants.py): supervised from scratch; IDMM -> fine-tune; contrastive -> fine-tune; IDMM
+without CutMix; IDMM without label smoothing; and the CNN a person would pick instead (ResNet-18). Every arm
+trains on the recipe core.pipeline trains on the dataset (cpu-quick on Fashion-MNIST, the auto recipe fitted
+to the data, the machine and the first budget's minutes anywhere else: a folder of photos compares at the
+side the pipeline would train), through the same pipeline driver.
 Compute is equalised as *views seen*, so a slow or busy machine changes the wall-clock but never the
 result. `--minutes` converts to views with a throughput measured on this machine before the first runs
 (kept in OUT/calibration.json); `--views` sets the budget directly. The CNN's views cost more: its
@@ -17,98 +20,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import threading
-import time
 from pathlib import Path
 
 import torch
 
-from core import events as ev
 from core.config import TrainConfig
-from core.data.sources import load_dataset
+from core.data.cache import DatasetCache
 from core.data.splits import DataSplits
 from core.metrics import unequal
-from core.objectives import Supervised
-from core.plan.recipe import recipe
+from core.plan.presets import AUTO, default_recipe, preset
+from core.plan.request import ONLY, Request, base_for
+from core.runs.folder import ARM_RESULT, REPORT, RunFolder
+from core.study.calibration import cost_ratio, measured_rate
 from core.study.labels_report import write_labels_section
-from core.study.results import stats, write_results
+from core.study.results import summarise, write_results
 from core.study.variants import VARIANT_NAMES, VARIANTS, Arm, base_recipe, run_arm, variant
-from core.trainer.loop import Trainer
 
 DEFAULT_VARIANTS = tuple(name for name in VARIANT_NAMES if name != "cnn")  # the paper's table
-
-
-def _supervised_config(dataset: str, arch: str) -> TrainConfig:
-    config = recipe(base_recipe(dataset, 0), Supervised.name, epochs=1000)
-    if arch != "vit":
-        config = config.with_overrides(**variant("cnn").ablation)
-    return config.with_overrides(eval_every=0, checkpoint_every=0)
-
-
-def calibrate(dataset: str, data: DataSplits, arch: str = "vit", seconds: float = 20.0) -> float:
-    """Views per second of the supervised recipe on this machine (median over steps after a warm-up)."""
-    rates, stop = [], threading.Event()
-    deadline = time.perf_counter() + seconds + 30  # the first step also waits for the baselines
-
-    def listen(event: ev.Event) -> None:
-        if isinstance(event, ev.StepMetrics):
-            rates.append(event.images_per_s)
-            if time.perf_counter() > deadline or len(rates) >= 60:
-                stop.set()
-
-    Trainer(_supervised_config(dataset, arch), data).run(listen, stop)
-    return statistics.median(rates[3:] or rates)
-
-
-def _calibration(out: Path, dataset: str) -> dict:
-    path = out / "calibration.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    return saved if saved.get("dataset") == dataset else {"dataset": dataset}
-
-
-def measured_rate(out: Path, dataset: str, data: DataSplits) -> float:
-    """The views/s that turns --minutes into views, measured once per output folder and kept in
-    OUT/calibration.json: a re-run then gets the same budget, so it reuses every finished result
-    instead of re-measuring a slightly different rate and starting over."""
-    saved = _calibration(out, dataset)
-    if "rate" in saved:
-        print(f"using the rate measured before: {saved['rate']:.0f} views/s (delete {out / 'calibration.json'} "
-              "to re-measure)")
-        return float(saved["rate"])
-    saved["rate"] = calibrate(dataset, data)
-    (out / "calibration.json").write_text(json.dumps(saved))
-    return saved["rate"]
-
-
-def cost_ratio(out: Path, dataset: str, data: DataSplits, arch: str) -> float:
-    """Views of `arch` per view of the ViT in the same time, both measured now, back to back (so a load
-    on the machine slows both alike), and kept in OUT/calibration.json like the rate."""
-    if arch == "vit":
-        return 1.0
-    saved = _calibration(out, dataset)
-    ratios = saved.setdefault("ratios", {})
-    if arch not in ratios:
-        ratios[arch] = calibrate(dataset, data, arch) / calibrate(dataset, data)
-        (out / "calibration.json").write_text(json.dumps(saved))
-    return float(ratios[arch])
-
-
-def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
-    """Mean and sample std over seeds of each measure, per variant."""
-    table = {}
-    for name, seeds in results.items():
-        table[name] = {
-            "pretrain_knn": stats([r["pretrain"]["knn"] for r in seeds if r["pretrain"]]),
-            "pretrain_probe": stats([r["pretrain"]["probe"] for r in seeds if r["pretrain"]]),
-            "knn": stats([r["final"]["knn"] for r in seeds]),
-            "probe": stats([r["final"]["probe"] for r in seeds]),
-            "top1": stats([r["final"]["top1"] for r in seeds]),
-            "balanced": stats([r["final"].get("balanced") for r in seeds]),
-            "minutes": stats([(r["final"]["seconds"] + (r["pretrain"] or {}).get("seconds", 0)) / 60 for r in seeds]),
-        }
-    return table
 
 
 def _numbers(text: str, parse) -> list:
@@ -169,16 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     if bad := set(args.pretrain_on) - {"all", "labelled"}:
         print(f"error: --pretrain-on takes all and/or labelled, not {', '.join(sorted(bad))}", file=sys.stderr)
         return 2
+    datasets = DatasetCache(args.data_root)
     try:
-        splits = {seed: load_dataset(args.dataset, root=args.data_root, seed=seed) for seed in range(args.seeds)}
-    except ValueError as exc:
+        base, splits = _base_and_splits(args, datasets)
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    rate = None if args.views else measured_rate(args.out, args.dataset, splits[0])
+    rate = None if args.views else measured_rate(args.out, base, splits[0])
     budgets = ([(f"{v}views", v) for v in args.views] if args.views else
                [(f"{m:g}min", int(m * 60 * rate)) for m in args.minutes])
-    ratios = {v.arch: cost_ratio(args.out, args.dataset, splits[0], v.arch) for v in VARIANTS
+    ratios = {v.arch: cost_ratio(args.out, base, splits[0], v.arch) for v in VARIANTS
               if v.name in args.variants}
     for tag, views in budgets:
         print(f"budget {tag}: {views} views per arm" + (f" at {rate:.0f} views/s" if rate else "")
@@ -186,15 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                         if arch != "vit"))
     stop = threading.Event()
     for tag, arm in [] if args.report_only else _arms(args, budgets, ratios):
-        folder = args.out / tag / arm.variant.name / arm.labels / f"seed{arm.seed}"
-        done = folder / "result.json"
-        if not (done.exists() and json.loads(done.read_text())["budget"] == arm.budget):
-            result = {"budget": arm.budget, "budget_tag": tag, "variant": arm.variant.name, "seed": arm.seed,
-                      "labels_per_class": arm.labels_per_class, "pretrain_on": arm.pretrain_on,
-                      **run_arm(arm, splits[arm.seed], args.out / tag, stop)}
-            done.parent.mkdir(parents=True, exist_ok=True)
-            done.write_text(json.dumps(result))
-        final = json.loads(done.read_text())["final"]
+        run = RunFolder(args.out / tag / arm.variant.name / arm.labels / f"seed{arm.seed}")
+        if (run.result() or {}).get("budget") != arm.budget:
+            run.write_result({"budget": arm.budget, "budget_tag": tag, "variant": arm.variant.name, "seed": arm.seed,
+                              "labels_per_class": arm.labels_per_class, "pretrain_on": arm.pretrain_on,
+                              **run_arm(arm, base, splits[arm.seed], args.out / tag, stop)})
+        final = run.result()["final"]
         print(f"{tag} {arm.variant.name} labels {arm.labels} seed {arm.seed}: top-1 {final['top1']:.4f}, "
               f"balanced {final['balanced']:.4f}, kNN {final['knn']:.4f}", flush=True)
     report(args, budgets, rate, splits[0], command)
@@ -202,8 +130,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _base_and_splits(args, datasets: DatasetCache) -> tuple[TrainConfig, dict[int, DataSplits]]:
+    """The comparison's base recipe (core.pipeline's for this dataset, fitted once, at the first budget's minutes)
+    and every seed's splits at its stored side (the seed also draws a subset or a folder's test split)."""
+    name = default_recipe(args.dataset)
+    asked = (preset(name) if name != AUTO else TrainConfig()).with_overrides(dataset=args.dataset)
+    request = Request(asked, name, ONLY, 0.0 if args.views else args.minutes[0])
+    base, _, _ = base_for(request, datasets.get)
+    base = base_recipe(base.with_overrides(minutes=0.0))
+    return base, {seed: datasets.get(base.with_overrides(seed=seed)) for seed in range(args.seeds)}
+
+
 def _results(out: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted(out.glob("*/*/*/seed*/result.json"))]
+    return [json.loads(path.read_text()) for path in sorted(out.glob(f"*/*/*/seed*/{ARM_RESULT}"))]
 
 
 def report(args, budgets: list[tuple[str, int]], rate: float | None, data: DataSplits, command: str) -> None:
@@ -221,7 +160,7 @@ def report(args, budgets: list[tuple[str, int]], rate: float | None, data: DataS
             table.setdefault(result["variant"], []).append(result)
     table = {name: table[name] for name in args.variants if name in table}
     summary = summarise(table)
-    (args.out / "results.json").write_text(json.dumps({"budget": budget, "rate": rate, "summary": summary,
+    (args.out / REPORT).write_text(json.dumps({"budget": budget, "rate": rate, "summary": summary,
                                                        "runs": table}, indent=1))
     write_results(args.results, summary=summary, runs=table, variants=VARIANTS, budget=budget, rate=rate,
                   minutes=None if args.views else args.minutes[0], command=command, dataset=args.dataset,

@@ -1,4 +1,4 @@
-"""Frozen run configuration, its validation, JSON round trip and the named presets.
+"""Frozen run configuration, its validation, its JSON round trip, and the named model sizes.
 
 A config is never mutated: overrides go through `dataclasses.replace` (or `with_overrides`),
 which re-runs validation. Every checkpoint stores `to_json(config)`.
@@ -72,6 +72,14 @@ class ModelConfig:
     @property
     def grid(self) -> int:
         return self.image_size // self.patch_size
+
+
+# The named model sizes, defined once: the defaults above are cpu-quick's 0.8 M-parameter ViT for 28 px data on
+# a CPU; DeiT-Tiny is the paper's (../shared/PAPER.md). A recipe takes one and sets its side and patch.
+MODEL_SIZES = {
+    "cpu": ModelConfig(),
+    "deit-tiny": ModelConfig(image_size=112, patch_size=16, dim=192, depth=12, heads=3, dim_head=64, mlp_dim=768),
+}
 
 
 @dataclass(frozen=True)
@@ -196,49 +204,3 @@ def from_json(text: str) -> TrainConfig:
     raw = json.loads(text)
     augment = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("augment").items()}
     return TrainConfig(model=ModelConfig(**raw.pop("model")), augment=AugmentConfig(**augment), **raw)
-
-
-def _cpu_quick() -> TrainConfig:
-    # Tuned for 3 minutes on 2 CPU cores (README, "What mattered"): at this budget the number of
-    # passes over each instance dominates, so one mild crop per image and no CutMix beat the
-    # paper's multi-crop + CutMix, which pay off over hundreds of epochs. Strong brightness and
-    # contrast jitter matters most; no flips, since Fashion-MNIST's shoes all face one way.
-    return TrainConfig(
-        augment=AugmentConfig(n_global=1, global_scale=(0.7, 1.0), n_local=0, flip_p=0.0,
-                              jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.0, cutmix_alpha=0.0),
-        epochs=60,
-        batch_size=128,
-        lr=1.5e-3,
-        eval_every=10,
-        snapshot_every=0,  # the CLI draws nothing; the app asks for snapshots itself
-        checkpoint_every=10,
-    )
-
-
-def _paper() -> TrainConfig:
-    # ../shared/PAPER.md, stage 1: DeiT-Tiny at 112 px, 2 + 4 crops, CutMix 0.5, 800 epochs.
-    return TrainConfig(
-        dataset="flowers102",
-        data_size=144,
-        model=ModelConfig(image_size=112, patch_size=16, dim=192, depth=12, heads=3, dim_head=64,
-                          mlp_dim=768),
-        augment=AugmentConfig(global_size=112, local_size=112, jitter=(0.8, 0.8, 0.8, 0.2)),
-        epochs=800,
-        batch_size=256,
-        lr=5e-4,
-        weight_decay=1e-3,
-        warmup_epochs=2,
-        label_smoothing=0.1,
-        eval_every=10,
-        snapshot_every=10,
-        checkpoint_every=10,
-    )
-
-
-PRESETS = {"cpu-quick": _cpu_quick, "paper": _paper}
-
-
-def preset(name: str) -> TrainConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]()

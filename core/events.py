@@ -1,6 +1,9 @@
-"""Plain-data records the trainer emits. Listeners (CLI, app) fold them; the trainer knows none of them."""
+"""Plain-data records the trainer and the pipeline emit. Listeners (CLI, app, the run folder's log) fold them;
+the emitters know none of them. Decisions travel here as values: a pretraining's best held-out epoch and its
+weights ride on its Finished event, and the pipeline says what it planned and why in Planned and StageStarted."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,14 +105,21 @@ class CheckpointSaved:
     step: int
 
 
+COMPLETED, STOPPED, HANDED_OVER = "completed", "stopped", "handed over"  # why a run ended (Finished.reason)
+
+
 @dataclass(frozen=True)
 class Finished:
-    reason: str  # "completed" | "stopped" | "handed over" (core/watchdog.py)
+    reason: str  # COMPLETED, STOPPED, or HANDED_OVER (a pipeline's pretraining ended itself: core/trainer/handover.py)
     epoch: int
     step: int
     knn_top1: float | None
     checkpoint: str | None
     test_top1: float | None = None
+    # A hand-over run (core/trainer/handover.py): the epoch whose backbone was best on held-out training images
+    # (0: the random-init encoder) and that backbone's weights (CPU copies; the log keeps only the epoch).
+    best_epoch: int | None = None
+    best_backbone: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -120,5 +130,41 @@ class Failed:
     checkpoint: str | None  # the last good checkpoint, if any
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A pipeline's plan, before anything trains: its recipe, what it expects and the stages, in words."""
+
+    recipe: str  # e.g. "auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, batch 64"
+    expected: str  # why pretraining is, or is not, expected to pay (core/plan/payoff.py); "" when not asked
+    stages: str  # e.g. "pretraining, then fine-tuning, 5 min in all"
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    """A pipeline begins (or resumes) a stage; its trainer's events follow, numbered from the stage's own start."""
+
+    stage: str  # what it trains: "pretrain", "finetune" or "supervised" (core/plan/recipe.py)
+    index: int  # its place in the pipeline, from 0
+    folder: str  # the stage's folder (core/runs/folder.py)
+    words: str = ""  # why this stage follows the one before, e.g. the hand-over's choice
+
+
+@dataclass(frozen=True)
+class PipelineEnded:
+    """A pipeline stopped training: its last stage's end, the minutes it spent, and the model to use."""
+
+    reason: str  # the last stage's: COMPLETED, STOPPED or "failed"
+    minutes: float  # spent over every start of the pipeline
+    model: str | None  # the checkpoint to use once the last stage completed, else None
+
+
 Event = (RunStarted | BudgetFitted | Baselines | StepMetrics | EpochMetrics | EmbeddingSnapshot | Advice
-         | CheckpointSaved | Finished | Failed)
+         | CheckpointSaved | Finished | Failed | Planned | StageStarted | PipelineEnded)
+
+
+def fan_out(*listeners: Callable[[Event], None]) -> Callable[[Event], None]:
+    """One listener that passes each event to every one of `listeners`, in order."""
+    def emit(event: Event) -> None:
+        for listener in listeners:
+            listener(event)
+    return emit

@@ -2,7 +2,7 @@
 
 The pretrained instance head is dropped, a class head is added, the position embedding is
 interpolated to `--resolution`, and the run trains on the class labels with the recipe of
-`core.recipe` (stage "finetune"). A stopped fine-tuning run resumes with `python -m core.train --resume`.
+core/plan/recipe.py (stage "finetune"). A stopped fine-tuning run resumes with `python -m core.train --resume`.
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from core import console
 from core.config import TrainConfig
-from core.plan.recipe import FINETUNE, recipe
-from core.train import execute
+from core.data.cache import DatasetCache
+from core.plan.recipe import FINETUNE, describe, recipe
 from core.trainer.checkpoint import Checkpoint
 
 
@@ -51,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
     except (ValueError, OSError) as exc:  # CheckpointError and config validation are ValueErrors
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return execute(config, out=args.out, data_root=args.data_root, download=args.download)
+        return console.error(str(exc))
+    print(describe(config, "fine-tuning"))
+    return console.train_one(config, args.out, DatasetCache(args.data_root, args.download))
 
 
 if __name__ == "__main__":

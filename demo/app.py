@@ -14,10 +14,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.config import TrainConfig, preset
+from core.config import TrainConfig
 from core.data.sources import present_sources
-from core.plan import auto as auto_recipe
+from core.plan.auto import DEFAULT_EPOCHS
+from core.plan.presets import AUTO, default_recipe, preset
 from core.plan.recipe import recipe
+from core.plan.request import ONLY, Request
 from core.serve.projection import write_layout_csv
 from demo import embedding_plot, panels, plots, text
 from demo.classify_panel import (
@@ -69,20 +71,20 @@ class App:
             minutes = float(minutes or 0)
             if pipeline and not minutes:
                 raise ValueError(text.PIPELINE_NEEDS_MINUTES)
-            if preset_name == auto_recipe.NAME:  # fitted to the data in the training thread; picks batch and lr
-                request = TrainConfig(dataset=dataset, objective=objective, snapshot_every=SNAPSHOT_EVERY)
-                message = self.session.start(request, auto_budget=(None if minutes else int(epochs), minutes),
-                                             pipeline_minutes=minutes if pipeline else 0.0)
+            stages = "auto" if pipeline else ONLY  # the best model in the minutes, or one stage of the objective
+            if preset_name == AUTO:  # fitted to the data in the training thread; picks batch and lr
+                asked = TrainConfig(dataset=dataset, objective=objective, snapshot_every=SNAPSHOT_EVERY)
+                message = self.session.start(Request(asked, AUTO, stages, minutes, None if minutes else int(epochs)))
                 gr.Info(message)
                 return
             base = preset(preset_name)
-            if pipeline:  # the preset is the base its stages are built on (core/stages.py)
-                request = base.with_overrides(dataset=dataset, objective=objective, batch_size=int(batch_size),
-                                              lr=float(lr), snapshot_every=base.snapshot_every or SNAPSHOT_EVERY)
-                gr.Info(self.session.start(request, pipeline_minutes=minutes))
+            if pipeline:  # the preset is the base its stages are built on (core/plan/request.py)
+                asked = base.with_overrides(dataset=dataset, objective=objective, batch_size=int(batch_size),
+                                            lr=float(lr), snapshot_every=base.snapshot_every or SNAPSHOT_EVERY)
+                gr.Info(self.session.start(Request(asked, preset_name, stages, minutes)))
                 return
-            # The same recipe as the command line (core.recipe): e.g. contrastive gets its two views per image.
-            # Minutes, when given, decide the length: the run times itself and fixes its epochs.
+            # The same recipe as the command line (core/plan/recipe.py): e.g. contrastive gets its two views per
+            # image. Minutes, when given, decide the length: the run times itself and fixes its epochs.
             config = recipe(base, objective, epochs=int(epochs), dataset=dataset, batch_size=int(batch_size),
                             lr=float(lr), minutes=minutes, snapshot_every=base.snapshot_every or SNAPSHOT_EVERY)
             message = self.session.start(config)
@@ -107,15 +109,15 @@ class App:
 
     @staticmethod
     def preset_defaults(preset_name):
-        if preset_name == auto_recipe.NAME:  # auto chooses batch and lr itself
-            return auto_recipe.DEFAULT_EPOCHS, gr.update(), gr.update()
+        if preset_name == AUTO:  # auto chooses batch and lr itself
+            return DEFAULT_EPOCHS, gr.update(), gr.update()
         config = preset(preset_name)
         return config.epochs, config.batch_size, config.lr
 
     @staticmethod
     def preset_for(dataset):
-        """cpu-quick was tuned on Fashion-MNIST; any other dataset gets the auto recipe by default."""
-        return "cpu-quick" if dataset == "fashion" else auto_recipe.NAME
+        """The preset tuned on the dataset, else the auto recipe (core/plan/presets.py)."""
+        return default_recipe(dataset)
 
     # -- Watch (timer) -----------------------------------------------------------------------
     def tick(self, sprites, replay, drawn, selected=(), smoothing=plots.LOSS_SMOOTHING) -> dict:

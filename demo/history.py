@@ -1,5 +1,6 @@
-"""One run's history for the app: a lock-protected fold of trainer events (written by the training and
-UMAP threads) that hands the UI thread immutable `RunView` snapshots (demo/run_view.py) for the plots."""
+"""One run's history for the app: a lock-protected fold of the pipeline's and the trainer's events (written by
+the training and UMAP threads) that hands the UI thread immutable `RunView` snapshots (demo/run_view.py) for
+the plots. A later stage's events are numbered from its own start; the fold continues the run's curves."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,8 @@ import numpy as np
 
 from core import events as ev
 from core.metrics import imbalance, unequal
+from core.plan.recipe import STAGE_WORDS
 from core.trainer import watchdog
-from core.trainer.handover import HANDED_OVER
 from demo.run_view import Layout, RunView
 
 MESSAGE_STARTED = ("training on {device} · {millions:.2f} M parameters · "
@@ -22,6 +23,7 @@ MESSAGE_RESUMED = "resumed at step {step} on {device}"
 MESSAGE_STAGE = "{stage} from step {step} on {device} · {n_train} train / {n_test} test images"
 MESSAGE_COMPLETED = "completed {epoch} epochs ({step} steps)"
 MESSAGE_STOPPED = "stopped at epoch {epoch} (step {step})"
+MESSAGE_BETWEEN = "stopped before its next stage: Resume starts it"  # a pipeline stopped between two stages
 MESSAGE_HANDED_OVER = "handed over at epoch {epoch} (step {step})"  # a pipeline's pretraining: nobody stopped it
 MESSAGE_KNN = " · kNN top-1 {knn:.1%}"
 MESSAGE_IMBALANCE = " · classes unequal (largest {ratio:.1f}× the smallest): balanced accuracy shown{weights}"
@@ -79,6 +81,8 @@ class RunHistory:
         self._confusion: tuple[int, np.ndarray] | None = None  # (epoch, matrix)
         self._stages: tuple[tuple[str, int], ...] = ()
         self._stage_starting: str | None = None  # set by begin_stage until that stage's RunStarted
+        self._stage_index = 0  # the pipeline's stage now folded (core.events.StageStarted.index)
+        self._offset = (0, 0)  # (steps, epochs) of earlier stages: a later stage's events are shifted by them
         self._layouts: tuple[Layout, ...] = ()
         self._rate: deque[tuple[float, int]] = deque()  # (clock, step) over the last RATE_WINDOW_S
         self._status, self._message, self._device = IDLE, "", ""
@@ -101,7 +105,9 @@ class RunHistory:
                           ev.StepMetrics: self._stepped, ev.EpochMetrics: self._epoch_ended,
                           ev.EmbeddingSnapshot: self._snapshot_taken, ev.CheckpointSaved: self._saved,
                           ev.Advice: self._advised,
-                          ev.Finished: self._finished, ev.Failed: self._failed}
+                          ev.Finished: self._finished, ev.Failed: self._failed,
+                          ev.Planned: self._planned, ev.StageStarted: self._stage_started,
+                          ev.PipelineEnded: self._pipeline_ended}
 
     def __call__(self, event: ev.Event) -> None:
         handler = self._handlers.get(type(event))
@@ -109,7 +115,12 @@ class RunHistory:
             return
         now = self._clock()
         with self._lock:
-            handler(event, now)
+            handler(shift(event, *self._offset), now)
+
+    def shifted(self, event: ev.Event) -> ev.Event:
+        """`event` numbered as this run's (a later stage's steps and epochs continue the earlier stages')."""
+        with self._lock:
+            return shift(event, *self._offset)
 
     def set_class_names(self, class_names: Sequence[str]) -> None:
         """Known only once the run's dataset has loaded (in the training thread)."""
@@ -127,17 +138,25 @@ class RunHistory:
         with self._lock:
             self._plan += (words,)
 
-    def begin_stage(self, label: str) -> tuple[int, int]:
-        """Mark where a new stage (fine-tuning) starts, and name it in the run's label; returns the
-        (steps, epochs) done so far, which the stage's events are shifted by (`shift`) so that its
-        curves continue this run's."""
-        with self._lock:
-            self.label = f"{self.label} → {label}"
-            steps = int(self._steps.snapshot()[-1]) if self._steps.size else 0
-            epochs = self._epoch_rows[-1][0] if self._epoch_rows else 0
-            self._stages += ((label, epochs),)
-            self._stage_starting = label  # its RunStarted begins a stage, not a resume
-            return steps, epochs
+    def _planned(self, event: ev.Planned, now: float) -> None:
+        expected = f"; expected: {event.expected}" if event.expected else ""
+        self._plan += (f"{event.recipe}{expected}; pipeline: {event.stages}",)
+
+    def _stage_started(self, event: ev.StageStarted, now: float) -> None:
+        """A pipeline's later stage begins: named in the run's label, its curves continuing the run's (the same
+        stage again is a resume, which its RunStarted rewinds to)."""
+        if event.index <= self._stage_index:
+            return
+        self._stage_index = event.index
+        label = STAGE_WORDS.get(event.stage, event.stage)
+        self.label = f"{self.label} → {label}"
+        steps = int(self._steps.snapshot()[-1]) if self._steps.size else 0
+        epochs = self._epoch_rows[-1][0] if self._epoch_rows else 0
+        self._stages += ((label, epochs),)
+        self._stage_starting = label  # its RunStarted begins a stage, not a resume
+        self._offset = (steps, epochs)
+        if event.words:
+            self._plan += (f"pipeline: {event.words}",)
 
     def add_layout(self, layout: Layout) -> None:
         """Insert a UMAP layout (from the UMAP worker); a later layout for the same epoch replaces it."""
@@ -259,7 +278,8 @@ class RunHistory:
         self._checkpoint = event.path
 
     def _finished(self, event: ev.Finished, now: float) -> None:
-        template = {COMPLETED: MESSAGE_COMPLETED, HANDED_OVER: MESSAGE_HANDED_OVER}.get(event.reason, MESSAGE_STOPPED)
+        template = {COMPLETED: MESSAGE_COMPLETED, ev.HANDED_OVER: MESSAGE_HANDED_OVER}.get(event.reason,
+                                                                                          MESSAGE_STOPPED)
         message = template.format(epoch=event.epoch, step=event.step)
         if event.knn_top1 is not None:
             message += MESSAGE_KNN.format(knn=event.knn_top1)
@@ -271,6 +291,12 @@ class RunHistory:
             judged = stick.read(event.knn_top1, balanced)
             message += f"  \n{watchdog.ending(judged, stick.raw_pixels, stick.random_init, stick.metric)}"
         self._stop(now, COMPLETED if event.reason == COMPLETED else STOPPED, message, event.checkpoint)
+
+    def _pipeline_ended(self, event: ev.PipelineEnded, now: float) -> None:
+        """A pipeline stopped after a stage that completed, before the next one began: the run is stopped, not
+        completed (its last stage's Finished said completed)."""
+        if event.reason == ev.STOPPED and self._status == COMPLETED:
+            self._status, self._message = STOPPED, MESSAGE_BETWEEN
 
     def _failed(self, event: ev.Failed, now: float) -> None:
         self._stop(now, FAILED, event.message, event.checkpoint)

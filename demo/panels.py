@@ -2,18 +2,31 @@
 to the App (demo/app.py). Layout only: what a callback does is the App's."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import gradio as gr
 
-from core.config import PRESETS, preset
 from core.objectives import OBJECTIVES
-from core.plan import auto as auto_recipe
+from core.plan.presets import RECIPES, preset
 from demo import embedding_plot, plots, text
 from demo.classify_panel import CLASSIFY_CONCURRENCY
 
-if TYPE_CHECKING:
-    from demo.app import App
+
+class App(Protocol):
+    """The callbacks the panels wire (demo/app.py's App), known here by name only: no import goes back up."""
+
+    dataset_choices: list[str]
+
+    def start(self, *inputs): ...
+    def stop(self): ...
+    def resume(self): ...
+    def finetune(self, epochs, labels_per_class): ...
+    def preset_defaults(self, preset_name): ...
+    def preset_for(self, dataset): ...
+    def thumbnail(self, index): ...
+    def export_layout(self): ...
+    def save(self): ...
+    def load(self, path): ...
 
 
 def train_panel(app: App) -> dict:
@@ -24,7 +37,7 @@ def train_panel(app: App) -> dict:
                               elem_id="dataset")
         folder = gr.Textbox(label=text.FOLDER_HINT, placeholder="/path/to/images")
         objective = gr.Dropdown(sorted(OBJECTIVES), value=default.objective, label=text.LABEL_OBJECTIVE)
-        preset_name = gr.Dropdown(sorted([*PRESETS, auto_recipe.NAME]), label=text.LABEL_PRESET, elem_id="preset",
+        preset_name = gr.Dropdown(list(RECIPES), label=text.LABEL_PRESET, elem_id="preset",
                                   value=app.preset_for(app.dataset_choices[0]))
         with gr.Row():
             epochs = gr.Number(default.epochs, label=text.LABEL_EPOCHS, precision=0, minimum=1, elem_id="epochs")

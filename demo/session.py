@@ -16,20 +16,21 @@ import numpy as np
 
 from core import events as ev
 from core.config import TrainConfig
-from core.data import labels
 from core.data.cache import DatasetCache
-from core.objectives import Supervised
-from core.plan.recipe import FINETUNE, recipe
+from core.data.labels import describe as describe_labels
+from core.plan.pipeline import Pipeline
+from core.plan.presets import AUTO
+from core.plan.request import ONLY, Request
 from core.runs import folder as runs
+from core.runs.table import Summaries, metrics_csv
 from core.serve.classifier import Classifier, Prediction, PublishedModel
 from core.trainer.checkpoint import Checkpoint
-from core.trainer.handover import BEST, best_epoch, best_words
-from demo import planning, run_thread, saved_runs
+from core.trainer.handover import best_words
+from demo import run_thread, saved_runs
 from demo.history import COMPLETED, FAILED, STOPPED, RunHistory
 from demo.publisher import Publisher
 from demo.run_thread import Run
 from demo.run_view import RunView
-from demo.saved_runs import STAGE_FINETUNE
 
 ENDED = (COMPLETED, STOPPED, FAILED)
 
@@ -40,7 +41,7 @@ class Session:
         self.datasets = DatasetCache(data_root, download)
         self._lock = threading.Lock()
         self._runs: list[Run] = self._saved_runs()  # every run folder in runs_dir, from earlier sessions too
-        self._summaries = runs.Summaries()  # the run table's rows, read again only when a run's files change
+        self._summaries = Summaries()  # the run table's rows, read again only when a run's files change
         taken = [int(run.history.run_id[4:]) for run in self._runs if run.history.run_id[4:].isdigit()]
         self._ids = itertools.count(max(taken, default=0) + 1)
         self.publisher = Publisher()  # the published classifier and the UMAP layouts
@@ -48,12 +49,12 @@ class Session:
 
     def _saved_runs(self) -> list[Run]:
         saved = []
-        for folder in runs.find(self.runs_dir):
-            config = runs.read_config(folder)
-            if config is None:  # not a run this version can read: left alone, not listed
+        for run in runs.find(self.runs_dir):
+            stages = run.stages()
+            if not stages or stages[0][1].config() is None:  # not a run this version can read: left alone
                 continue
-            run_id = folder.relative_to(self.runs_dir).as_posix()
-            saved.append(Run(saved_runs.history_of(folder, run_id), config, folder, folder, stop=threading.Event()))
+            run_id = run.path.relative_to(self.runs_dir).as_posix()
+            saved.append(Run(saved_runs.history_of(run, run_id), run, stop=threading.Event()))
         return saved
 
     # -- reading (UI thread) -----------------------------------------------------------------
@@ -88,65 +89,60 @@ class Session:
         return images[..., 0] if images.shape[-1] == 1 else images
 
     # -- training ----------------------------------------------------------------------------
-    def start(self, config: TrainConfig, auto_budget: tuple[int | None, float] | None = None,
-              pipeline_minutes: float = 0.0) -> str:
-        """Train `config`; with `auto_budget` (epochs or None, minutes), the training thread first fits the
-        auto recipe (core.auto_recipe) to the dataset, the device and the budget, and trains
-        `config.objective` on it, `config.snapshot_every` kept. With `pipeline_minutes`, the run is the
-        best model those minutes allow (core/stages.py): `config` (or the auto recipe) is the base, and
-        pretraining `config.objective` then fine-tuning, or supervised training from scratch, as
-        core/payoff.py expects; the second stage starts by itself."""
-        if pipeline_minutes < 0 or (auto_budget and pipeline_minutes and auto_budget[1] != pipeline_minutes):
-            raise ValueError("the pipeline's minutes are its whole budget: give them once")
+    def start(self, what: TrainConfig | Request) -> str:
+        """Train a request as a pipeline run (core/plan/pipeline.py: the auto recipe fitted, or the best model the
+        minutes allow, in the training thread), or a config as it is, one stage."""
+        request = what if isinstance(what, Request) else Request(what, "", ONLY, what.minutes)
+        base = request.base
         with self._lock:
             self._refuse_if_running()
             run_id = f"run-{next(self._ids)}"
-            recipe_name = (" · auto" if auto_budget else "") + (" · pipeline" if pipeline_minutes else "")
-            run = Run(RunHistory(run_id, f"{run_id} · {config.objective} · {config.dataset}{recipe_name}", ()),
-                       config, self.runs_dir / run_id, self.runs_dir / run_id, auto_budget=auto_budget,
-                       pipeline=planning.Pipeline(pipeline_minutes) if pipeline_minutes else None)
+            words = (" · auto" if request.recipe == AUTO else "") + (" · pipeline" if request.pretrain != ONLY else "")
+            label = f"{run_id} · {base.objective} · {base.dataset}{words}"
+            folder = runs.RunFolder(self.runs_dir / run_id)
+            pipeline = Pipeline.start(folder, request, self.datasets.get, label)
+            run = Run(RunHistory(run_id, label, ()), folder, pipeline)
             self._runs.append(run)
-            self._launch(run, resume_from=None)
+            run_thread.launch(run, self.publisher)
         return f"started {run_id}"
 
     def resume(self) -> str:
-        """Continue the last stopped (or failed) run from its checkpoint; its curves carry on."""
+        """Continue the last stopped (or failed) run where it stopped, here or in another process: its stage from
+        its checkpoint, then the stages after it; its curves carry on."""
         with self._lock:
             self._refuse_if_running()
             run = self._runs[-1] if self._runs else None
             view = run.history.view() if run else None
-            if view is None or view.checkpoint is None or run.stop is None:
-                raise LookupError("nothing to resume: no stopped run with a checkpoint")
-            if view.status == "completed":
-                raise LookupError("the last run completed: start a new one")
-            self._launch(run, resume_from=view.checkpoint)
+            if view is None or run.stop is None or view.status in ("idle", COMPLETED):
+                raise LookupError("nothing to resume: no stopped run" if view is None or view.status != COMPLETED
+                                  else "the last run completed: start a new one")
+            run.pipeline = self._pipeline(run, "nothing to resume: this checkpoint is not in a run folder")
+            run_thread.launch(run, self.publisher)
         return f"resuming {run.history.run_id} from step {view.step}"
 
     def finetune(self, epochs: int | None = None, labels_per_class: int = 0) -> str:
-        """Stage 2 on the last run: supervised fine-tuning from its checkpoint, as the same run (its
-        curves continue), on every label or only `labels_per_class` per class (core/labels.py); from the
-        backbone a hand-over run kept at its best held-out epoch when it kept one (core/handover.py).
-        The pretrained checkpoint stays where it is; stage 2 writes to a subfolder."""
+        """Stage 2 on the last run: supervised fine-tuning from its pretraining, as the same run (its curves
+        continue), on every label or only `labels_per_class` per class (core/data/labels.py); from the backbone
+        a hand-over kept at its best held-out epoch when it kept one (core/trainer/handover.py)."""
         with self._lock:
             self._refuse_if_running()
             run = self._runs[-1] if self._runs else None
-            view = run.history.view() if run else None
-            if view is None or view.checkpoint is None or view.status not in ("completed", "stopped"):
-                raise LookupError("nothing to fine-tune: pretrain a run (or load a checkpoint) first")
-            if run.config.objective == Supervised.name or view.stages:
-                raise LookupError("this run already trains on the labels: fine-tune a pretrained run")
-            folder = Path(view.checkpoint).parent
-            start = str(folder / BEST) if (best := best_epoch(folder)) else view.checkpoint
-            run.config = recipe(run.config, stage=FINETUNE, init_from=start, epochs=epochs,
-                                labels_per_class=labels_per_class)
-            run.out_dir = run.folder / runs.FINETUNE_DIR
-            run.offset = run.history.begin_stage(STAGE_FINETUNE)
-            run.pipeline = None  # fine-tuned by hand: a stopped pipeline's own next stage no longer follows
-            self._launch(run, resume_from=None)
-        few = f" on {labels.describe(run.config)}" if labels_per_class else ""
+            if run is None or run.history.view().status not in (COMPLETED, STOPPED):
+                raise LookupError("nothing to fine-tune: pretrain a run (or open one) first")
+            run.pipeline = self._pipeline(run, "nothing to fine-tune: this checkpoint is not in a run folder")
+            config, start = run.pipeline.finetune(epochs, labels_per_class)
+            run_thread.launch(run, self.publisher)
+        few = f" on {describe_labels(config)}" if labels_per_class else ""
+        best = run.pipeline.stages[-2]["best_epoch"]
         kept = f" ({best_words(best)})" if best else ""
-        return (f"fine-tuning {run.history.run_id} for {run.config.epochs} epochs{few} "
-                f"from {Path(start).name}{kept}")
+        return f"fine-tuning {run.history.run_id} for {config.epochs} epochs{few} from {start}{kept}"
+
+    def _pipeline(self, run: Run, refusal: str) -> Pipeline:
+        """The run's pipeline as its folder holds it (the command line may have started it)."""
+        try:
+            return Pipeline.open(run.folder, self.datasets.get)
+        except ValueError:
+            raise LookupError(refusal) from None
 
     def stop(self) -> str:
         with self._lock:
@@ -162,9 +158,6 @@ class Session:
             run.thread.join(timeout=10)  # it has ended and is only writing its config and closing its log
         if run is not None and run.alive():
             raise RuntimeError("a run is already going: stop it first (every tab shares one run)")
-
-    def _launch(self, run: Run, resume_from: str | None) -> None:
-        run_thread.launch(run, self.datasets, self.publisher, resume_from)
 
     def preload(self, config: TrainConfig) -> threading.Thread:
         """Decode a dataset in the background so the first Start does not wait for it."""
@@ -202,22 +195,21 @@ class Session:
         data = self.datasets.get(config)
         checkpoint.check_matches(data)
         published = PublishedModel.from_checkpoint(checkpoint, data.train)
-        folder = Path(path).resolve().parent
-        if folder.name == runs.FINETUNE_DIR and (folder.parent / runs.METRICS).is_file():
-            folder = folder.parent  # a fine-tuning stage's checkpoint: the run is its parent
-        logged = (folder / runs.METRICS).is_file()  # a run folder: its curves come with it
+        holder = runs.run_of(Path(path).resolve())  # a run's checkpoint brings the run's curves
+        folder = holder or runs.RunFolder(Path(path).resolve().parent)
         with self._lock:
             self._refuse_if_running()
-            run = next((r for r in self._runs if r.folder.resolve() == folder), None)
+            run = next((r for r in self._runs if r.folder.path.resolve() == folder.path), None)
             if run is not None:
                 self._runs.remove(run)
-                run.data = data
             else:
                 run_id = f"run-{next(self._ids)}"
-                history = (saved_runs.history_of(folder, run_id) if logged else
+                history = (saved_runs.history_of(folder, run_id) if holder else
                            RunHistory(run_id, f"{run_id} · loaded {Path(path).name}", data.class_names))
-                run = Run(history, config, folder, folder, data=data)
+                run = Run(history, folder)
+            run.pipeline, run.loaded = None, (config, data)
             self._runs.append(run)
+        logged = holder is not None
         if not logged and checkpoint.baselines:
             run.history(ev.Baselines(*checkpoint.baselines))
         if not logged:
@@ -245,11 +237,11 @@ class Session:
         with self._lock:
             listed = list(self._runs)
         return [saved_runs.table_row(run.history.run_id, self._summaries.of(run.folder)) for run in listed
-                if (run.folder / runs.METRICS).is_file()]
+                if run.folder.stages() and run.folder.stages()[0][1].started()]
 
     def rename(self, run_id: str, label: str) -> str:
         run = self._find(run_id)
-        run.history.label = runs.rename(run.folder, label)
+        run.history.label = run.folder.rename(label)
         return f"{run_id} is now called {run.history.label!r}"
 
     def delete(self, run_id: str) -> str:
@@ -260,7 +252,7 @@ class Session:
         runs.delete(self.runs_dir, run.folder)
         with self._lock:
             self._runs.remove(run)
-        return f"deleted {run_id} ({run.folder})"
+        return f"deleted {run_id} ({run.folder.path})"
 
     def diff(self, a: str, b: str) -> list[list[str]]:
         return saved_runs.diff_rows(self._summaries.of(self._find(a).folder), self._summaries.of(self._find(b).folder))
@@ -269,7 +261,7 @@ class Session:
         folders = [self._find(run_id).folder for run_id in run_ids]
         if not folders:
             raise LookupError("select the runs to export first")
-        return runs.metrics_csv(folders, Path(dest_dir) / "vit2040-metrics.csv")
+        return metrics_csv(folders, Path(dest_dir) / "vit2040-metrics.csv")
 
     def close(self) -> None:
         """Stop every run (each saves a checkpoint), then wait for every thread of this session.

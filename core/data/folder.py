@@ -36,7 +36,7 @@ def _scan_folder(folder: Path) -> dict[str, list[Path]]:
 
 def folder_files(path: str) -> list[Path]:
     """Every image file of the folder dataset at `path`, validated as load_folder validates it, without
-    decoding any (what core.data.survey reads the headers of)."""
+    decoding any (what core.data.sources.survey reads the headers of)."""
     return sorted(f for found in _scan_folder(Path(path).expanduser()).values() for f in found)
 
 

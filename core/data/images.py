@@ -131,17 +131,21 @@ def fit_square(images: torch.Tensor, size: int) -> torch.Tensor:
     return TF.center_crop(images, [size, size])
 
 
-def median_side(paths: list[Path]) -> int | None:
-    """The median shorter side of the image files, read from their headers (nothing is decoded); None
-    when none can be read."""
-    sides = []
+GRAY_MODES = frozenset({"1", "L", "LA", "La"}) | WIDE_GRAY_MODES  # decoded to one channel (normalise_mode)
+
+
+def header_facts(paths: list[Path]) -> tuple[int | None, int]:
+    """(the median shorter side, the channels they decode to: 3 when any has colour) of image files, read
+    from their headers (nothing is decoded); the side is None when no header can be read."""
+    sides, channels = [], 1
     for path in paths:
         try:
             with Image.open(path) as image:
                 sides.append(min(image.size))
+                channels = channels if image.mode in GRAY_MODES else 3
         except (OSError, ValueError, Image.DecompressionBombError):  # the load will name the bad file
             continue
-    return int(np.median(sides)) if sides else None
+    return (int(np.median(sides)) if sides else None), channels
 
 
 def load_square(path: str | Path, size: int) -> torch.Tensor:

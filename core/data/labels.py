@@ -13,9 +13,6 @@ import torch
 
 from core.config import TrainConfig
 
-# At most this many labelled images a class is "few labels": the paper's Flowers-102 regime (20 a class),
-# where the labels cannot teach the features themselves and pretraining pays (core/payoff.py).
-FEW_LABELS = 20
 # The stream that orders each class; offset from the seed so it is not the training subset's own draw.
 _ORDER_SALT = 104_729
 

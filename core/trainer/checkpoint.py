@@ -184,12 +184,10 @@ class Checkpoint:
         return backbone.to(device).eval()
 
     def pretrained_weights(self, config: TrainConfig, data: DataSplits) -> dict[str, torch.Tensor]:
-        """Stage 2's start: this pretrained backbone's weights for `config` on `data` (checked), its position
-        grid interpolated to `config`'s side (bicubic, e.g. 7x7 -> 14x14); its head, if any, is dropped."""
+        """Stage 2's start: this pretrained backbone's weights, checked to start `config` on `data` (the
+        trainer's backbone takes them at any side: `load_pretrained`); its head, if any, is dropped."""
         self.check_pretrained(config, data)
-        pretrained = self.build_backbone()
-        pretrained.set_image_size(config.model.image_size)
-        return pretrained.state_dict()
+        return self.backbone
 
     @property
     def predicts_classes(self) -> bool:

@@ -3,9 +3,10 @@
 A run with `stop_when_not_helping` (core.pipeline's pretraining) reads the watchdog's two signs
 (core/watchdog.py) on a leave-one-out kNN over its labelled training images: each image is voted for by
 the others, so no image judges itself, and the labels are ones pretraining never saw. When the signs
-apply the run ends (reason HANDED_OVER) and the rest of the budget goes to fine-tuning.
+apply the run ends (reason core.events.HANDED_OVER) and the rest of the budget goes to fine-tuning.
 
-With more than FEW_LABELS labels a class it also ends when pretraining has stopped improving there: no
+With more than FEW_LABELS labels a class (every threshold here is core/policy.py's) it also ends when
+pretraining has stopped improving there: no
 evaluation in PATIENCE (the watchdog's) has gained GAIN on the best figure before them. Such labels
 teach a supervised stage more a minute than a flattening self-supervised curve does (measured on
 Fashion-2040: the pretraining kNN flattens after ~60 % of a 3-minute budget while the fine-tuning curves
@@ -24,47 +25,34 @@ epochs in, fashion-png read 55 % against the random init's 64 %, then 76 % at ep
 read below the random init cannot tell that dip from a run that is not helping, while a read at
 chance is at chance either way: docs/results/held-out-curve/tables.md).
 
-It also keeps the backbone at its best figure there, the random-init encoder counting as epoch 0,
-and the run writes it to BEST: fine-tuning starts from the representation that was best on those
-images, not from the one the drift left at the end. A pretrained epoch replaces the random init
-only when it beats it by GAIN (less is the figure's noise, not evidence that pretraining helped); if
-none does, pretraining did not help this data and the pipeline trains from scratch for the rest of the
-minutes.
+It also keeps the backbone at its best figure there, the random-init encoder counting as epoch 0, and
+the run's Finished event carries it and its epoch to the pipeline: fine-tuning starts from the
+representation that was best on those images, not from the one the drift left at the end. A
+pretrained epoch replaces the random init only when it beats it by GAIN (less is the figure's noise,
+not evidence that pretraining helped); if none does, pretraining did not help this data and the
+pipeline trains from scratch for the rest of the minutes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from core.data.labels import FEW_LABELS, labels_per_class
+from core.data.labels import labels_per_class
 from core.metrics import accuracy, balanced_accuracy, chance, confusion_matrix, knn_leave_one_out
 from core.model.backbone import cpu_state
+from core.policy import CHANCE_Z, GAIN, PATIENCE, READ_EARLY, few_labels
 from core.trainer import watchdog
-from core.trainer.checkpoint import Checkpoint
 
-BEST = "best.pt"  # beside last.pt: the backbone at its best held-out epoch, weights only
 HELD_OUT = "on held-out training images (leave-one-out kNN), "
-HANDED_OVER = "handed over"  # the Finished reason of a run that stopped because it was not helping
 HANDOVER = "pretraining ends here and the rest of the budget goes to "  # + where: HandOver.kept
-GAIN = 0.01  # one point of the held-out figure: less over PATIENCE evaluations is a plateau
-CHANCE_Z = 2.0  # standard errors above what guessing scores: a figure below this is at chance
-READ_EARLY = 0.25  # the early read's epoch, as a share of the first evaluation's
 AT_CHANCE = ("{metric} {figure:.1%} is at chance (guessing scores {chance:.1%}; {z:g} standard errors above it, "
              "{bound:.1%}): the embedding holds nothing yet that tells these classes apart, and {labels:g} "
              "labelled images a class teach supervised training more with the minutes left")
 STALLED = ("{metric} {figure:.1%} has gained less than {gain:.0f} point on its best before ({best:.1%}, {when}) in "
            "{patience} evaluations: pretraining has stopped improving, and {labels:g} labelled images a class "
            "teach fine-tuning more with the minutes left")
-
-
-def best_epoch(folder: str | Path) -> int:
-    """The pretraining epoch whose backbone a hand-over run kept in `folder` (BEST); 0 when it kept none or
-    the random init was best: then there is no better backbone to fine-tune than the run's last."""
-    path = Path(folder) / BEST
-    return Checkpoint.load(path).epoch if path.exists() else 0
 
 
 def best_words(epoch: int) -> str:
@@ -86,8 +74,8 @@ def stalled(epochs: list[int], figures: list[float], metric: str, labels: float)
 
     epochs, figures: the evaluated epochs (0: the random init) and their held-out figures, in order;
     labels: labelled images a class (a few: never a plateau, see the module's docstring)."""
-    patience = watchdog.PATIENCE
-    if labels <= FEW_LABELS or len(figures) <= patience:
+    patience = PATIENCE
+    if few_labels(labels) or len(figures) <= patience:
         return None
     before = max(range(len(figures) - patience), key=figures.__getitem__)
     if max(figures[-patience:]) >= figures[before] + GAIN:
@@ -160,7 +148,7 @@ class HandOver:
         """The epoch of the early read for a run evaluated every `eval_every` epochs: None when it is made,
         when the run has few labels a class (no at-chance sign) or already evaluated, or when the first
         evaluation comes at once."""
-        if self.read_early or self.labels_per_class <= FEW_LABELS or len(self.epochs) > 1 or eval_every < 2:
+        if self.read_early or few_labels(self.labels_per_class) or len(self.epochs) > 1 or eval_every < 2:
             return None
         return max(1, round(eval_every * READ_EARLY))
 
@@ -172,7 +160,7 @@ class HandOver:
 
     def at_chance(self, figure: float) -> str | None:
         """Words when `figure` is at chance and the labels are enough to teach a supervised stage, else None."""
-        if self.labels_per_class <= FEW_LABELS or figure > self.chance_bound:
+        if few_labels(self.labels_per_class) or figure > self.chance_bound:
             return None
         return AT_CHANCE.format(metric=self.metric, figure=figure, chance=self.chance, z=CHANCE_Z,
                                 bound=self.chance_bound, labels=self.labels_per_class)

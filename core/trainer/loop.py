@@ -27,24 +27,28 @@ from core.data.labels import training_index
 from core.data.splits import DataSplits
 from core.model.backbone import build_backbone
 from core.objectives import build_objective, objective_class
-from core.plan.recipe import with_epochs
+from core.runs.folder import StageFolder
 from core.trainer import budget
 from core.trainer.checkpoint import Checkpoint, ResumeState
 from core.trainer.distributed import Dist, Joint, init_from_env, resolve_device
-from core.trainer.handover import BEST, HANDED_OVER
+from core.trainer.handover import Best
 from core.trainer.monitor import Evaluation, Monitor
 from core.trainer.sampling import Sampling
-from core.trainer.schedule import warmup_cosine
+from core.trainer.schedule import warmup_cosine, with_epochs
 
 Emit = Callable[[ev.Event], None]
 
 
 class Trainer:
     def __init__(self, config: TrainConfig, data: DataSplits, out_dir: str | Path | None = None,
-                 resume_from: str | Path | None = None, clock: Callable[[], float] = time.perf_counter):
+                 resume_from: str | Path | None = None, clock: Callable[[], float] = time.perf_counter,
+                 init_backbone: dict[str, torch.Tensor] | None = None):
+        """`out_dir`: the stage folder its checkpoints go to (core/runs/folder.py; None: none are saved).
+        `resume_from`: a checkpoint to continue. `init_backbone`: a fine-tuning run's pretrained weights in memory
+        (a pipeline hands over its pretraining's best backbone so), instead of loading `config.init_from`."""
         self.config = config
         self.data = data
-        self.out_dir = Path(out_dir) if out_dir else None
+        self.folder = StageFolder(out_dir) if out_dir else None
         self.device = resolve_device(config.device)
         self.dist: Dist = init_from_env(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
@@ -66,7 +70,8 @@ class Trainer:
         self._random_init: dict[str, torch.Tensor] | None = None
         if config.init_from and resume_from is None:
             self._random_init = {k: v.clone() for k, v in self.backbone.state_dict().items()}
-            self.backbone.load_state_dict(Checkpoint.load(config.init_from).pretrained_weights(config, data))
+            self.backbone.load_pretrained(init_backbone if init_backbone is not None
+                                          else Checkpoint.load(config.init_from).pretrained_weights(config, data))
         self.monitor = Monitor(config, data, self.backbone, self.objective,
                                self.train_images if every else data.train.images.to(self.device), clock)
         if config.stop_when_not_helping and self.dist.enabled:
@@ -122,14 +127,14 @@ class Trainer:
             baselines=dataclasses.astuple(self.monitor.baselines) if self.monitor.baselines else None,
             resume=resume)
 
-    def _save_best(self) -> None:
-        """A hand-over run's backbone at its best held-out epoch, weights only, beside last.pt (BEST)."""
-        best = self.monitor.handover.best if self.monitor.handover is not None else None
-        if best is None or self.out_dir is None or not self.dist.is_main:
+    def _save_best(self, best: Best) -> None:
+        """A hand-over run's backbone at its best held-out epoch, weights only, beside its last checkpoint: the
+        start of a fine-tuning that resumes in another process."""
+        if self.folder is None or not self.dist.is_main:
             return
         dataclasses.replace(self.checkpoint(), backbone=best.backbone, objective=best.objective,
                             epoch=best.epoch, step=best.epoch * self.steps_per_epoch,
-                            resume=None).save(self.out_dir / BEST)
+                            resume=None).save(self.folder.best)
 
     def _restore(self, path: str | Path) -> None:
         checkpoint = Checkpoint.load(path, map_location=self.device)
@@ -156,9 +161,9 @@ class Trainer:
         self.last_checkpoint = str(path)
 
     def save(self, emit: Emit) -> str | None:
-        if self.out_dir is None or not self.dist.is_main:
+        if self.folder is None or not self.dist.is_main:
             return None
-        path = self.checkpoint().save(self.out_dir / "last.pt")
+        path = self.checkpoint().save(self.folder.last)
         self.last_checkpoint = str(path)
         emit(ev.CheckpointSaved(str(path), self.step // self.steps_per_epoch, self.step))
         return self.last_checkpoint
@@ -224,10 +229,11 @@ class Trainer:
         self.optimizer.step()
         return loss.detach()
 
-    def time_steps(self, steps: int) -> float:
-        """Training images per second over `steps` optimiser steps on one batch, after one warm-up step (the
-        first allocates). It trains this trainer's weights: time a throwaway trainer (core.auto_recipe)."""
-        index = torch.arange(min(self.config.batch_size, self.n_train), device=self.device)
+    def time_steps(self, steps: int, batch: int | None = None) -> float:
+        """Training images per second over `steps` optimiser steps on one batch of `batch` images (default: the
+        config's), after one warm-up step (the first of a shape allocates). It trains this trainer's weights:
+        time a throwaway trainer (core/plan/timing.py)."""
+        index = torch.arange(min(batch or self.config.batch_size, self.n_train), device=self.device)
         self._train_step(index, 0)
         started = time.perf_counter()
         for _ in range(steps):
@@ -312,19 +318,25 @@ class Trainer:
             if window and (error := self._read_back(main_emit, window, epoch, since, losses)):
                 return self._fail(emit, error)
             if interrupted:
-                return self._finish(emit, "stopped", *measured)
+                return self._finish(emit, ev.STOPPED, *measured)
             if self.dist.is_main:
                 measured = self._end_epoch(main_emit, epoch + 1, losses, started)
             if self.monitor.handed_over:
-                return self._finish(emit, HANDED_OVER, *measured)
+                return self._finish(emit, ev.HANDED_OVER, *measured)
             self._correct_budget(main_emit, started, epoch + 1)
-        return self._finish(emit, "completed", *measured)
+        return self._finish(emit, ev.COMPLETED, *measured)
 
     def _finish(self, emit: Emit, reason: str, knn: float | None, top1: float | None) -> ev.Finished:
-        if reason != "completed":
+        """The run's end: saved unless it completed (the last epoch saved already); a hand-over run's best
+        held-out epoch and its weights ride on the event, and are saved beside the checkpoint too."""
+        if reason != ev.COMPLETED:
             self.save(emit)
-        self._save_best()
-        done = ev.Finished(reason, self.step // self.steps_per_epoch, self.step, knn, self.last_checkpoint, top1)
+        best = self.monitor.handover.best if self.monitor.handover is not None else None
+        if best is not None:
+            self._save_best(best)
+        done = ev.Finished(reason, self.step // self.steps_per_epoch, self.step, knn, self.last_checkpoint, top1,
+                           best_epoch=None if best is None else best.epoch,
+                           best_backbone=None if best is None else best.backbone)
         emit(done)
         return done
 

@@ -3,7 +3,7 @@
 Two signs, from the evaluations a run has made so far (the kNN on the test split, used here only to
 warn, never to choose a checkpoint or a setting):
 - the embedding is worse than the randomly initialised encoder it started from;
-- it has fallen more than DROP below its own best for PATIENCE evaluations in a row.
+- it has fallen more than DROP below its own best for PATIENCE evaluations in a row (core/policy.py).
 A self-supervised objective cannot know which differences the labels care about, so on some data the
 representation peaks early and then drifts; the remedy a person has is to stop and fine-tune.
 
@@ -23,9 +23,7 @@ import torch
 
 from core import events as ev
 from core.metrics import unequal
-
-DROP = 0.02  # two points of kNN
-PATIENCE = 2  # evaluations in a row
+from core.policy import DROP, PATIENCE
 
 BELOW_RANDOM = ("{metric} {knn:.1%} has been below the randomly initialised encoder's {baseline:.1%} for "
                 "{patience} evaluations: pretraining is making this data's embedding worse")

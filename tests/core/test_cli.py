@@ -85,21 +85,23 @@ def test_bad_input_gives_a_message_not_a_traceback(tmp_path):
     assert "Traceback" not in not_there.stderr
 
 
-def test_the_auto_recipe_is_the_default_for_datasets_without_a_tuned_preset():
+def test_the_auto_recipe_is_the_default_for_datasets_without_a_tuned_preset(capsys):
     from core import train
-    parse = train.build_parser().parse_args
-    assert not train.wants_auto(parse(["--out", "x"])) and not train.wants_auto(parse(["--out", "x",
-                                                                                       "--dataset", "fashion"]))
-    assert train.wants_auto(parse(["--out", "x", "--dataset", "digits"]))
-    assert train.wants_auto(parse(["--out", "x", "--preset", "auto"]))
-    assert not train.wants_auto(parse(["--out", "x", "--dataset", "digits", "--preset", "cpu-quick"]))
-    assert not train.wants_auto(parse(["--out", "x", "--dataset", "digits", "--resume", "r.pt"]))
+    from core.data.cache import DatasetCache
+    parse, datasets = train.build_parser().parse_args, DatasetCache()
+    said = []
+    for argv in (["--out", "x"], ["--out", "x", "--dataset", "digits"],
+                 ["--out", "x", "--dataset", "digits", "--preset", "cpu-quick"]):
+        train.config_from_args(parse(argv), datasets)
+        said.append(capsys.readouterr().out.split(" recipe:")[0])
+    assert said == ["cpu-quick", "auto", "cpu-quick"]
 
 
 def test_labels_per_class_reach_the_config_of_a_training_and_a_fine_tuning_run(tmp_path):
     from core import finetune, train
+    from core.data.cache import DatasetCache
     args = train.build_parser().parse_args(["--out", "x", "--objective", "supervised", "--labels-per-class", "5"])
-    assert train.config_from_args(args).labels_per_class == 5
+    assert train.config_from_args(args, DatasetCache()).labels_per_class == 5
     pretrained = tmp_path / "a"
     done = cli("core.train", "--preset", "cpu-quick", "--dataset", "digits", "--epochs", "1", "--out", str(pretrained))
     assert done.returncode == 0, done.stderr

@@ -6,9 +6,13 @@ import sys
 import pytest
 
 from core import compare
-from core.compare import measured_rate, summarise
-from core.study.results import _verdict, findings, write_results
+from core.plan.presets import preset
+from core.study import calibration
+from core.study.calibration import measured_rate
+from core.study.results import _verdict, findings, summarise, write_results
 from core.study.variants import VARIANTS, _epochs, _stage, base_recipe
+
+FASHION = base_recipe(preset("cpu-quick"))  # what the pipeline trains on Fashion-MNIST, the paper's mixing on
 
 
 def run(top1, knn=0.8, pretrain=None):
@@ -20,12 +24,12 @@ def run(top1, knn=0.8, pretrain=None):
 def test_budget_is_counted_in_views_so_two_view_objectives_get_half_the_epochs():
     assert _epochs(100_000, 2040, 1) == 49 and _epochs(100_000, 2040, 2) == 25
     assert _epochs(10, 2040, 1) == 1  # never zero epochs
-    views = {v.name: v.views_per_image(base_recipe("fashion", 0)) for v in VARIANTS}
+    views = {v.name: v.views_per_image(FASHION) for v in VARIANTS}
     assert views["contrastive+ft"] == 2 and views["idmm+ft"] == 1  # the recipe's pair of views, not restated
 
 
 def test_a_stage_keeps_the_recipes_warmup_unless_the_stage_is_too_short_for_it():
-    base = base_recipe("fashion", 0)
+    base = FASHION
     long = _stage(base, 78)
     assert (long.epochs, long.warmup_epochs, long.eval_every, long.checkpoint_every) == (78, 2.0, 15, 78)
     short = _stage(base, 1, "contrastive")
@@ -36,7 +40,7 @@ def test_a_stage_keeps_the_recipes_warmup_unless_the_stage_is_too_short_for_it()
 
 
 def test_ablations_remove_what_the_base_recipe_has():
-    base = base_recipe("fashion", 0)
+    base = FASHION
     assert base.augment.cutmix_alpha == 0.5 and base.label_smoothing == 0.1 and base.objective == "instance"
     variants = {v.name: v for v in VARIANTS}
     assert base.with_overrides(**variants["idmm-no-cutmix+ft"].ablation).augment.cutmix_alpha == 0
@@ -98,11 +102,11 @@ def test_findings_read_each_difference_against_the_spread_over_seeds():
 
 def test_a_rerun_reuses_the_measured_rate_so_its_budget_and_results_stay(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(compare, "calibrate",
-                        lambda dataset, data, arch="vit": calls.append(dataset) or 1000.0 + len(calls))
-    assert measured_rate(tmp_path, "fashion", None) == 1001.0
-    assert measured_rate(tmp_path, "fashion", None) == 1001.0 and calls == ["fashion"]  # kept, not re-measured
-    assert measured_rate(tmp_path, "digits", None) == 1002.0  # another dataset is measured anew
+    monkeypatch.setattr(calibration, "calibrate",
+                        lambda base, data, arch="vit": calls.append(base.dataset) or 1000.0 + len(calls))
+    assert measured_rate(tmp_path, FASHION, None) == 1001.0
+    assert measured_rate(tmp_path, FASHION, None) == 1001.0 and calls == ["fashion"]  # kept, not re-measured
+    assert measured_rate(tmp_path, FASHION.with_overrides(dataset="digits"), None) == 1002.0  # measured anew
 
 
 def test_report_has_the_table_the_command_and_the_plot(tmp_path):
@@ -153,10 +157,27 @@ def test_labels_per_class_share_one_pretraining_and_the_report_keeps_both_sectio
     assert (budget / "idmm+ft" / "2-labelled" / "seed0" / "pretrain" / "last.pt").exists()  # its own
     two = json.loads((budget / "scratch" / "2" / "seed0" / "result.json").read_text())
     assert two["labels_per_class"] == 2 and two["budget"] == 2000
-    assert json.loads((budget / "scratch" / "2" / "seed0" / "config.json").read_text())["labels_per_class"] == 2
+    assert json.loads((budget / "scratch" / "2" / "seed0" / "supervised" / "config.json").read_text())[
+        "labels_per_class"] == 2
     text = report.read_text()
     assert text.startswith("# the paper's table") and "### Budget 2000views" in text
     assert "| idmm+ft (pretrained on the labelled only) |" in text and (tmp_path / "results_labels.png").exists()
     with_labels = json.loads((budget / "idmm+ft" / "2" / "seed0" / "result.json").read_text())
     shared = json.loads((budget / "idmm+ft" / "all" / "seed0" / "result.json").read_text())
     assert with_labels["pretrain"] == shared["pretrain"]  # the same pretraining, read back
+
+
+@pytest.mark.slow
+def test_on_a_folder_every_arm_trains_at_the_side_the_pipeline_trains(tmp_path):
+    """Once compare trained a folder of photos at cpu-quick's 28 px while the pipeline trained them at 64: both
+    now take the auto recipe, the CNN's arm included."""
+    from scripts.make_folder_dataset import main as make_folder
+    folder, out = tmp_path / "photos", tmp_path / "cmp"
+    assert make_folder([str(folder), "--classes", "2", "--largest", "10", "--imbalance", "1"]) == 0
+    done = subprocess.run([sys.executable, "-m", "core.compare", "--dataset", f"folder:{folder}", "--views", "300",
+                           "--seeds", "1", "--variants", "scratch", "cnn", "--out", str(out),
+                           "--results", str(tmp_path / "RESULTS.md")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for arm in ("scratch", "cnn"):
+        config = json.loads((out / "300views" / arm / "all" / "seed0" / "supervised" / "config.json").read_text())
+        assert (config["model"]["image_size"], config["data_size"]) == (64, 73)

@@ -2,13 +2,8 @@ import dataclasses
 
 import pytest
 
-from core.config import PRESETS, TrainConfig, from_json, preset, to_json
-
-
-def test_every_preset_round_trips_through_json():
-    for name in PRESETS:
-        config = preset(name)
-        assert from_json(to_json(config)) == config
+from core.config import MODEL_SIZES, TrainConfig
+from core.plan.presets import preset
 
 
 def test_config_is_frozen_and_overrides_make_new_validated_configs():
@@ -36,17 +31,7 @@ def test_invalid_values_are_refused_with_the_field_named(changes, message):
         TrainConfig().with_overrides(**changes)
 
 
-def test_paper_preset_is_the_paper_recipe():
-    config = preset("paper")
-    assert config.dataset == "flowers102"
-    model = config.model
-    assert (model.image_size, model.patch_size, model.dim, model.depth) == (112, 16, 192, 12)
-    assert (config.augment.n_global, config.augment.n_local) == (2, 4)
-    assert config.augment.global_scale == (0.14, 1.0) and config.augment.local_scale == (0.05, 0.4)
-    assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == (800, 256, 5e-4, 1e-3)
-    assert config.augment.cutmix_alpha == 0.5
-
-
-def test_unknown_preset():
-    with pytest.raises(ValueError, match="cpu-quick"):
-        preset("nope")
+def test_the_model_sizes_are_the_cpu_vit_and_deit_tiny():
+    assert TrainConfig().model == MODEL_SIZES["cpu"]  # the defaults are cpu-quick's 0.8 M-parameter ViT
+    tiny = MODEL_SIZES["deit-tiny"]
+    assert (tiny.dim, tiny.depth, tiny.heads, tiny.dim_head, tiny.mlp_dim) == (192, 12, 3, 64, 768)

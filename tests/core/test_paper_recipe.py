@@ -3,8 +3,8 @@ fine-tuning at 224 px from its checkpoint, a couple of steps each (DeiT-Tiny, re
 import pytest
 
 from core import events as ev
-from core.config import preset
 from core.data.sources import load_dataset
+from core.plan.presets import preset
 from core.plan.recipe import FINETUNE, recipe
 from core.trainer.checkpoint import Checkpoint
 from core.trainer.loop import Trainer

@@ -6,8 +6,9 @@ import signal
 import pytest
 
 from core import pipeline
+from core.runs.folder import BEST, RECORD
 from core.trainer.checkpoint import Checkpoint
-from core.trainer.handover import BEST, HandOver
+from core.trainer.handover import HandOver
 from scripts.make_folder_dataset import main as make_folder
 
 
@@ -42,15 +43,16 @@ def test_few_labels_pretrain_then_fine_tune_from_the_pretrained_backbone_within_
     printed = capsys.readouterr().out
     assert "expected: " in printed
     assert "expected to match or beat supervised training from scratch (at most 20 labels a class)" in printed
-    assert "pipeline (auto): pretraining, then fine-tuning, 0.25 min in all" in printed
-    record = json.loads((out / pipeline.RECORD).read_text())
+    assert "pipeline: pretraining, then fine-tuning, 0.25 min in all" in printed
+    record = json.loads((out / RECORD).read_text())
     assert record["pretrain"] and record["expected_to_pay"] and record["labels_per_class"] <= 20
     assert [s["stage"] for s in record["stages"]] == ["pretrain", "finetune"]
-    assert record["model"] == str(out / "finetune" / "last.pt")
+    assert record["model"] == "finetune/last.pt" and f"model {out / 'finetune' / 'last.pt'}" in printed
     assert first_event(out / "pretrain", "RunStarted")["objective"] == "instance"
     assert Checkpoint.load(out / "pretrain" / "last.pt").config.stop_when_not_helping  # held-out hand-over
     ended = last_event(out / "pretrain", "Finished")
-    assert record["pretrained_best_epoch"] == ended["epoch"] == Checkpoint.load(out / "pretrain" / BEST).epoch
+    assert record["stages"][0]["best_epoch"] == ended["epoch"] == Checkpoint.load(out / "pretrain" / BEST).epoch
+    assert ended["best_epoch"] == ended["epoch"] and "best_backbone" not in ended  # the log keeps the epoch only
     tuned = first_event(out / "finetune", "RunStarted")
     assert tuned["objective"] == "supervised" and tuned["init_from"] == str(out / "pretrain" / BEST)
     # the fine-tuning stage is given what the clock left of the whole budget, not a fresh one
@@ -66,20 +68,21 @@ def test_when_no_epoch_beats_the_random_init_on_held_out_images_the_rest_trains_
     out = tmp_path / "run"
     assert pipeline.main(["--dataset", few_labels, "--minutes", "0.25", "--out", str(out)]) == 0
     assert "supervised training from scratch: no pretraining epoch beat" in capsys.readouterr().out
-    record = json.loads((out / pipeline.RECORD).read_text())
-    assert [s["stage"] for s in record["stages"]] == ["pretrain", "supervised"] and record["pretrained_best_epoch"] == 0
+    record = json.loads((out / RECORD).read_text())
+    assert [s["stage"] for s in record["stages"]] == ["pretrain", "supervised"]
+    assert record["stages"][0]["best_epoch"] == 0
     assert last_event(out / "pretrain", "Finished")["reason"] == "handed over"
     started = first_event(out / "supervised", "RunStarted")
     assert started["objective"] == "supervised" and not started["init_from"]
-    assert record["model"] == str(out / "supervised" / "last.pt")
+    assert record["model"] == "supervised/last.pt"
 
 
 @pytest.mark.slow
 def test_never_trains_supervised_from_scratch_and_still_says_what_it_expected(few_labels, tmp_path, capsys):
     out = tmp_path / "run"
     assert pipeline.main(["--dataset", few_labels, "--minutes", "0.1", "--out", str(out), "--pretrain", "never"]) == 0
-    assert "pipeline (never): supervised training from scratch" in capsys.readouterr().out
-    record = json.loads((out / pipeline.RECORD).read_text())
+    assert "pipeline: supervised training from scratch" in capsys.readouterr().out
+    record = json.loads((out / RECORD).read_text())
     assert not record["pretrain"] and record["expected_to_pay"]
     assert [s["stage"] for s in record["stages"]] == ["supervised"] and not (out / "pretrain").exists()
     started = first_event(out / "supervised", "RunStarted")
@@ -90,14 +93,18 @@ def test_a_folder_that_already_holds_a_pipeline_run_is_refused_not_mixed_into(fe
     (tmp_path / "pretrain").mkdir()
     (tmp_path / "pretrain" / "metrics.jsonl").write_text("")
     assert pipeline.main(["--dataset", few_labels, "--minutes", "1", "--out", str(tmp_path)]) == 2
-    assert "already holds a pipeline run" in capsys.readouterr().err
+    assert "already holds a run" in capsys.readouterr().err
     assert (tmp_path / "pretrain" / "metrics.jsonl").read_text() == ""
 
 
 def test_a_folder_that_cannot_load_is_an_error_not_a_traceback(tmp_path, capsys):
     out = tmp_path / "run"
     assert pipeline.main(["--dataset", f"folder:{tmp_path / 'nope'}", "--minutes", "1", "--out", str(out)]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
+    # nothing trained there: the folder may be used again
+    assert pipeline.main(["--dataset", f"folder:{tmp_path / 'nope'}", "--minutes", "1", "--out", str(out)]) == 2
+    assert "already holds" not in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -117,22 +124,23 @@ def test_a_stopped_pipeline_resumes_its_stage_and_goes_on_to_the_next(few_labels
     out = tmp_path / "run"
     assert pipeline.main(["--dataset", few_labels, "--minutes", "0.25", "--out", str(out)]) == 130
     assert f"resume with: python -m core.pipeline --resume {out}" in capsys.readouterr().out
-    record = json.loads((out / pipeline.RECORD).read_text())
+    record = json.loads((out / RECORD).read_text())
     assert "model" not in record and 0 < record["spent_minutes"] < 0.25
-    assert record["stages"] == [{"stage": "pretrain", "folder": str(out / "pretrain"), "exit": 130}]
+    assert [(s["stage"], s["folder"], s["ended"]) for s in record["stages"]] == [("pretrain", "pretrain", "stopped")]
     stopped = Checkpoint.load(out / "pretrain" / "last.pt")
     assert stopped.resume.handover["figures"] == pytest.approx([0.1, 0.11, 0.12])
 
     assert pipeline.main(["--resume", str(out)]) == 0
-    assert f"pipeline: resuming {out} at its pretrain stage" in capsys.readouterr().out
-    record = json.loads((out / pipeline.RECORD).read_text())
-    assert [(s["stage"], s["exit"]) for s in record["stages"]] == [("pretrain", 0), ("finetune", 0)]
-    assert record["model"] == str(out / "finetune" / "last.pt") and record["spent_minutes"] > 0
+    assert f"pipeline: resuming {out}" in capsys.readouterr().out
+    record = json.loads((out / RECORD).read_text())
+    assert [(s["stage"], s["ended"]) for s in record["stages"]] == [("pretrain", "completed"),
+                                                                     ("finetune", "completed")]
+    assert record["model"] == "finetune/last.pt" and record["spent_minutes"] > 0
     starts = [e for e in map(json.loads, (out / "pretrain" / "metrics.jsonl").read_text().splitlines())
               if e["event"] == "RunStarted"]
     assert [s["start_step"] == 0 for s in starts] == [True, False]  # one log, continued from the stop's step
     pretrained = Checkpoint.load(out / "pretrain" / "last.pt")
-    assert record["pretrained_best_epoch"] == pretrained.epoch == Checkpoint.load(out / "pretrain" / BEST).epoch
+    assert record["stages"][0]["best_epoch"] == pretrained.epoch == Checkpoint.load(out / "pretrain" / BEST).epoch
     assert first_event(out / "finetune", "RunStarted")["init_from"] == str(out / "pretrain" / BEST)
 
     assert pipeline.main(["--resume", str(out)]) == 2
@@ -141,7 +149,7 @@ def test_a_stopped_pipeline_resumes_its_stage_and_goes_on_to_the_next(few_labels
 
 def test_resume_needs_a_pipeline_run_and_the_flags_otherwise(tmp_path, capsys):
     assert pipeline.main(["--resume", str(tmp_path)]) == 2
-    assert "holds no pipeline run (pipeline.json) to resume" in capsys.readouterr().err
+    assert "holds no pipeline run to resume" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         pipeline.main(["--minutes", "1"])
     assert "--dataset, --minutes and --out are required (or --resume DIR)" in capsys.readouterr().err

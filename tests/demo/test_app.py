@@ -116,6 +116,7 @@ def test_the_app_and_the_command_line_train_the_same_recipe_for_the_same_choice(
     import dataclasses
 
     from core import train
+    from core.data.cache import DatasetCache
     started = []
 
     class Recording(FakeSession):
@@ -126,7 +127,7 @@ def test_the_app_and_the_command_line_train_the_same_recipe_for_the_same_choice(
     monkeypatch.setattr(gr, "Info", lambda message: None)
     App(Recording()).start("fashion", "", objective, "cpu-quick", epochs, 128, 1.5e-3)
     cli = train.config_from_args(train.build_parser().parse_args(
-        ["--out", "x", "--objective", objective, "--epochs", str(epochs)]))
+        ["--out", "x", "--objective", objective, "--epochs", str(epochs)]), DatasetCache())
     # Snapshots feed the app's UMAP view; the command line draws nothing. Everything else is the recipe.
     assert dataclasses.replace(started[0], snapshot_every=0) == cli
     if objective == "supervised":
@@ -151,44 +152,47 @@ def test_the_timer_updates_only_the_outputs_it_names(tmp_path):
 
 
 def test_datasets_without_a_tuned_preset_default_to_the_auto_recipe_and_start_it_in_the_session(monkeypatch):
-    from core.plan.auto import NAME
-    assert App.preset_for("fashion") == "cpu-quick" and App.preset_for("digits") == NAME
-    assert App.preset_for("Folder") == NAME
+    from core.plan.presets import AUTO
+    from core.plan.request import ONLY
+    assert App.preset_for("fashion") == "cpu-quick" and App.preset_for("digits") == AUTO
+    assert App.preset_for("Folder") == AUTO
     started = []
 
     class Recording(FakeSession):
-        def start(self, config, auto_budget=None, pipeline_minutes=0.0):
-            started.append((config, auto_budget))
+        def start(self, request):
+            started.append(request)
             return "started"
 
     monkeypatch.setattr(gr, "Info", lambda message: None)
     app = App(Recording())
-    app.start("digits", "", "contrastive", NAME, 10, 64, 1e-3, 2)
-    app.start("digits", "", "instance", NAME, 10, 64, 1e-3, 0)
-    (request, budget), (_, epochs_budget) = started
-    assert (request.dataset, request.objective, budget) == ("digits", "contrastive", (None, 2.0))
-    assert epochs_budget == (10, 0.0)  # no minutes: the epochs decide
+    app.start("digits", "", "contrastive", AUTO, 10, 64, 1e-3, 2)
+    app.start("digits", "", "instance", AUTO, 10, 64, 1e-3, 0)
+    budgeted, by_epochs = started
+    assert (budgeted.base.dataset, budgeted.base.objective, budgeted.recipe) == ("digits", "contrastive", AUTO)
+    assert (budgeted.pretrain, budgeted.minutes, budgeted.epochs) == (ONLY, 2.0, None)
+    assert (by_epochs.minutes, by_epochs.epochs) == (0.0, 10)  # no minutes: the epochs decide
 
 
 def test_the_best_model_pipeline_needs_minutes_and_gives_the_session_its_whole_budget(monkeypatch):
-    from core.plan.auto import NAME
+    from core.plan.presets import AUTO
     started = []
 
     class Recording(FakeSession):
-        def start(self, config, auto_budget=None, pipeline_minutes=0.0):
-            started.append((config, auto_budget, pipeline_minutes))
+        def start(self, request):
+            started.append(request)
             return "started"
 
     monkeypatch.setattr(gr, "Info", lambda message: None)
     app = App(Recording())
     with pytest.raises(gr.Error, match="give it Minutes"):
-        app.start("digits", "", "instance", NAME, 10, 64, 1e-3, 0, True)
-    app.start("digits", "", "instance", NAME, 10, 64, 1e-3, 5, True)
+        app.start("digits", "", "instance", AUTO, 10, 64, 1e-3, 0, True)
+    app.start("digits", "", "instance", AUTO, 10, 64, 1e-3, 5, True)
     app.start("fashion", "", "instance", "cpu-quick", 10, 64, 1e-3, 3, True)
-    (auto, budget, minutes), (tuned, no_fit, preset_minutes) = started
-    assert (auto.objective, budget, minutes) == ("instance", (None, 5.0), 5.0)
-    # a preset is the stages' base as it is: its own recipe is built per stage (core/stages.py)
-    assert (no_fit, preset_minutes, tuned.minutes, tuned.batch_size, tuned.dataset) == (None, 3.0, 0.0, 64, "fashion")
+    auto, tuned = started
+    assert (auto.base.objective, auto.recipe, auto.pretrain, auto.minutes) == ("instance", AUTO, "auto", 5.0)
+    # a preset is the stages' base as it is: its own recipe is built per stage (core/plan/request.py)
+    assert (tuned.recipe, tuned.minutes, tuned.base.batch_size, tuned.base.dataset) == ("cpu-quick", 3.0, 64,
+                                                                                       "fashion")
 
 
 def _view(run_id, steps=3):

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from core import events as ev
-from core.trainer.handover import HANDED_OVER
 from demo.history import INITIAL_CAPACITY, RATE_WINDOW_S, RunHistory
 from demo.run_view import Layout
 
@@ -114,7 +113,7 @@ def test_a_hand_over_says_so_rather_than_that_somebody_stopped_the_run(history, 
     """A pipeline's pretraining that handed over ends with its own words: nobody pressed Stop."""
     history(started())
     run_steps(history, clock, 1, 3)
-    history(ev.Finished(HANDED_OVER, 0, 3, None, None))
+    history(ev.Finished(ev.HANDED_OVER, 0, 3, None, None))
     assert history.view().message.startswith("handed over at epoch 0 (step 3)")
 
 
@@ -153,12 +152,16 @@ def test_a_second_stage_says_it_began_not_that_the_run_resumed(history, clock):
     history(started())
     run_steps(history, clock, 1, 4)
     history(ev.Finished("completed", 1, 4, None, None))
-    steps, _ = history.begin_stage("fine-tuning")
-    history(started(start_step=steps))  # the stage's RunStarted, shifted to continue the run
+    history(ev.StageStarted("finetune", 1, "run/finetune"))
+    history(started())  # the stage's RunStarted, numbered from its own start: the fold continues the run
     assert history.view().message.startswith("fine-tuning from step 4 on cpu")
-    history(ev.Failed("boom", 1, 6, None))
-    history(started(start_step=5))  # a later resume of that stage is a resume again
-    assert history.view().message.startswith("resumed at step 5")
+    assert history.view().stages == (("fine-tuning", 0),) and history.label.endswith("→ fine-tuning")
+    history(step(1))
+    assert history.view().steps.tolist()[-1] == 5  # its first step is the run's fifth
+    history(ev.Failed("boom", 0, 1, None))
+    history(ev.StageStarted("finetune", 1, "run/finetune"))  # the same stage again: a resume, not a new one
+    history(started(start_step=1))
+    assert history.view().message.startswith("resumed at step 5") and len(history.view().stages) == 1
 
 
 def test_views_are_read_only_and_stable_while_columns_grow(history, clock):
@@ -235,3 +238,13 @@ def test_concurrent_appends_and_views_are_consistent(eager_thread_switching):
         thread.join(timeout=30)
     assert not errors and not any(thread.is_alive() for thread in threads)
     assert seen[-1] == total and len(seen) > 1
+
+
+def test_a_pipeline_stopped_between_two_stages_reads_stopped_not_completed(history, clock):
+    history(started())
+    run_steps(history, clock, 1, 4)
+    history(ev.Finished("completed", 1, 4, None, None))
+    history(ev.PipelineEnded(ev.STOPPED, 0.1, None))
+    assert history.view().status == "stopped" and "before its next stage" in history.view().message
+    history(ev.PipelineEnded(ev.COMPLETED, 0.2, "model.pt"))  # a finished pipeline says nothing more
+    assert history.view().status == "stopped"

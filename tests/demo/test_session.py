@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 
 from core.config import AugmentConfig, ModelConfig, TrainConfig
+from core.plan.presets import AUTO
+from core.plan.request import ONLY, Request
 from core.trainer.checkpoint import Checkpoint
 from demo.session import Session
 
@@ -148,7 +150,7 @@ def test_finetuning_on_few_labels_trains_on_them_votes_with_them_and_the_table_s
     assert vote.method == "kNN vote over 30 labelled training embeddings (k=5)"  # 3 of each of 10 classes
     assert sum(n for _, n in vote.votes) == 5
     row = session.table()[0]
-    assert "instance (fine-tuned, 3 labels per class)" in row
+    assert "instance → fine-tuning (3 labels per class)" in row
 
 
 
@@ -156,8 +158,8 @@ def test_an_auto_run_fits_its_recipe_in_the_training_thread_and_trains_on_it(ses
     from scripts.make_folder_dataset import main as make_folder
     folder = tmp_path / "photos"
     assert make_folder([str(folder), "--classes", "2", "--largest", "12", "--imbalance", "2"]) == 0
-    request = TrainConfig(dataset=f"folder:{folder}", objective="instance", snapshot_every=1)
-    session.start(request, auto_budget=(1, 0.0))
+    asked = TrainConfig(dataset=f"folder:{folder}", objective="instance", snapshot_every=1)
+    session.start(Request(asked, AUTO, ONLY, 0.0, 1))
     wait_for(lambda: session.views()[-1].status in ("completed", "failed"))
     view = session.views()[-1]
     assert view.status == "completed" and view.label.endswith("· auto")
@@ -177,9 +179,12 @@ def test_a_budgeted_run_leaves_its_fixed_length_for_a_fine_tune_to_continue(sess
 
 
 def test_runs_persist_across_sessions_with_their_curves_and_the_command_lines_runs_are_listed(tmp_path):
+    import threading
+
     from core.data.sources import load_dataset
-    from core.runs import folder as runs
-    from core.train import execute
+    from core.plan.stage import run_stage
+    from core.runs.folder import RunFolder, StageFolder
+    from tests.core.conftest import Recorder
     root = tmp_path / "runs"
     first = Session(root)
     try:
@@ -189,8 +194,8 @@ def test_runs_persist_across_sessions_with_their_curves_and_the_command_lines_ru
         before = first.views()[-1]
     finally:
         first.close()
-    cli = TINY.with_overrides(lr=2e-3)
-    assert execute(cli, out=root / "from-the-cli", data=load_dataset("digits")) == 0
+    cli = TINY.with_overrides(lr=2e-3)  # what core.train writes: one stage, its files at the top
+    run_stage(cli, load_dataset("digits"), StageFolder(root / "from-the-cli"), Recorder(), threading.Event())
 
     second = Session(root)
     try:
@@ -202,12 +207,13 @@ def test_runs_persist_across_sessions_with_their_curves_and_the_command_lines_ru
         assert again.class_names == before.class_names and again.baselines == before.baselines
         table = {row[0]: row for row in second.table()}
         assert table["run-1"][3] == "instance" and table["run-1"][-1] == "completed"
+        assert (root / "run-1" / "pipeline.json").is_file() and (root / "run-1" / "pretrain" / "last.pt").is_file()
         assert table["from-the-cli"][1] == "from-the-cli"
         assert second.diff("run-1", "from-the-cli") == [["lr", repr(TINY.lr), repr(2e-3)]]
         assert second.start(TINY) == "started run-2"  # numbering continues after the runs on disk
         wait_for(lambda: not second.running())
         second.rename("run-1", "the first one")
-        assert runs.label_of(root / "run-1") == "the first one"
+        assert RunFolder(root / "run-1").label == "the first one"
         assert "loaded" in second.open("run-1")  # its checkpoint: the listed run becomes current, once
         assert [v.run_id for v in second.views()].count("run-1") == 1 and second.views()[-1].run_id == "run-1"
         wait_for(lambda: second.classifier() is not None and second.classifier().published.config == TINY)
@@ -235,8 +241,8 @@ def held_out_curve(monkeypatch, figures):
 
 
 def start_pipeline(session, dataset, minutes=0.25):
-    request = TrainConfig(dataset=dataset, objective="instance", snapshot_every=1)
-    session.start(request, auto_budget=(None, minutes), pipeline_minutes=minutes)
+    asked = TrainConfig(dataset=dataset, objective="instance", snapshot_every=1)
+    session.start(Request(asked, AUTO, "auto", minutes))
     wait_for(lambda: not session.running() and session.views()[-1].status in ("completed", "stopped", "failed"))
     return session.views()[-1], session._runs[-1]
 
@@ -248,16 +254,17 @@ def test_the_pipeline_pretrains_then_fine_tunes_its_best_held_out_backbone_as_on
     view, run = start_pipeline(session, few_labelled_photos(tmp_path))
     assert view.status == "completed" and view.label.endswith("· auto · pipeline → fine-tuning")
     assert len(view.stages) == 1  # the fine-tuning stage continues the run's curves
-    pretrained = Checkpoint.load(run.folder / "last.pt").config
+    (_, pre), (_, fine) = run.folder.stages()  # the same layout core.pipeline writes
+    assert (pre.path, fine.path) == (run.folder.path / "pretrain", run.folder.path / "finetune")
+    pretrained = Checkpoint.load(pre.last).config
     assert pretrained.objective == "instance" and pretrained.stop_when_not_helping
-    tuned = Checkpoint.load(run.folder / "finetune" / "last.pt").config
-    assert tuned.objective == "supervised" and tuned.init_from == str(run.folder / "best.pt")
+    tuned = Checkpoint.load(fine.last).config
+    assert tuned.objective == "supervised" and tuned.init_from == str(pre.best)
     assert not tuned.stop_when_not_helping  # judged by its class head
     # both stages within the one budget: the second had what the clock left of the 0.25 minutes
     from core import events as ev
-    from core.runs import folder as runs
-    fitted = next(e for e in runs.read_events(run.folder / "finetune") if isinstance(e, ev.BudgetFitted))
-    pretrained_s = [e for e in runs.read_events(run.folder) if isinstance(e, ev.EpochMetrics)][-1].elapsed_s
+    fitted = next(e for e in fine.events() if isinstance(e, ev.BudgetFitted))
+    pretrained_s = [e for e in pre.events() if isinstance(e, ev.EpochMetrics)][-1].elapsed_s
     assert fitted.minutes < 0.25 - pretrained_s / 60
 
 
@@ -267,7 +274,7 @@ def test_when_no_pretraining_epoch_beats_the_random_init_the_pipeline_trains_fro
     held_out_curve(monkeypatch, itertools.chain([0.9], itertools.repeat(0.2)))
     view, run = start_pipeline(session, few_labelled_photos(tmp_path))
     assert view.status == "completed" and view.label.endswith("→ training from scratch")
-    second = Checkpoint.load(run.folder / "finetune" / "last.pt").config
+    second = Checkpoint.load(run.folder.path / "supervised" / "last.pt").config
     assert second.objective == "supervised" and not second.init_from
     again = Session(tmp_path / "runs")  # the stage is named the same when the run is listed again
     try:
@@ -303,16 +310,66 @@ def test_a_stopped_pipeline_resumes_its_pretraining_then_goes_on_to_fine_tuning(
 
     monkeypatch.setattr(HandOver, "figure", figure)
     view, run = start_pipeline(session, few_labelled_photos(tmp_path), minutes=0.3)
-    assert view.status == "stopped" and not view.stages and run.pipeline is not None
-    spent = run.pipeline.spent
+    assert view.status == "stopped" and not view.stages
+    spent = run.folder.record()["spent_minutes"]
     assert 0 < spent < 0.3
     session.resume()
     wait_for(lambda: not session.running() and session.views()[-1].status in ("completed", "failed"))
     view = session.views()[-1]
     assert view.status == "completed" and view.label.endswith("· auto · pipeline → fine-tuning")
-    tuned = Checkpoint.load(run.folder / "finetune" / "last.pt").config
-    assert tuned.init_from == str(run.folder / "best.pt") and run.pipeline is None
+    (_, pre), (_, fine) = run.folder.stages()
+    assert Checkpoint.load(fine.last).config.init_from == str(pre.best)
     from core import events as ev
-    from core.runs import folder as runs
-    fitted = next(e for e in runs.read_events(run.folder / "finetune") if isinstance(e, ev.BudgetFitted))
+    fitted = next(e for e in fine.events() if isinstance(e, ev.BudgetFitted))
     assert fitted.minutes < 0.3 - spent  # the pause before Resume was not spent; what ran before it was
+
+
+def stopping_curve(monkeypatch, stop):
+    """Every epoch better on held-out images; `stop()` at the pretraining's second evaluation."""
+    import itertools
+
+    from core.trainer.handover import HandOver
+    reads = itertools.count()
+
+    def figure(self, embeddings):
+        n = next(reads)
+        if n == 2:
+            stop()
+        return 0.1 + 0.01 * n
+
+    monkeypatch.setattr(HandOver, "figure", figure)
+
+
+def test_a_pipeline_the_command_line_started_is_one_run_in_the_app_and_the_app_finishes_it(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from core import pipeline as cli
+    root = tmp_path / "runs"
+    stopping_curve(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGTERM))  # Ctrl-C, as a person would
+    out = root / "from-the-cli"
+    assert cli.main(["--dataset", few_labelled_photos(tmp_path), "--minutes", "0.25", "--out", str(out)]) == 130
+    monkeypatch.undo()
+    session = Session(root)
+    try:
+        (view,) = session.views()
+        assert view.run_id == "from-the-cli" and view.status == "stopped" and view.plan  # its plan, said again
+        session.resume()
+        wait_for(lambda: not session.running() and session.views()[-1].status in ("completed", "failed"))
+        view = session.views()[-1]
+        assert view.status == "completed" and len(view.stages) == 1 and len(session.views()) == 1
+        assert session.table()[0][3].startswith("instance → ")  # one run, its stages in it
+    finally:
+        session.close()
+    assert cli.main(["--resume", str(out)]) == 2  # finished: the command line says so too
+
+
+def test_a_pipeline_the_app_started_is_finished_by_the_command_line(session, tmp_path, monkeypatch, capsys):
+    from core import pipeline as cli
+    stopping_curve(monkeypatch, session.stop)
+    view, run = start_pipeline(session, few_labelled_photos(tmp_path), minutes=0.3)
+    assert view.status == "stopped"
+    monkeypatch.undo()
+    assert cli.main(["--resume", str(run.folder.path)]) == 0
+    assert f"model {run.folder.path / 'finetune' / 'last.pt'}" in capsys.readouterr().out
+    assert [s["ended"] for s in run.folder.record()["stages"]] == ["completed", "completed"]

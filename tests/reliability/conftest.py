@@ -25,8 +25,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from core.config import preset
 from core.data.sources import load_dataset
+from core.plan.presets import preset
 from core.trainer.loop import Trainer
 from demo.embedding_plot import UMAP_TITLE
 

@@ -17,8 +17,8 @@ from gradio_client import handle_file
 from PIL import Image
 
 from core import events as ev
-from core.config import preset
 from core.data.sources import load_dataset
+from core.plan.presets import preset
 from core.trainer.checkpoint import Checkpoint
 from core.trainer.loop import Trainer
 from tests.core.conftest import make_splits
@@ -114,7 +114,7 @@ def test_stop_in_the_middle_of_an_epoch(app, model_loaded, record):
     stopped = wait_status(client, lambda s: s.status != "running")
     assert stopped.status == "stopped" and stopped.step % STEPS_PER_EPOCH, stopped.text
     run_id = stopped.label.split(" · ")[0]
-    saved = Checkpoint.load(app.runs_dir / run_id / "last.pt")
+    saved = Checkpoint.load(app.runs_dir / run_id / "pretrain" / "last.pt")  # one stage: a pretraining
     assert saved.step == stopped.step
     record(f"“{stopped.text.splitlines()[-1]}”, step {stopped.step} of epoch 1 ({STEPS_PER_EPOCH} steps); "
            f"its checkpoint holds step {saved.step}")

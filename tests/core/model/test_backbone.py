@@ -5,8 +5,8 @@ import pytest
 import torch
 from vit_pytorch.vit import Attention
 
-from core.config import ModelConfig, TrainConfig, from_json, to_json
-from core.model.backbone import MODEL_SIZES, Backbone, SdpaAttention, embed, interpolate_positions
+from core.config import MODEL_SIZES, ModelConfig, TrainConfig, from_json, to_json
+from core.model.backbone import Backbone, SdpaAttention, embed, interpolate_positions
 
 SMALL = ModelConfig(image_size=28, patch_size=7, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64)
 
@@ -43,8 +43,8 @@ def test_larger_input_works_and_matches_a_regridded_model():
     net = backbone()
     big = torch.randn(2, 1, 56, 56)
     out = net(big)
-    regridded = backbone()
-    regridded.set_image_size(56)
+    regridded = Backbone(dataclasses.replace(net.config, image_size=56), channels=1).eval()
+    regridded.load_pretrained(net.state_dict())  # the 4x4 grid interpolated to 8x8
     assert regridded.vit.pos_embedding.shape == (1 + 64, 32)
     assert torch.allclose(out, regridded(big), atol=1e-5)
 

@@ -1,4 +1,6 @@
 """The reference CNN: ResNet-18 with a small-image stem behind the ViT's backbone interface."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -15,8 +17,9 @@ def test_a_resnet18_backbone_keeps_small_images_whole_and_embeds_in_512_dimensio
     assert cnn(torch.zeros(2, 1, 28, 28)).shape == (2, 512)
     assert features["shape"] == (2, 512, 4, 4)  # 28 -> 28, 14, 7, 4: no ImageNet stem shrinking it to 1x1
     assert embed(cnn, torch.zeros(3, 1, 28, 28, dtype=torch.uint8)).shape == (3, 512)
-    cnn.set_image_size(56)
-    assert cnn.config.image_size == 56 and cnn(torch.zeros(1, 1, 56, 56)).shape == (1, 512)
+    bigger = build_backbone(dataclasses.replace(config, image_size=56), channels=1)
+    bigger.load_pretrained(cnn.state_dict())  # a CNN's weights fit any side
+    assert bigger(torch.zeros(1, 1, 56, 56)).shape == (1, 512)
     assert isinstance(build_backbone(ModelConfig(), channels=1), Backbone)  # the ViT stays the default
 
 

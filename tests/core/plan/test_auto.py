@@ -4,21 +4,10 @@ import pytest
 from core.data.sources import load_dataset
 from core.objectives import build_objective
 from core.plan import auto as auto_recipe_module
-from core.plan.auto import (
-    MIN_PASSES,
-    MIN_STEPS,
-    MULTI_CROP_PASSES,
-    Facts,
-    Throughput,
-    auto_recipe,
-    batch_and_lr,
-    choose_side,
-    describe,
-    measure,
-    passes,
-    plan,
-)
-from core.plan.recipe import recipe
+from core.plan.auto import MIN_PASSES, MIN_STEPS, Facts, auto_recipe, batch_and_lr, choose_side, plan
+from core.plan.recipe import describe, recipe
+from core.plan.timing import Throughput, Timing, passes
+from core.policy import LONG_PASSES
 from scripts.make_folder_dataset import main as make_folder
 
 
@@ -54,7 +43,7 @@ def test_photos_get_flips_and_wide_crops_aligned_light_on_dark_objects_do_not():
 
 def test_multi_crop_and_cutmix_only_when_the_budget_allows_hundreds_of_passes():
     f = facts(device="cuda")
-    few, many = auto_recipe(f, rate_for(100, f)), auto_recipe(f, rate_for(MULTI_CROP_PASSES, f))
+    few, many = auto_recipe(f, rate_for(100, f)), auto_recipe(f, rate_for(LONG_PASSES, f))
     assert (few.augment.n_global, few.augment.n_local, few.augment.cutmix_alpha) == (1, 0, 0.0)
     assert (many.augment.n_global, many.augment.n_local, many.augment.cutmix_alpha) == (2, 4, 0.5)
     assert many.model.dim == 192 and many.model.depth == 12
@@ -78,7 +67,8 @@ def test_the_budget_and_the_evaluations_follow_the_passes():
     assert config.minutes == 5.0 and config.eval_every == 80 // 8  # about eight evaluations
     assert config.epochs == 80  # over the estimated length, which the run's timing then fixes
     assert passes(f.minutes, f.n_train, rate_for(80, f)) == pytest.approx(80)
-    assert describe(config) == "auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, batch 64, a 5 min budget"
+    assert describe(config, "auto") == ("auto recipe: 64 px, patch 8, dim 128, depth 4, 1 view, flips, batch 64, "
+                                        "a 5 min budget")
 
 
 @pytest.mark.parametrize("objective", ["instance", "contrastive", "supervised"])
@@ -119,11 +109,11 @@ def test_plan_times_the_batch_its_passes_chose_again(tmp_path, monkeypatch):
     assert make_folder([str(folder), "--classes", "2", "--largest", "10", "--imbalance", "1"]) == 0
     timed = []
 
-    def measure(config, channels, n_train, n_eval, steps=3):
+    def of(self, config):
         timed.append(config.batch_size)
         return Throughput(40.0 if config.batch_size == 128 else 20.0, eval_s=0.0, batch=config.batch_size)
 
-    monkeypatch.setattr(auto_recipe_module, "measure", measure)
+    monkeypatch.setattr(Timing, "of", of)
     planned = plan(f"folder:{folder}", "cpu", 1.0, lambda size: load_dataset(f"folder:{folder}", size=size))
     n_train = len(planned.data.train)
     assert timed == [128, 32]  # photos: once at the largest batch before loading (the side), once at 32
@@ -138,30 +128,22 @@ def test_the_side_is_chosen_at_the_batch_its_passes_choose(tmp_path, monkeypatch
     assert make_folder([str(folder), "--classes", "2", "--largest", "10", "--imbalance", "1"]) == 0
     timed = []
 
-    def measure(config, channels, n_train, n_eval, steps=3):
+    def of(self, config):
         timed.append((config.model.image_size, config.batch_size))
         per_pass = 16 / 60  # images a second for one pass over the ~16 training images in 1 minute
         fast = config.batch_size == 128 or config.model.image_size == 32
         return Throughput((MIN_PASSES + 10 if fast else MIN_PASSES - 10) * per_pass, 0.0, config.batch_size)
 
-    monkeypatch.setattr(auto_recipe_module, "measure", measure)
+    monkeypatch.setattr(Timing, "of", of)
     planned = plan(f"folder:{folder}", "cpu", 1.0, lambda size: load_dataset(f"folder:{folder}", size=size))
     assert timed[:2] == [(64, 128), (64, 32)] and timed[2][0] == 32
     assert planned.config.model.image_size == 32 and planned.config.model.patch_size == 8
 
 
-
-def test_measure_times_a_trainer_whose_instance_head_is_as_wide_as_the_run(monkeypatch):
-    """The throwaway trainer holds the run's image count, not one batch: the instance head's width is part of
-    a step's cost (a head one batch wide read ~1.2x the run's images a second)."""
-    widths = []
-
-    def time_steps(self, steps):
-        widths.append(self.objective.head.out_features)
-        return 100.0
-
-    monkeypatch.setattr(auto_recipe_module.Trainer, "time_steps", time_steps)
-    config = recipe(auto_recipe_module._base(facts(native=28), 28, 7, 0, False), "instance").with_overrides(
-        batch_size=32, device="cpu")
-    timed = measure(config, channels=1, n_train=300, n_eval=375)
-    assert widths == [300] and timed.batch == 32 and timed.images_per_s == 100.0 and timed.eval_s > 0
+def test_without_a_budget_nothing_is_timed(tmp_path, monkeypatch):
+    """Without minutes the recipe has no passes to count: the machine is not timed at all."""
+    folder = tmp_path / "photos"
+    assert make_folder([str(folder), "--classes", "2", "--largest", "10", "--imbalance", "1"]) == 0
+    monkeypatch.setattr(Timing, "of", lambda self, config: pytest.fail("timed without a budget"))
+    planned = plan(f"folder:{folder}", "cpu", 0.0, lambda size: load_dataset(f"folder:{folder}", size=size))
+    assert planned.config.epochs == auto_recipe_module.DEFAULT_EPOCHS and planned.config.minutes == 0.0

@@ -1,8 +1,11 @@
 import pytest
 import torch
 
+from core.data.augment import ViewMaker
 from core.data.labels import labels_per_class
 from core.plan import payoff
+from core.plan.timing import EVALUATIONS, Throughput
+from core.policy import LONG_PASSES
 
 
 def labels(*counts):
@@ -22,7 +25,7 @@ def test_many_labels_and_a_short_budget_expect_scratch_to_match_or_beat_it():
 
 
 def test_a_long_budget_expects_pretraining_to_pay_even_with_many_labels():
-    assert payoff.expect(labels(204, 204), passes=payoff.LONG_PASSES).pretrain
+    assert payoff.expect(labels(204, 204), passes=LONG_PASSES).pretrain
     assert "300+ passes" in payoff.expect(labels(204, 204), passes=325).reason
 
 
@@ -35,22 +38,20 @@ def test_labels_a_class_is_the_median_over_the_classes_present():
 
 
 
-def test_a_budgeted_run_counts_its_passes_at_its_own_configs_throughput(tiny_config, toy_data, monkeypatch):
-    """passes = (minutes x 60 - the evaluations' seconds) x the images a second timed for this very config
-    x its views / training images."""
-    timed = []
+def test_a_budgeted_run_counts_its_passes_at_its_own_configs_throughput(tiny_config, toy_data):
+    """passes = (minutes x 60 - the evaluations' seconds) x the images a second the command's timing gives this
+    very config x its views / training images; the timing is the one the recipe was fitted with, passed on."""
+    class Timed:
+        asked = []
 
-    def measure(config, channels, n_train, n_eval, steps):
-        timed.append((config, n_train, n_eval, steps))
-        return payoff.auto_recipe.Throughput(50.0, eval_s=1.0, batch=config.batch_size)
+        def of(self, config):
+            self.asked.append(config)
+            return Throughput(50.0, eval_s=1.0, batch=config.batch_size)
 
-    monkeypatch.setattr(payoff.auto_recipe, "measure", measure)
-    budgeted = tiny_config.with_overrides(minutes=0.5)
-    views = payoff.ViewMaker(budgeted.augment).views_per_image
-    evaluations = payoff.auto_recipe.EVALUATIONS + 1
-    assert payoff.for_run(budgeted, toy_data).passes == pytest.approx(
-        (0.5 * 60 - evaluations * 1.0) * 50.0 * views / len(toy_data.train))
-    # its batch, views and instance head, not a planning config's; an evaluation embeds the training and test images
-    assert timed == [(budgeted, len(toy_data.train), len(toy_data.train) + len(toy_data.test), payoff.RATE_STEPS)]
-    assert payoff.for_run(budgeted.with_overrides(minutes=0.0, epochs=7), toy_data).passes == 7 * views
-    assert len(timed) == 1  # a run of epochs is not timed
+    budgeted, timing = tiny_config.with_overrides(minutes=0.5), Timed()
+    views = ViewMaker(budgeted.augment).views_per_image
+    assert payoff.for_run(budgeted, toy_data, timing).passes == pytest.approx(
+        (0.5 * 60 - (EVALUATIONS + 1) * 1.0) * 50.0 * views / len(toy_data.train))
+    assert timing.asked == [budgeted]  # its batch, views and instance head, not a planning config's
+    assert payoff.for_run(budgeted.with_overrides(minutes=0.0, epochs=7), toy_data, timing).passes == 7 * views
+    assert len(timing.asked) == 1  # a run of epochs is not timed

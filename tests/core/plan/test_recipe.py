@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from core.config import preset
 from core.objectives import OBJECTIVES, build_objective
+from core.plan.presets import preset
 from core.plan.recipe import FINETUNE, recipe
 
 

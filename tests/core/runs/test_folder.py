@@ -1,115 +1,105 @@
-"""Run folders: what every run writes, read back for the run table, and never deleted outside its home."""
-import csv
-import dataclasses
+"""Run folders: what every run writes, read back, and never deleted outside its home."""
 import json
+import threading
 
 import pytest
 
 from core import events as ev
-from core.runs import folder as runs
-from core.train import execute
+from core.plan.pipeline import Pipeline
+from core.plan.request import ONLY, Request
+from core.plan.stage import run_stage
+from core.runs.folder import CONFIG, LOG, RunFolder, StageFolder, delete, find, run_of
+from core.runs.log import JsonlLog, read_events
 from core.trainer.loop import Trainer
 from tests.core.conftest import Recorder
 
 
 @pytest.fixture
-def run_folder(tiny_config, toy_data, tmp_path):
+def stage_run(tiny_config, toy_data, tmp_path):
+    """A run of one stage, as core.train writes it."""
     folder = tmp_path / "runs" / "first"
-    assert execute(tiny_config.with_overrides(epochs=2), out=folder, data=toy_data) == 0
-    return folder
+    RunFolder(folder).name(None, toy_data.class_names)
+    run_stage(tiny_config.with_overrides(epochs=2), toy_data, StageFolder(folder), Recorder(), threading.Event())
+    return RunFolder(folder)
 
 
-def test_a_command_line_run_writes_its_config_classes_and_log(run_folder, tiny_config, toy_data):
-    assert runs.read_config(run_folder) == tiny_config.with_overrides(epochs=2)
-    assert runs.class_names_of(run_folder) == toy_data.class_names and runs.label_of(run_folder) == "first"
-    kinds = [type(e).__name__ for e in runs.read_events(run_folder)]
+def test_a_stage_writes_its_config_and_log_and_says_how_it_ended(stage_run, tiny_config, toy_data):
+    (name, stage), = stage_run.stages()
+    assert name == "" and stage.path == stage_run.path
+    assert stage.config() == tiny_config.with_overrides(epochs=2)
+    assert stage_run.class_names == toy_data.class_names and stage_run.label == "first"
+    kinds = [type(e).__name__ for e in stage.events()]
     assert kinds[:2] == ["RunStarted", "Baselines"] and kinds[-1] == "Finished"
+    assert stage.ended().reason == ev.COMPLETED and stage_run.model() == stage.last
 
 
-def test_events_read_back_equal_the_trainers(tiny_config, toy_data, tmp_path):
-    from core.runs.log import JsonlLog
-    rec, log = Recorder(), JsonlLog(tmp_path / runs.METRICS)
+def test_events_read_back_equal_the_trainers_and_weights_stay_out_of_the_log(tiny_config, toy_data, tmp_path):
+    rec, log = Recorder(), JsonlLog(tmp_path / LOG)
     Trainer(tiny_config.with_overrides(epochs=2, snapshot_every=0), toy_data, out_dir=tmp_path).run(
         lambda e: (rec(e), log(e)))
     log.close()
-    assert runs.read_events(tmp_path) == list(rec)  # confusion and class counts come back as tuples
+    assert read_events(tmp_path / LOG) == list(rec)  # confusion and class counts come back as tuples
+    done = ev.Finished(ev.HANDED_OVER, 2, 6, None, None, best_epoch=1, best_backbone={"w": [1.0]})
+    log = JsonlLog(tmp_path / "other.jsonl")
+    log(done)
+    log.close()
+    assert read_events(tmp_path / "other.jsonl") == [ev.Finished(ev.HANDED_OVER, 2, 6, None, None, best_epoch=1)]
 
 
-def test_a_half_written_line_and_unknown_events_are_skipped(run_folder):
-    before = runs.read_events(run_folder)
-    with (run_folder / runs.METRICS).open("a") as file:
+def test_a_half_written_line_and_unknown_events_are_skipped(stage_run):
+    stage = stage_run.stages()[0][1]
+    before = stage.events()
+    with stage.log_path.open("a") as file:
         file.write('{"event": "Wormhole", "x": 1}\n{"event": "StepMetrics", "step": 9, "ep')
-    assert runs.read_events(run_folder) == before
+    assert stage.events() == before
 
 
-def test_summary_rename_and_the_finetune_stage(run_folder, tiny_config, toy_data):
-    summary = runs.summarize(run_folder)
-    epochs = [e for e in runs.read_events(run_folder) if isinstance(e, ev.EpochMetrics)]
-    assert (summary.status, summary.epochs, summary.stages) == ("completed", 2, 1)
-    assert summary.best_knn == max(e.knn_top1 for e in epochs) and summary.test_top1 is None
-    assert summary.duration_s == pytest.approx(epochs[-1].elapsed_s)
-    assert runs.rename(run_folder, "  mine   at 2 epochs ") == "mine at 2 epochs"
-    assert runs.label_of(run_folder) == "mine at 2 epochs" and runs.class_names_of(run_folder) == toy_data.class_names
-    runs.begin(run_folder, tiny_config, toy_data.class_names, label="ignored: a resume keeps the name")
-    assert runs.label_of(run_folder) == "mine at 2 epochs"
+def test_rename_keeps_the_classes_and_a_resume_keeps_the_name(stage_run, toy_data):
+    assert stage_run.rename("  mine   at 2 epochs ") == "mine at 2 epochs"
+    assert stage_run.label == "mine at 2 epochs" and stage_run.class_names == toy_data.class_names
+    stage_run.name("ignored: a resume keeps the name", toy_data.class_names)
+    assert stage_run.label == "mine at 2 epochs"
     with pytest.raises(ValueError, match="empty"):
-        runs.rename(run_folder, "   ")
+        stage_run.rename("   ")
 
+
+def test_a_pipeline_is_one_run_with_its_stages_inside(tiny_config, toy_data, tmp_path):
+    run = RunFolder(tmp_path / "runs" / "piped")
+    Pipeline.start(run, Request(tiny_config.with_overrides(epochs=1), "", ONLY), lambda c: toy_data, "p").run(
+        Recorder(), threading.Event())
+    assert [(name, stage.path) for name, stage in run.stages()] == [("pretrain", run.path / "pretrain")]
+    assert find(tmp_path / "runs") == [run] and run.model() == run.path / "pretrain" / "last.pt"
+    assert run_of(run.path / "pretrain" / "last.pt") == run
+    assert run_of(tmp_path / "elsewhere" / "last.pt") is None
+
+
+def test_a_run_written_before_records_reads_its_fine_tuning_stage_as_its_second(stage_run, tiny_config, toy_data):
     from core.plan.recipe import FINETUNE, recipe
-    ft = recipe(tiny_config.with_overrides(epochs=2), stage=FINETUNE, init_from=str(run_folder / "last.pt"), epochs=1)
-    assert execute(ft, out=run_folder / runs.FINETUNE_DIR, data=toy_data) == 0
-    summary = runs.summarize(run_folder)
-    assert (summary.stages, summary.epochs) == (2, 3) and summary.test_top1 is not None
-    assert runs.find(run_folder.parent) == [run_folder]  # the stage is not a run of its own
+    tune = recipe(tiny_config.with_overrides(epochs=2), stage=FINETUNE, init_from=str(stage_run.path / "last.pt"),
+                  epochs=1)
+    run_stage(tune, toy_data, StageFolder(stage_run.path / "finetune"), Recorder(), threading.Event())
+    assert [name for name, _ in stage_run.stages()] == ["", "finetune"]
+    assert find(stage_run.path.parent) == [stage_run]  # the stage is not a run of its own
+    assert run_of(stage_run.path / "finetune" / "last.pt") == stage_run
 
 
-def test_summaries_read_a_run_again_only_when_one_of_its_files_changed(run_folder, monkeypatch):
-    read = []
-    real = runs.summarize
-    monkeypatch.setattr(runs, "summarize", lambda folder: read.append(folder) or real(folder))
-    summaries = runs.Summaries()
-    first = summaries.of(run_folder)
-    assert summaries.of(run_folder) is first and len(read) == 1  # nothing changed: not read again
-    runs.rename(run_folder, "renamed")  # run.json changes
-    assert summaries.of(run_folder).label == "renamed" and len(read) == 2
-    with (run_folder / runs.METRICS).open("a") as file:  # a run still going appends to its log
-        file.write('{"event": "Wormhole"}\n')
-    summaries.of(run_folder)
-    (run_folder / runs.FINETUNE_DIR).mkdir()
-    (run_folder / runs.FINETUNE_DIR / runs.METRICS).write_text("")  # a fine-tuning stage begins
-    assert summaries.of(run_folder).stages == 2 and len(read) == 4
-
-
-def test_delete_only_removes_a_run_inside_the_runs_folder(run_folder, tmp_path):
-    root = run_folder.parent
+def test_delete_only_removes_a_run_inside_the_runs_folder(stage_run, tmp_path):
+    root = stage_run.path.parent
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    (outside / runs.METRICS).write_text("")
+    (outside / LOG).write_text("")
     for target in (root, outside, root / ".." / "elsewhere", root / "missing"):
         with pytest.raises(ValueError):
-            runs.delete(root, target)
+            delete(root, RunFolder(target))
     (root / "link").symlink_to(outside)
     with pytest.raises(ValueError, match="not inside"):
-        runs.delete(root, root / "link")
+        delete(root, RunFolder(root / "link"))
     assert outside.exists()
-    runs.delete(root, run_folder)
-    assert not run_folder.exists() and runs.find(root) == []
+    delete(root, stage_run)
+    assert not stage_run.path.exists() and find(root) == []
 
 
-def test_metrics_csv_and_config_diff(run_folder, tiny_config, tmp_path):
-    path = runs.metrics_csv([run_folder], tmp_path / "m.csv")
-    rows = list(csv.DictReader(path.open()))
-    steps = [r for r in rows if r["kind"] == "step"]
-    epochs = [r for r in rows if r["kind"] == "epoch"]
-    assert len(epochs) == 2 and len(steps) == 2 * 3 and {r["run"] for r in rows} == {"first"}  # 40 images / 16
-    assert float(steps[0]["loss"]) > 0 and epochs[-1]["knn_top1"]
-    other = tiny_config.with_overrides(lr=2e-3, model={"dim": 32})
-    assert runs.config_diff(tiny_config, other) == [("lr", 1e-3, 2e-3), ("model.dim", 16, 32)]
-    assert runs.config_diff(tiny_config, dataclasses.replace(tiny_config)) == []
-
-
-def test_folders_without_a_readable_config_fall_back_to_the_checkpoint_or_none(run_folder, tmp_path):
-    (run_folder / runs.CONFIG).unlink()
-    assert runs.read_config(run_folder).epochs == 2  # from last.pt
-    (run_folder / runs.CONFIG).write_text(json.dumps({"not": "a config"}))
-    assert runs.read_config(run_folder) is None
+def test_a_folder_without_a_readable_config_has_none(stage_run):
+    stage = stage_run.stages()[0][1]
+    (stage.path / CONFIG).write_text(json.dumps({"not": "a config"}))
+    assert stage.config() is None

@@ -5,10 +5,11 @@ import threading
 import torch
 
 from core import events as ev
-from core.data.labels import FEW_LABELS
 from core.metrics import knn_leave_one_out
+from core.policy import FEW_LABELS, GAIN
+from core.runs.folder import BEST
 from core.trainer.checkpoint import Checkpoint
-from core.trainer.handover import BEST, GAIN, HANDED_OVER, HANDOVER, HELD_OUT, HandOver, held_out, stalled
+from core.trainer.handover import HANDOVER, HELD_OUT, HandOver, held_out, stalled
 from core.trainer.loop import Trainer
 from core.trainer.watchdog import BALANCED, TOP1
 from tests.core.conftest import Recorder, make_splits
@@ -29,7 +30,7 @@ def test_stop_when_not_helping_ends_on_the_held_out_training_images_not_on_the_t
     config = tiny_config.with_overrides(epochs=6, stop_when_not_helping=True, checkpoint_every=0)
     rec = Recorder()
     done = Trainer(config, toy_data, out_dir=tmp_path).run(rec)
-    assert done.reason == HANDED_OVER and done.epoch == 2 and done.checkpoint == str(tmp_path / "last.pt")
+    assert done.reason == ev.HANDED_OVER and done.epoch == 2 and done.checkpoint == str(tmp_path / "last.pt")
     assert Checkpoint.load(tmp_path / "last.pt").epoch == 2
     words = rec.of(ev.Advice)[-1].message
     assert words.startswith(HELD_OUT) and "below the randomly initialised encoder's 90.0%" in words
@@ -38,6 +39,7 @@ def test_stop_when_not_helping_ends_on_the_held_out_training_images_not_on_the_t
                            "encoder on held-out training images")
     best = Checkpoint.load(tmp_path / BEST)
     assert best.epoch == 0 and best.resume is None  # weights only: the encoder the run started from
+    assert done.best_epoch == 0  # the end event says so: the pipeline trains from scratch next
     initial = Trainer(config, toy_data).backbone.state_dict()
     assert all(torch.equal(best.backbone[k], v) for k, v in initial.items())
     # without the flag the same curve only warns (and the held-out kNN is not even computed)
@@ -51,7 +53,7 @@ def test_the_hand_over_keeps_the_backbone_of_its_best_held_out_epoch(tiny_config
     config = tiny_config.with_overrides(epochs=6, stop_when_not_helping=True, snapshot_every=1)
     rec = Recorder()
     done = Trainer(config, toy_data, out_dir=tmp_path).run(rec)
-    assert done.reason == HANDED_OVER and done.epoch == 4
+    assert done.reason == ev.HANDED_OVER and done.epoch == 4
     words = rec.of(ev.Advice)[-1].message
     assert words.endswith("fine-tuning the pretrained backbone of epoch 2, its best on held-out training images "
                            "(kNN top-1 90.0%)")
@@ -60,6 +62,8 @@ def test_the_hand_over_keeps_the_backbone_of_its_best_held_out_epoch(tiny_config
     assert best.epoch == 2 and best.step == 2 * Trainer(config, toy_data).steps_per_epoch
     assert all(torch.equal(best.backbone[k], v) for k, v in at[2].items())
     assert not all(torch.equal(best.backbone[k], v) for k, v in at[4].items())
+    # the decision travels as a value: the end event carries the best epoch and its weights (not read back)
+    assert done.best_epoch == 2 and all(torch.equal(done.best_backbone[k], v) for k, v in at[2].items())
 
 
 def test_the_held_out_knn_never_lets_an_image_vote_for_itself():
@@ -104,7 +108,7 @@ def test_a_run_with_many_labels_hands_over_when_its_held_out_curve_flattens(tiny
     config = tiny_config.with_overrides(epochs=8, stop_when_not_helping=True, checkpoint_every=0)
     rec = Recorder()
     done = Trainer(config, data, out_dir=tmp_path).run(rec)
-    assert done.reason == HANDED_OVER and done.epoch == 4
+    assert done.reason == ev.HANDED_OVER and done.epoch == 4
     assert [m.held_out for m in rec.of(ev.EpochMetrics)] == curve[1:]
     words = rec.of(ev.Advice)[-1].message
     assert "has stopped improving, and 25 labelled images a class" in words
@@ -130,7 +134,7 @@ def test_a_stopped_hand_over_run_resumes_judging_the_curve_it_had_read(tiny_conf
     resumed = Trainer(config, toy_data, out_dir=tmp_path, resume_from=tmp_path / "last.pt")
     rec = Recorder()
     done = resumed.run(rec)
-    assert done.reason == HANDED_OVER and done.epoch == 2
+    assert done.reason == ev.HANDED_OVER and done.epoch == 2
     assert "below the randomly initialised encoder's 90.0% for 2 evaluations" in rec.of(ev.Advice)[-1].message
     best = Checkpoint.load(tmp_path / BEST)
     initial = Trainer(config, toy_data).backbone.state_dict()
@@ -159,7 +163,7 @@ def test_with_many_labels_an_early_read_at_chance_hands_over_to_training_from_sc
     config = tiny_config.with_overrides(epochs=8, eval_every=4, stop_when_not_helping=True, snapshot_every=0)
     rec = Recorder()
     done = Trainer(config, data, out_dir=tmp_path).run(rec)
-    assert done.reason == HANDED_OVER and done.epoch == 1
+    assert done.reason == ev.HANDED_OVER and done.epoch == 1
     [read] = rec.of(ev.EpochMetrics)
     assert read.held_out == 0.31 and read.knn_top1 is not None  # the run ends here: its backbone is evaluated
     words = rec.of(ev.Advice)[-1].message

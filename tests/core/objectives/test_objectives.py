@@ -11,11 +11,10 @@ from core.objectives import (
     InstanceDiscrimination,
     Supervised,
     build_objective,
-    class_weights,
     load_class_head,
-    mixed_cross_entropy,
-    nt_xent,
 )
+from core.objectives.base import class_weights, mixed_cross_entropy
+from core.objectives.contrastive import nt_xent
 from tests.core.conftest import TINY_MODEL
 
 
