@@ -20,7 +20,8 @@ from core.data.sources import FASHION_CLASSES
 from core.data.splits import ImageSet
 from core.model.backbone import Backbone
 from core.plan.presets import preset
-from core.serve.classifier import Classifier, PublishedModel
+from core.serve.classifier import Classifier
+from core.serve.model_file import ModelFile
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "sneaker.png"
 N_TRAIN = 2040
@@ -28,7 +29,7 @@ RUNS = 100
 WARMUP = 3  # first calls pay for lazy allocation and thread-pool start-up; not what a user waits for
 
 
-def published_model() -> PublishedModel:
+def published_model() -> ModelFile:
     """Random weights over random light-on-dark images (a bright patch on black, as Fashion-MNIST's
     garments), so an upload takes the framing path the app takes for Fashion-MNIST."""
     config = preset("cpu-quick")
@@ -38,7 +39,7 @@ def published_model() -> PublishedModel:
     images = torch.zeros(N_TRAIN, 1, side, side, dtype=torch.uint8)
     images[:, :, 4:-4, 6:-6] = torch.randint(64, 256, (N_TRAIN, 1, side - 8, side - 12), dtype=torch.uint8)
     train = ImageSet(images, torch.arange(N_TRAIN) % len(FASHION_CLASSES), FASHION_CLASSES)
-    return PublishedModel.build(config, train, backbone.state_dict(), torch.randn(N_TRAIN, config.model.dim), 0)
+    return ModelFile.build(config, train, backbone.state_dict(), torch.randn(N_TRAIN, config.model.dim), 0)
 
 
 def cpu_name() -> str:
@@ -68,7 +69,7 @@ def main() -> None:
     classifier = Classifier(published)
     data = EXAMPLE.read_bytes()
     times = time_calls(classifier, data)
-    model = published.config.model
+    model = published.model
     rows = [
         ("image", f"{EXAMPLE.name} ({len(data):,} bytes, decoded every call)"),
         ("model", f"ViT {model.image_size} px, patch {model.patch_size}, dim {model.dim}, depth {model.depth}"),

@@ -22,7 +22,8 @@ from sklearn.datasets import load_sample_images
 
 from core.data.images import ImageError, decode
 from core.data.sources import load_dataset
-from core.serve.classifier import UNLIKE_SHARE, Classifier, PublishedModel
+from core.serve.classifier import Classifier
+from core.serve.model_file import UNLIKE_SHARE, ModelFile
 from core.trainer.checkpoint import Checkpoint
 
 N_IMAGES = 300
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = Checkpoint.load(args.checkpoint)
     data = load_dataset(checkpoint.config.dataset, size=checkpoint.config.data_size, seed=checkpoint.config.seed)
     checkpoint.check_matches(data)
-    classifier = Classifier(PublishedModel.from_checkpoint(checkpoint, data.train))
+    classifier = Classifier(ModelFile.from_checkpoint(checkpoint, data.train))
     rng = np.random.default_rng(0)
     tests = [_pil(image) for image in data.test.images[:args.n].numpy()]
     other = "digits" if checkpoint.config.dataset != "digits" else "fashion"

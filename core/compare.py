@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from core.config import TrainConfig
+from core import console
+from core.config import PRETRAIN_ON, TrainConfig
 from core.data.cache import DatasetCache
 from core.data.splits import DataSplits
 from core.metrics import unequal
@@ -41,40 +42,46 @@ from core.study.variants import VARIANT_NAMES, VARIANTS, Arm, base_recipe, run_a
 DEFAULT_VARIANTS = tuple(name for name in VARIANT_NAMES if name != "cnn")  # the paper's table
 
 
-def _numbers(text: str, parse) -> list:
-    try:
-        return [parse(part.strip()) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+def _several(parse):
+    """A comma list of values `parse` reads, each refused (in one line) as it would be alone."""
+    def several(text: str) -> list:
+        values = [parse(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r}: give one value or a comma list")
+        return values
+    return several
 
 
-def _labels(part: str) -> int:
-    value = 0 if part == "all" else int(part)
-    if value < 0 or (value == 0 and part != "all"):
-        raise ValueError("labels per class are a positive count or 'all'")
-    return value
+def _pretrain_on(text: str) -> str:
+    if text not in PRETRAIN_ON:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose {' or '.join(PRETRAIN_ON)}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core.compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="fashion")
+    parser = console.parser("core.compare", __doc__)
+    parser.add_argument("--out", type=Path, required=True,
+                        help="the folder for the runs, results.json and, unless --results names another, RESULTS.md")
+    parser.add_argument("--dataset", type=console.dataset, default="fashion", help=console.DATASET_HELP)
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=lambda text: _numbers(text, float), default=[2.0],
-                        help="budget per arm, converted to views; a comma list runs several (3,10)")
-    budget.add_argument("--views", type=lambda text: _numbers(text, int),
-                        help="budget per arm in views seen (a comma list runs several)")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", choices=VARIANT_NAMES, default=list(DEFAULT_VARIANTS))
-    parser.add_argument("--labels-per-class", type=lambda text: _numbers(text, _labels),
-                        help="labelled images per class for fine-tuning and supervised training, e.g. 5,20,50,all; "
-                             "the report gains the accuracy-against-labels section")
-    parser.add_argument("--pretrain-on", type=lambda text: _numbers(text, str), default=["all"],
+    budget.add_argument("--minutes", type=_several(console.positive), default=[2.0],
+                        help="budget per arm, turned into views at a rate measured here once (printed, and kept in "
+                             "OUT/calibration.json); a comma list runs several (3,10)")
+    budget.add_argument("--views", type=_several(console.at_least(1)),
+                        help="budget per arm in views seen, the same on any machine (a comma list runs several)")
+    parser.add_argument("--seeds", type=console.at_least(1), default=3,
+                        help="how many seeds each arm runs (0, 1, ...; a seed also draws the training subset)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANT_NAMES, default=list(DEFAULT_VARIANTS),
+                        help="the arms")
+    parser.add_argument("--labels-per-class", type=_several(console.labels_per_class),
+                        help=f"{console.LABELS_HELP}, for fine-tuning and supervised training; a comma list runs "
+                             "each (5,20,all) and the report gains the accuracy-against-labels section "
+                             "(default: all)")
+    parser.add_argument("--pretrain-on", type=_several(_pretrain_on), default=["all"],
                         help="what pretraining sees with few labels: all (every training image), labelled, "
                              "or both (all,labelled)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the runs and results.json")
-    parser.add_argument("--results", type=Path, default=Path("docs/RESULTS.md"), help="the report to write")
-    parser.add_argument("--data-root", type=Path)
+    parser.add_argument("--results", type=Path, help="the report to write (default: OUT/RESULTS.md)")
+    console.add_data_flags(parser)
     parser.add_argument("--report-only", action="store_true",
                         help="write the report from the results already under OUT; train nothing")
     return parser
@@ -96,10 +103,8 @@ def _arms(args, budgets: list[tuple[str, int]], ratios: dict[str, float]):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = "python -m core.compare " + " ".join(sys.argv[1:] if argv is None else argv)
-    if bad := set(args.pretrain_on) - {"all", "labelled"}:
-        print(f"error: --pretrain-on takes all and/or labelled, not {', '.join(sorted(bad))}", file=sys.stderr)
-        return 2
-    datasets = DatasetCache(args.data_root)
+    args.results = args.results or args.out / "RESULTS.md"
+    datasets = DatasetCache(args.data_root, args.download)
     try:
         base, splits = _base_and_splits(args, datasets)
     except (ValueError, OSError) as exc:

@@ -1,8 +1,10 @@
-"""What the command lines share, and nothing in the library imports: the console's listener (a progress bar
-and a line per event), Ctrl-C and SIGTERM as a stop that saves, one stage trained into a folder, and the
-exit statuses."""
+"""What the command lines share, and nothing in the library imports: their flags' types and help (one meaning per
+flag name, every default shown, a bad value refused in one line before any work), the console's listener (a
+progress bar and a line per event), Ctrl-C and SIGTERM as a stop that saves, one stage trained into a folder,
+and the exit statuses."""
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import threading
@@ -13,12 +15,16 @@ from typing import TypeVar
 from tqdm import tqdm
 
 from core import events as ev
-from core.config import TrainConfig
+from core.config import DEVICES, TrainConfig
 from core.data.cache import DatasetCache
+from core.data.sources import DATASETS
 from core.metrics import imbalance, unequal
 from core.plan.stage import run_stage
-from core.runs.folder import RunFolder, StageFolder
-from core.trainer.watchdog import Yardstick, ending
+from core.runs.folder import LOG, RECORD, RunFolder, StageFolder
+from core.serve.model_file import ModelFile
+from core.trainer.checkpoint import Checkpoint
+from core.trainer.handover import HELD_OUT
+from core.trainer.watchdog import Yardstick
 
 OK, TRAINING_FAILED, REFUSED, STOPPED = 0, 1, 2, 130  # 130: 128 + SIGINT, as a shell reports a Ctrl-C
 T = TypeVar("T")
@@ -29,14 +35,93 @@ def error(message: str) -> int:
     return REFUSED
 
 
-class Console:
-    """A tqdm bar over each stage's steps (loss, kNN, images/s) and a line for each event a person reads."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module's docstring as written, and every flag's default after its help (a help that says its default
+    in words keeps them; a switch or a flag with no default has none to say)."""
 
-    def __init__(self, **tqdm_kwargs):
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or not action.option_strings or unset:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"python -m {prog}", description=description, formatter_class=HelpFormatter)
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+    return parse
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
+def labels_per_class(text: str) -> int:
+    """'all' (0 inside: every label) or a positive count."""
+    if text.strip() == "all":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: labels per class are a positive count or 'all'")
+    return value
+
+
+def dataset(text: str) -> str:
+    if text in DATASETS or (text.startswith("folder:") and len(text) > len("folder:")):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: choose {', '.join(DATASETS)} or folder:PATH")
+
+
+DATASET_HELP = f"{' | '.join(DATASETS)} | folder:PATH (one subfolder of images per class)"
+LABELS_HELP = "labelled images a class the run may use (drawn with the seed), or all"
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", type=Path, help="folder holding a named dataset's files (default: "
+                                                       "$VIT2040_DATA, then the Debian package's)")
+    parser.add_argument("--download", action="store_true", help="download a named dataset that is not on disk")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU when there is one")
+
+
+def clause(words: str) -> str:
+    """The first clause of a run's long words (up to its first colon): what a console line has room for."""
+    return words.split(": ", 1)[0]
+
+
+class Console:
+    """A tqdm bar over each stage's steps (loss, kNN, images/s) and a short line for each event a person reads;
+    the long explanations stay in the run's log and record, which the lines name (`where`: the run folder)."""
+
+    def __init__(self, where: str | Path | None = None, **tqdm_kwargs):
+        self._where = Path(where) if where is not None else None
         self._kwargs = tqdm_kwargs
         self._bar: tqdm | None = None
         self._postfix: dict[str, str] = {}
         self._started: ev.RunStarted | None = None
+        self._log = self._where / LOG if self._where is not None else None  # the stage's log: its long words
         self._baselines: ev.Baselines | None = None
         self._last: ev.EpochMetrics | None = None
 
@@ -51,12 +136,14 @@ class Console:
     def _Planned(self, event: ev.Planned) -> None:
         self.write(event.recipe)
         if event.expected:
-            self.write(f"expected: {event.expected}")
+            why = f" (why: {self._where / RECORD})" if self._where is not None else ""
+            self.write(f"expected: {clause(event.expected)}{why}")
         self.write(f"pipeline: {event.stages}")
 
     def _StageStarted(self, event: ev.StageStarted) -> None:
+        self._log = Path(event.folder) / LOG
         if event.words:
-            self.write(f"pipeline: {event.words}")
+            self.write(f"pipeline: {clause(event.words)}")
 
     def _RunStarted(self, event: ev.RunStarted) -> None:
         self._started, self._baselines, self._last = event, None, None
@@ -66,9 +153,8 @@ class Console:
                    f"{event.n_train} train / {event.n_test} test images")
         if unequal(event.class_counts):
             weighs = "; the loss weighs classes" if event.class_weights else ""
-            self.write(f"classes unequal: {', '.join(map(str, event.class_counts))} training images (largest "
-                       f"{imbalance(event.class_counts):.1f}x the smallest); balanced accuracy (mean recall over "
-                       f"classes) is reported beside top-1{weighs}")
+            self.write(f"classes unequal (largest {imbalance(event.class_counts):.1f}x the smallest): balanced "
+                       f"accuracy beside top-1{weighs}")
 
     def _BudgetFitted(self, event: ev.BudgetFitted) -> None:
         if self._bar is not None:
@@ -107,7 +193,8 @@ class Console:
                    f"{event.elapsed_s:.0f} s")
 
     def _Advice(self, event: ev.Advice) -> None:
-        self.write(f"epoch {event.epoch}: {event.message}")
+        why = f" (why: {self._log})" if self._log is not None else ""
+        self.write(f"epoch {event.epoch}: {clause(event.message.removeprefix(HELD_OUT))}{why}")
 
     def _Finished(self, event: ev.Finished) -> None:
         self._close()
@@ -118,8 +205,10 @@ class Console:
         judged = self._started is not None and not self._started.predicts_classes
         if judged and self._baselines is not None and self._last is not None:
             stick = Yardstick.of(self._baselines, self._started.class_counts)
-            self.write(ending(stick.read(self._last.knn_top1, self._last.knn_balanced), stick.raw_pixels,
-                              stick.random_init, stick.metric))
+            knn = stick.read(self._last.knn_top1, self._last.knn_balanced)
+            above = knn > max(stick.raw_pixels, stick.random_init)
+            self.write(f"backbone {stick.metric} {knn:.1%}: {'above' if above else 'NOT above'} the baselines (raw "
+                       f"pixels {stick.raw_pixels:.1%}, random init {stick.random_init:.1%})")
 
     def _Failed(self, event: ev.Failed) -> None:
         self._close()
@@ -179,13 +268,17 @@ def train_one(config: TrainConfig, out: Path, datasets: DatasetCache, resume: Pa
         print(f"skipped unreadable file: {name}", file=sys.stderr)
     RunFolder(out).name(None, data.class_names)
     try:
-        trained = interruptible(lambda stop: run_stage(config, data, StageFolder(out), Console(), stop,
+        trained = interruptible(lambda stop: run_stage(config, data, StageFolder(out), Console(out), stop,
                                                        resume_from=resume))
     except (ValueError, RuntimeError, OSError) as exc:  # a checkpoint or config the trainer refused
         return error(str(exc))
     outcome = trained.outcome
     if isinstance(outcome, ev.Failed):
         return TRAINING_FAILED
+    if outcome.reason == ev.COMPLETED and trained.trainer.dist.is_main:
+        run = RunFolder(out)
+        ModelFile.from_checkpoint(Checkpoint.load(outcome.checkpoint), data.train).save(run.model_path)
+        print(f"model file {run.model_path} (python -m core.classify {run.model_path} PHOTOS...)")
     if outcome.reason == ev.STOPPED and outcome.checkpoint:
         print(f"resume with: {resume_with or f'python -m core.train --out {out} --resume {outcome.checkpoint}'}")
     return STOPPED if outcome.reason == ev.STOPPED else OK

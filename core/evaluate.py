@@ -4,12 +4,12 @@ The measures themselves are core.metrics'; this module only loads, runs and prin
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
+from core import console
 from core.data import labels
 from core.data.sources import load_dataset
 from core.metrics import (
@@ -42,12 +42,10 @@ def _print_class_report(confusion: torch.Tensor, class_names: tuple[str, ...]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.evaluate",
-                                     description="kNN, linear-probe and class-head accuracy of a checkpoint")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--data-root", type=Path)
-    parser.add_argument("--download", action="store_true")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser = console.parser("core.evaluate", __doc__)
+    parser.add_argument("checkpoint", type=Path, help="a run's checkpoint (e.g. runs/x/last.pt); its dataset is loaded")
+    console.add_data_flags(parser)
+    console.add_device(parser)
     args = parser.parse_args(argv)
     try:
         checkpoint = Checkpoint.load(args.checkpoint)

@@ -24,6 +24,11 @@ class RunStarted:
     class_weights: bool = False  # whether the loss weighs classes (core.objectives.class_weights)
     predicts_classes: bool = False  # the objective has a class head (supervised, fine-tuning)
     budget_minutes: float = 0.0  # a budget whose length is fitted after a few seconds: total_steps is provisional
+    # The recipe as it runs (a fitted one included), for a person to read: epochs (provisional under a budget until
+    # BudgetFitted), batch size and peak learning rate.
+    epochs: int = 0
+    batch_size: int = 0
+    lr: float = 0.0
 
 
 @dataclass(frozen=True)

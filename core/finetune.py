@@ -11,30 +11,30 @@ import sys
 from pathlib import Path
 
 from core import console
-from core.config import TrainConfig
+from core.config import DEVICES, TrainConfig
 from core.data.cache import DatasetCache
 from core.plan.recipe import FINETUNE, describe, recipe
 from core.trainer.checkpoint import Checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core.finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = console.parser("core.finetune", __doc__)
     parser.add_argument("checkpoint", type=Path, help="a pretrained run's checkpoint (e.g. runs/x/last.pt)")
-    parser.add_argument("--out", type=Path, required=True, help="fine-tuning run folder")
-    parser.add_argument("--resolution", type=int, help="input side in pixels (default: the pretraining one)")
+    parser.add_argument("--out", type=Path, required=True, help="the fine-tuning run's folder")
+    parser.add_argument("--resolution", type=console.at_least(1), help="input side in pixels (default: the "
+                        "pretraining's)")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, help="default: a quarter of the pretraining epochs")
-    length.add_argument("--minutes", type=float,
-                        help="a time budget: the run times its first steps, then fixes its epochs to end on time")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="default: the pretraining lr")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--labels-per-class", type=int,
-                        help="train on only this many labelled images per class (drawn with the seed; default: all)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--data-root", type=Path, help="folder holding the dataset's files")
-    parser.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
+    length.add_argument("--epochs", type=console.at_least(1), help="default: a quarter of the pretraining's epochs")
+    length.add_argument("--minutes", type=console.positive,
+                        help="a time budget instead of epochs: the run times its first steps, then fixes its epochs "
+                             "to end on time")
+    parser.add_argument("--batch-size", type=console.at_least(2), help="default: the pretraining's")
+    parser.add_argument("--lr", type=console.positive, help="default: the pretraining's")
+    parser.add_argument("--seed", type=console.at_least(0), help="default: the pretraining's")
+    parser.add_argument("--labels-per-class", type=console.labels_per_class,
+                        help=f"{console.LABELS_HELP}; default: all")
+    parser.add_argument("--device", choices=DEVICES, help="default: the pretraining's, auto")
+    console.add_data_flags(parser)
     return parser
 
 

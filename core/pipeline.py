@@ -31,24 +31,23 @@ from core.runs.folder import RunFolder
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core.pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", help="fashion | digits | flowers102 | folder:PATH")
-    parser.add_argument("--minutes", type=float, help="the whole budget, every stage")
-    parser.add_argument("--out", type=Path, help="the run folder: its stages and pipeline.json")
-    parser.add_argument("--resume", type=Path, metavar="DIR",
-                        help="continue the stopped pipeline in DIR (the other choices are its own)")
+    parser = console.parser("core.pipeline", __doc__)
+    parser.add_argument("--dataset", type=console.dataset, help=console.DATASET_HELP)
+    parser.add_argument("--minutes", type=console.positive, help="the whole budget, every stage")
+    parser.add_argument("--out", type=Path, help="the run folder: its stages, pipeline.json and model.pt")
+    parser.add_argument("--resume", type=Path, metavar="RUN",
+                        help="continue the stopped pipeline in RUN (the other choices are its own)")
     parser.add_argument("--preset", choices=RECIPES,
-                        help="default: cpu-quick for fashion (tuned on it), auto for any other dataset")
+                        help="the recipe; default: cpu-quick for fashion (tuned on it), auto for any other dataset")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="instance",
                         help="the pretraining objective")
     parser.add_argument("--pretrain", choices=CHOICES, default="auto",
                         help="auto: pretrain when core/plan/payoff.py expects it to pay")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--labels-per-class", type=int, default=0, help="labelled images a class (0 = all)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    parser.add_argument("--data-root", type=Path, help="folder holding the dataset's files")
-    parser.add_argument("--download", action="store_true", help="download the dataset if it is not on disk")
+    parser.add_argument("--seed", type=console.at_least(0), default=0,
+                        help="its runs' seed; it also draws a folder's test split")
+    parser.add_argument("--labels-per-class", type=console.labels_per_class, default="all", help=console.LABELS_HELP)
+    console.add_device(parser)
+    console.add_data_flags(parser)
     return parser
 
 
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             pipeline = Pipeline.start(RunFolder(args.out), request_from_args(args), datasets.get)
     except (ValueError, OSError) as exc:
         return console.error(str(exc))
-    ended = console.interruptible(lambda stop: pipeline.run(console.Console(), stop))
+    ended = console.interruptible(lambda stop: pipeline.run(console.Console(pipeline.folder.path), stop))
     if ended.reason == ev.STOPPED:
         print(f"resume with: python -m core.pipeline --resume {pipeline.folder.path}")
         return console.STOPPED

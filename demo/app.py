@@ -25,6 +25,8 @@ from demo import embedding_plot, panels, plots, text
 from demo.classify_panel import (
     Classifying,
     classify_panel,
+    drawable,
+    examples_of,
     gallery,
     image_to_np,
 )
@@ -36,7 +38,8 @@ DEFAULT_PORT = 7860
 TICK_S = 1.0
 SNAPSHOT_EVERY = 2  # epochs between embedding snapshots (UMAP + published classifier) when a preset has none
 # What the 1 s timer may update, by name: App.tick returns a dict of some of these.
-TICK_OUTPUTS = ("status", "progress", "training", "knn", "confusion", "umap", "replay", "runs", "selected", "drawn")
+TICK_OUTPUTS = ("status", "progress", "training", "knn", "confusion", "umap", "replay", "runs", "selected",
+                "drawing_fits", "examples", "epochs", "batch", "lr", "drawn")
 # Gradio's queue: one bound for every event, and a concurrency group per kind of event, so a classify
 # never waits behind the ticks of many open tabs (each tab polls every TICK_S).
 QUEUE_MAX = 256
@@ -92,6 +95,17 @@ class App:
             raise gr.Error(str(exc)) from None
         gr.Info(message)
 
+    def upload_data(self, archive):
+        """A zip of class subfolders from the browser, unpacked to a folder the form then trains on."""
+        if not archive:
+            return gr.update(), gr.update()
+        try:
+            folder, holds = self.session.unpack(archive)
+        except (ValueError, OSError) as exc:  # a DatasetError is a ValueError
+            raise gr.Error(str(exc).replace(str(Path(archive).parent) + "/", "")) from None
+        gr.Info(text.UNPACKED.format(holds=holds))
+        return gr.update(value=text.FOLDER_CHOICE), gr.update(value=str(folder))
+
     def stop(self):
         gr.Info(self.session.stop())
 
@@ -115,9 +129,12 @@ class App:
         return config.epochs, config.batch_size, config.lr
 
     @staticmethod
-    def preset_for(dataset):
-        """The preset tuned on the dataset, else the auto recipe (core/plan/presets.py)."""
-        return default_recipe(dataset)
+    def preset_for(dataset, current=None):
+        """The preset tuned on the dataset, else the auto recipe (core/plan/presets.py); a switch is said."""
+        chosen = default_recipe(dataset)
+        if current is not None and chosen != current:
+            gr.Info(text.PRESET_SWITCHED.format(dataset=dataset, preset=chosen))
+        return chosen
 
     # -- Watch (timer) -----------------------------------------------------------------------
     def tick(self, sprites, replay, drawn, selected=(), smoothing=plots.LOSS_SMOOTHING) -> dict:
@@ -139,6 +156,8 @@ class App:
             drawn["runs"] = runs_key
             outputs["runs"], outputs["selected"] = self.bench.refresh(selected)
         outputs.update(self._clusters(current, sprites, replay, drawn))
+        outputs.update(self._classify_inputs(drawn))
+        outputs.update(self._fitted_recipe(current, drawn))
         # An idle tab costs the server little: a slider as the tab last received it is not sent again. The
         # status line and the progress bar always are (API clients poll the status line).
         if outputs.get("replay") == drawn.get("sent_replay"):
@@ -175,6 +194,28 @@ class App:
         umap = embedding_plot.umap_figure(layout, names, thumbnails=thumbs, sprites=bool(sprites))
         return {"umap": umap, "replay": slider}
 
+    @staticmethod
+    def _fitted_recipe(view, drawn) -> dict:
+        """The form shows the recipe a run actually trains (fitted by auto or a budget), once per stage: what
+        the form said before is not what ran."""
+        fitted = view.recipe if view and view.status == "running" and not view.fitting_minutes else None
+        key = (view.run_id, fitted) if fitted else None
+        if key is None or key == drawn.get("recipe"):
+            return {}
+        drawn["recipe"] = key
+        epochs, batch, lr = fitted
+        return {"epochs": epochs, "batch": batch, "lr": lr}
+
+    def _classify_inputs(self, drawn) -> dict:
+        """The Classify panel's examples and whether it offers a drawing, redrawn when another model answers."""
+        classifier = self.session.classifier()
+        model = classifier.published if classifier else None
+        key = (id(model), model.epoch, model.class_names) if model else None
+        if "model" in drawn and key == drawn["model"]:
+            return {}
+        drawn["model"] = key
+        return {"examples": examples_of(classifier), "drawing_fits": model is None or drawable(model)}
+
     def thumbnail(self, index):
         """A training image (a clicked UMAP point or a typed index) and its nearest training images in
         the published model's embedding space, captioned with class and cosine similarity."""
@@ -184,7 +225,7 @@ class App:
         if not 0 <= int(index) < len(thumbs):
             raise gr.Error(text.THUMB_OUT_OF_RANGE.format(index=int(index), n=len(thumbs)))
         classifier = self.session.classifier()
-        if classifier is None or len(classifier.published.train_labels) != len(thumbs):
+        if classifier is None or len(classifier.published.labels) != len(thumbs):
             return image_to_np(thumbs[int(index)]), []
         return image_to_np(thumbs[int(index)]), gallery(classifier, classifier.neighbours_of(int(index)))
 
@@ -194,12 +235,13 @@ class App:
         if layout is None:
             raise gr.Error(text.NO_LAYOUT)
         name = f"vit2040-{views[-1].run_id.replace('/', '-')}-umap-epoch{layout.epoch}.csv"
-        return str(write_layout_csv(self.export_dir / name, layout.xy, layout.labels, views[-1].class_names))
+        return str(write_layout_csv(self.export_dir / name, layout.xy, layout.labels, views[-1].class_names,
+                                    layout.names))
 
     # -- Keep --------------------------------------------------------------------------------
     def save(self):
         try:
-            return str(self.session.export_checkpoint(self.export_dir))
+            return str(self.session.export_model(self.export_dir))
         except LookupError as exc:
             raise gr.Error(str(exc)) from None
 
@@ -208,9 +250,11 @@ class App:
             return
         try:
             gr.Info(self.session.load(path))
-        except (ValueError, RuntimeError, OSError) as exc:  # CheckpointError, DatasetError are ValueErrors
-            # The file's name, not the server temp path gradio stored the upload under.
-            raise gr.Error(f"checkpoint refused: {str(exc).replace(str(path), Path(path).name)}") from None
+        except (ValueError, RuntimeError, OSError) as exc:  # ModelFileError, CheckpointError, DatasetError
+            # The file's name, not the server temp path gradio stored the upload under; the model that answered
+            # before still answers, and the page says so.
+            message = str(exc).replace(str(Path(path).resolve()), Path(path).name).replace(str(path), Path(path).name)
+            raise gr.Error(text.LOAD_REFUSED.format(message=message)) from None
 
 
 def build(session: Session, data_root: str | None = None) -> gr.Blocks:
@@ -222,12 +266,13 @@ def build(session: Session, data_root: str | None = None) -> gr.Blocks:
             watch = panels.watch_panel()
         clusters = panels.clusters_panel(app)
         workbench = runs_panel(app.bench)
-        classify_panel(app.classifying)
+        classify = classify_panel(app.classifying)
         panels.keep_panel(app)
         drawn = gr.State({})
-        outputs = {"status": train["status"], "progress": train["progress"], "training": watch["training"],
+        outputs = {**{name: train[name] for name in ("status", "progress", "epochs", "batch", "lr")},
+                   "training": watch["training"],
                    "knn": watch["knn"], "confusion": watch["confusion"], "umap": clusters["umap"],
-                   "replay": clusters["replay"], **workbench, "drawn": drawn}
+                   "replay": clusters["replay"], **workbench, **classify, "drawn": drawn}
         if set(outputs) != set(TICK_OUTPUTS):  # App.tick returns some of TICK_OUTPUTS by name
             raise RuntimeError(f"the timer wires {sorted(outputs)}, App.tick speaks of {sorted(TICK_OUTPUTS)}")
 
@@ -266,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
                       "reach it can start training and upload files", stacklevel=1)
     session = Session(args.runs_dir, data_root=args.data_root, download=args.download)
     session.preload(preset("cpu-quick"))  # the default dataset, ready before the first Start
+    try:
+        session.open_last()  # the model that answered before the restart answers again
+    except (ValueError, OSError) as exc:  # a damaged model file: the app starts without it and says why
+        print(f"could not open the last run's model: {exc}", file=sys.stderr)
     blocks = build(session, args.data_root)
     try:
         queue(blocks).launch(

@@ -81,7 +81,7 @@ class RunHistory:
         self._confusion: tuple[int, np.ndarray] | None = None  # (epoch, matrix)
         self._stages: tuple[tuple[str, int], ...] = ()
         self._stage_starting: str | None = None  # set by begin_stage until that stage's RunStarted
-        self._stage_index = 0  # the pipeline's stage now folded (core.events.StageStarted.index)
+        self._stage_index = -1  # the pipeline's stage now folded (core.events.StageStarted.index)
         self._offset = (0, 0)  # (steps, epochs) of earlier stages: a later stage's events are shifted by them
         self._layouts: tuple[Layout, ...] = ()
         self._rate: deque[tuple[float, int]] = deque()  # (clock, step) over the last RATE_WINDOW_S
@@ -100,6 +100,7 @@ class RunHistory:
         self._plan: tuple[str, ...] = ()  # how the run was planned, in words (demo/planning.py)
         self._fitting = 0.0  # a budget in minutes whose length is not fixed yet: total_steps is provisional
         self._predicts_classes = False
+        self._recipe: tuple[int, int, float] | None = None
         self._handlers = {ev.RunStarted: self._started, ev.BudgetFitted: self._budget_fitted,
                           ev.Baselines: self._baselines_known,
                           ev.StepMetrics: self._stepped, ev.EpochMetrics: self._epoch_ended,
@@ -143,12 +144,15 @@ class RunHistory:
         self._plan += (f"{event.recipe}{expected}; pipeline: {event.stages}",)
 
     def _stage_started(self, event: ev.StageStarted, now: float) -> None:
-        """A pipeline's later stage begins: named in the run's label, its curves continuing the run's (the same
-        stage again is a resume, which its RunStarted rewinds to)."""
+        """A pipeline's stage begins: named in the run's label (the run is called by what it trains), a later
+        stage's curves continuing the run's (the same stage again is a resume, which its RunStarted rewinds to)."""
         if event.index <= self._stage_index:
             return
         self._stage_index = event.index
         label = STAGE_WORDS.get(event.stage, event.stage)
+        if event.index == 0:
+            self.label = f"{self.label} · {label}" if label else self.label
+            return
         self.label = f"{self.label} → {label}"
         steps = int(self._steps.snapshot()[-1]) if self._steps.size else 0
         epochs = self._epoch_rows[-1][0] if self._epoch_rows else 0
@@ -184,7 +188,7 @@ class RunHistory:
                 top1=np.array([row[1] for row in top1_rows], dtype=np.float64),
                 knn_balanced=_balanced(knn_rows), top1_balanced=_balanced(top1_rows),
                 imbalance=imbalance(self._counts), imbalanced=unequal(self._counts),
-                plan=self._plan, fitting_minutes=self._fitting,
+                plan=self._plan, fitting_minutes=self._fitting, recipe=self._recipe,
                 held_out_epochs=np.array([row[0] for row in held_rows], dtype=np.int64),
                 held_out=np.array([row[1] for row in held_rows], dtype=np.float64),
                 confusion=confusion, confusion_epoch=confusion_epoch, stages=self._stages,
@@ -210,6 +214,8 @@ class RunHistory:
 
     def _budget_fitted(self, event: ev.BudgetFitted, now: float) -> None:
         self._total_steps, self._message, self._fitting = event.total_steps, event.message, 0.0
+        if self._recipe is not None:
+            self._recipe = (event.epochs, *self._recipe[1:])
 
     def _started(self, event: ev.RunStarted, now: float) -> None:
         self._device = event.device
@@ -232,6 +238,7 @@ class RunHistory:
         self._counts = event.class_counts
         self._fitting = event.budget_minutes
         self._predicts_classes = event.predicts_classes
+        self._recipe = (event.epochs, event.batch_size, event.lr) if event.batch_size else None
         if unequal(self._counts):
             self._message += MESSAGE_IMBALANCE.format(ratio=imbalance(self._counts),
                                                       weights=MESSAGE_WEIGHTS if event.class_weights else "")

@@ -19,6 +19,7 @@ class App(Protocol):
 
     def start(self, *inputs): ...
     def stop(self): ...
+    def upload_data(self, archive): ...
     def resume(self): ...
     def finetune(self, epochs, labels_per_class): ...
     def preset_defaults(self, preset_name): ...
@@ -35,7 +36,8 @@ def train_panel(app: App) -> dict:
         gr.Markdown(f"### {text.TRAIN}")
         dataset = gr.Dropdown(app.dataset_choices, value=app.dataset_choices[0], label=text.LABEL_DATASET,
                               elem_id="dataset")
-        folder = gr.Textbox(label=text.FOLDER_HINT, placeholder="/path/to/images")
+        folder = gr.Textbox(label=text.FOLDER_HINT, placeholder="/path/to/images", elem_id="folder")
+        data_zip = gr.File(label=text.LABEL_UPLOAD_DATA, file_types=[".zip"], type="filepath", elem_id="upload-data")
         objective = gr.Dropdown(sorted(OBJECTIVES), value=default.objective, label=text.LABEL_OBJECTIVE)
         preset_name = gr.Dropdown(list(RECIPES), label=text.LABEL_PRESET, elem_id="preset",
                                   value=app.preset_for(app.dataset_choices[0]))
@@ -63,8 +65,9 @@ def train_panel(app: App) -> dict:
     resume.click(app.resume, None, None)
     finetune.click(app.finetune, [finetune_epochs, finetune_labels], None)
     preset_name.change(app.preset_defaults, preset_name, [epochs, batch, lr])
-    dataset.change(app.preset_for, dataset, preset_name)
-    return {"status": status, "progress": progress}
+    dataset.change(app.preset_for, [dataset, preset_name], preset_name)
+    data_zip.upload(app.upload_data, data_zip, [dataset, folder], concurrency_id="load", concurrency_limit=1)
+    return {"status": status, "progress": progress, "epochs": epochs, "batch": batch, "lr": lr}
 
 
 def watch_panel() -> dict:
@@ -106,6 +109,6 @@ def keep_panel(app: App) -> None:
     with gr.Row():
         save = gr.Button(text.BUTTON_SAVE)
         download = gr.File(label=text.LABEL_DOWNLOAD, interactive=False)
-        load = gr.File(label=text.LABEL_LOAD, file_types=[".pt"], type="filepath")
+        load = gr.File(label=text.LABEL_LOAD, file_types=[".pt"], type="filepath", elem_id="load-model")
     save.click(app.save, None, download)
     load.upload(app.load, load, None, concurrency_id="load", concurrency_limit=1)

@@ -14,7 +14,8 @@ import torch
 from core.config import TrainConfig
 from core.data.splits import ImageSet
 from core.events import EmbeddingSnapshot
-from core.serve.classifier import Classifier, PublishedModel
+from core.serve.classifier import Classifier
+from core.serve.model_file import ModelFile
 from core.serve.projection import Projector
 from demo.history import RunHistory
 from demo.run_view import Layout
@@ -53,6 +54,7 @@ class Publisher:
     def __init__(self):
         self._lock = threading.Lock()  # guards only the swap of the published classifier
         self._classifier: Classifier | None = None
+        self._answering: RunHistory | None = None  # the run whose model the classifier is
         self._jobs = LatestSlot()
         self._projector = Projector()  # used only by the worker thread
         worker = threading.Thread(target=self._work, name="vit2040-umap", daemon=True)
@@ -66,12 +68,21 @@ class Publisher:
         with self._lock:
             return self._classifier
 
+    def answering(self) -> str:
+        """The name of the run whose model answers ("" before any)."""
+        with self._lock:
+            return self._answering.label if self._answering is not None else ""
+
     def snapshot(self, history: RunHistory, config: TrainConfig, train: ImageSet, event: EmbeddingSnapshot) -> None:
         """A training run's snapshot of its weights and training embeddings, to publish and project."""
         self._jobs.put((history, (config, train, event)))
 
-    def loaded(self, history: RunHistory, published: PublishedModel) -> None:
-        """A model built from a loaded checkpoint, to publish and project."""
+    def loaded(self, history: RunHistory, published: ModelFile) -> None:
+        """A loaded model (a model file, or one built from a checkpoint): it answers from now on (an Open or a Load
+        is a person's click, and the photo they drop next is for this model), and is projected in the worker."""
+        classifier = Classifier(published)
+        with self._lock:
+            self._classifier, self._answering = classifier, history
         self._jobs.put((history, published))
 
     def close(self) -> None:
@@ -82,21 +93,24 @@ class Publisher:
         projected = None  # the history whose layouts the projector is aligning
         while (job := self._jobs.take()) is not None:
             history, item = job
-            epoch = item.epoch if isinstance(item, PublishedModel) else item[2].epoch
+            epoch = item.epoch if isinstance(item, ModelFile) else item[2].epoch
             try:
-                published = item if isinstance(item, PublishedModel) else _published(*item)
-                classifier = Classifier(published)
-                with self._lock:
-                    self._classifier = classifier
+                if isinstance(item, ModelFile):  # published already, when it was loaded
+                    published = item
+                else:
+                    published = _published(*item)
+                    classifier = Classifier(published)
+                    with self._lock:
+                        self._classifier, self._answering = classifier, history
                 if history is not projected:  # a new run starts a fresh layout sequence
                     self._projector.reset()
                     projected = history
-                xy = self._projector.project(published.train_embeddings)
-                history.add_layout(Layout(published.epoch, xy, published.train_labels.numpy()))
+                xy = self._projector.project(published.embeddings)
+                history.add_layout(Layout(published.epoch, xy, published.labels.numpy(), published.names))
             except Exception as exc:  # a failed projection must not kill the worker; say so
                 history.note(f"embedding view failed at epoch {epoch}: {exc}")
 
 
-def _published(config: TrainConfig, train: ImageSet, event: EmbeddingSnapshot) -> PublishedModel:
+def _published(config: TrainConfig, train: ImageSet, event: EmbeddingSnapshot) -> ModelFile:
     embeddings = torch.from_numpy(event.embeddings.astype(np.float32))  # (N, D)
-    return PublishedModel.build(config, train, event.weights, embeddings, event.epoch, event.head)
+    return ModelFile.build(config, train, event.weights, embeddings, event.epoch, event.head)

@@ -14,6 +14,7 @@ class Layout:
     epoch: int
     xy: np.ndarray  # (N, 2) float32
     labels: np.ndarray  # (N,) int64
+    names: tuple[str, ...] = ()  # each training image's file, where the source has files
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +58,7 @@ class RunView:
     held_out_epochs: np.ndarray | None = None
     held_out: np.ndarray | None = None
     fitting_minutes: float = 0.0  # > 0 while a budget's length is being fitted: total_steps is provisional
+    recipe: tuple[int, int, float] | None = None  # the running stage's (epochs, batch size, lr), once it starts
 
     @property
     def step(self) -> int:

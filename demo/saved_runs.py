@@ -9,6 +9,7 @@ from core import events as ev
 from core.plan.recipe import STAGE_WORDS, describe, epochs_words
 from core.runs.folder import RunFolder
 from core.runs.table import Summary, config_diff
+from core.trainer.budget import minutes_words
 from demo.history import RunHistory
 
 UNFINISHED = "this run's log ends without a finish: its process stopped (or is still running elsewhere)"
@@ -41,7 +42,7 @@ def length(summary: Summary) -> str:
     config = summary.config
     if config is None:
         return epochs_words(summary.epochs)
-    asked = f"{config.minutes:g} min" if config.minutes else epochs_words(config.epochs)
+    asked = minutes_words(config.minutes) if config.minutes else epochs_words(config.epochs)
     return f"{asked} ({summary.epochs} done)" if summary.status != "completed" else asked
 
 

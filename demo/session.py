@@ -8,7 +8,6 @@ classifier all happen in worker threads, never in a UI callback.
 from __future__ import annotations
 
 import itertools
-import shutil
 import threading
 from pathlib import Path
 
@@ -16,14 +15,17 @@ import numpy as np
 
 from core import events as ev
 from core.config import TrainConfig
+from core.data import upload
 from core.data.cache import DatasetCache
+from core.data.folder import folder_files
 from core.data.labels import describe as describe_labels
 from core.plan.pipeline import Pipeline
-from core.plan.presets import AUTO
 from core.plan.request import ONLY, Request
 from core.runs import folder as runs
 from core.runs.table import Summaries, metrics_csv
-from core.serve.classifier import Classifier, Prediction, PublishedModel
+from core.serve import model_file
+from core.serve.classifier import Classifier, Prediction
+from core.serve.model_file import ModelFile
 from core.trainer.checkpoint import Checkpoint
 from core.trainer.handover import best_words
 from demo import run_thread, saved_runs
@@ -33,6 +35,12 @@ from demo.run_thread import Run
 from demo.run_view import RunView
 
 ENDED = (COMPLETED, STOPPED, FAILED)
+UPLOADS = "uploads"  # under the runs folder: training data unpacked from the browser
+
+
+def dataset_name(spec: str) -> str:
+    """'fashion', or a folder's own name: how a run is called."""
+    return spec.removeprefix("folder:").rstrip("/").rsplit("/", 1)[-1]
 
 
 class Session:
@@ -71,6 +79,10 @@ class Session:
     def classifier(self) -> Classifier | None:
         return self.publisher.classifier()
 
+    def answering(self) -> str:
+        """The name of the run whose model answers."""
+        return self.publisher.answering()
+
     def classify(self, image, method: str | None = None) -> Prediction:
         """Classify with the published model; `method` is one of its `methods` (default: its first)."""
         classifier = self.classifier()
@@ -80,12 +92,18 @@ class Session:
         return classifier.classify(image, method if method in classifier.methods else None)
 
     def thumbnails(self) -> np.ndarray | None:
-        """The current run's training images as (N, H, W) or (N, H, W, 3) uint8; None before they load."""
+        """The current run's training images as (N, H, W) or (N, H, W, 3) uint8 (a loaded model file's own
+        thumbnails); None before they load."""
         with self._lock:
             run = self._runs[-1] if self._runs else None
-        if run is None or run.data is None:
+        classifier = self.classifier()
+        if run is not None and run.data is not None:
+            images = run.data.train.images
+        elif run is not None and classifier is not None and run.loaded and run.loaded[1] is None:
+            images = classifier.published.thumbnails
+        else:
             return None
-        images = run.data.train.images.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+        images = images.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
         return images[..., 0] if images.shape[-1] == 1 else images
 
     # -- training ----------------------------------------------------------------------------
@@ -97,8 +115,7 @@ class Session:
         with self._lock:
             self._refuse_if_running()
             run_id = f"run-{next(self._ids)}"
-            words = (" · auto" if request.recipe == AUTO else "") + (" · pipeline" if request.pretrain != ONLY else "")
-            label = f"{run_id} · {base.objective} · {base.dataset}{words}"
+            label = f"{run_id} · {dataset_name(base.dataset)}"  # then what each stage trains, as it starts
             folder = runs.RunFolder(self.runs_dir / run_id)
             pipeline = Pipeline.start(folder, request, self.datasets.get, label)
             run = Run(RunHistory(run_id, label, ()), folder, pipeline)
@@ -159,6 +176,15 @@ class Session:
         if run is not None and run.alive():
             raise RuntimeError("a run is already going: stop it first (every tab shares one run)")
 
+    def unpack(self, archive: str | Path) -> tuple[Path, str]:
+        """A zip of class subfolders unpacked safely under the runs folder (core/data/upload.py): the folder to
+        train on, and what it holds in words. Called from a Gradio worker thread."""
+        folder = upload.unpack(archive, self.runs_dir / UPLOADS)
+        files = folder_files(str(folder))
+        classes = sorted({path.parent.name for path in files})
+        return folder, f"{len(files):,} images in {len(classes)} classes ({', '.join(classes[:6])}" + (
+            ", ..." if len(classes) > 6 else "") + ")"
+
     def preload(self, config: TrainConfig) -> threading.Thread:
         """Decode a dataset in the background so the first Start does not wait for it."""
         def target() -> None:
@@ -172,57 +198,67 @@ class Session:
         return thread
 
     # -- keep --------------------------------------------------------------------------------
-    def export_checkpoint(self, dest_dir: str | Path) -> Path:
-        """Copy the current run's latest checkpoint to `dest_dir` for download."""
+    def export_model(self, dest_dir: str | Path) -> Path:
+        """The model file of what answers now (core/serve/model_file.py), named after its run, for download."""
+        classifier = self.classifier()
         with self._lock:
             run = self._runs[-1] if self._runs else None
-        checkpoint = run.history.view().checkpoint if run else None
-        if checkpoint is None:
-            raise LookupError("no checkpoint yet: a run saves one every few epochs and when stopped")
-        dest = Path(dest_dir) / f"vit2040-{run.history.run_id}-{run.config.dataset}.pt"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(checkpoint, dest)
-        return dest
+        if classifier is None or run is None:
+            raise LookupError("no model yet: a run publishes one after its first snapshot")
+        name = "-".join(run.history.label.split(" · ")[0].split()) or run.history.run_id
+        return classifier.published.save(Path(dest_dir) / f"vit2040-{name}-epoch{classifier.published.epoch}.pt")
 
     def load(self, path: str | Path) -> str:
-        """Load a checkpoint file: validate it against its dataset, then show it as a finished run
-        (a run folder's checkpoint brings its curves; one of a listed run makes that run current).
-
-        Called from a Gradio worker thread; embedding the training set is one batched forward pass.
-        """
-        checkpoint = Checkpoint.load(path)
-        config = checkpoint.config
-        data = self.datasets.get(config)
-        checkpoint.check_matches(data)
-        published = PublishedModel.from_checkpoint(checkpoint, data.train)
-        holder = runs.run_of(Path(path).resolve())  # a run's checkpoint brings the run's curves
-        folder = holder or runs.RunFolder(Path(path).resolve().parent)
+        """Load a model file (no dataset needed) or a training checkpoint (validated against its dataset), and
+        show it as a finished run: one of a run folder brings the run's curves, and one of a listed run makes
+        that run current. Called from a Gradio worker thread; a checkpoint's training set is embedded in one
+        batched forward pass."""
+        path = Path(path).resolve()
+        opened = model_file.read(path)
+        if isinstance(opened, Checkpoint):
+            data = self.datasets.get(opened.config)
+            opened.check_matches(data)
+            published, loaded = ModelFile.from_checkpoint(opened, data.train), (opened.config, data)
+        else:
+            published, loaded = opened, (opened.trained_with, None)
+        holder = runs.run_of(path)  # a run's checkpoint or model file brings the run's curves
+        folder = holder or runs.RunFolder(path.parent)
         with self._lock:
             self._refuse_if_running()
-            run = next((r for r in self._runs if r.folder.path.resolve() == folder.path), None)
+            run = next((r for r in self._runs if r.folder.path.resolve() == folder.path.resolve()), None)
             if run is not None:
                 self._runs.remove(run)
             else:
                 run_id = f"run-{next(self._ids)}"
                 history = (saved_runs.history_of(folder, run_id) if holder else
-                           RunHistory(run_id, f"{run_id} · loaded {Path(path).name}", data.class_names))
+                           RunHistory(run_id, f"{run_id} · loaded {path.name}", published.class_names))
                 run = Run(history, folder)
-            run.pipeline, run.loaded = None, (config, data)
+            run.pipeline, run.loaded = None, loaded
             self._runs.append(run)
-        logged = holder is not None
-        if not logged and checkpoint.baselines:
-            run.history(ev.Baselines(*checkpoint.baselines))
-        if not logged:
-            run.history(ev.Finished("completed", checkpoint.epoch, checkpoint.step, None, str(path)))
+        if holder is None:
+            run.history(ev.Finished("completed", published.epoch, 0, None, str(path)))
         self.publisher.loaded(run.history, published)
-        return f"loaded {Path(path).name}: {config.dataset}, {config.objective}, epoch {checkpoint.epoch}"
+        return f"loaded {path.name}: {model_file.describe(published)}"
 
     def open(self, run_id: str) -> str:
-        """Make a listed run current: its latest checkpoint is loaded and published for classifying."""
-        checkpoint = self._find(run_id).history.view().checkpoint
-        if not checkpoint or not Path(checkpoint).is_file():
-            raise LookupError(f"{run_id} has no checkpoint on disk to open")
-        return self.load(checkpoint)
+        """Make a listed run current: its model file (or, before it has one, its latest checkpoint) is loaded and
+        published for classifying."""
+        run = self._find(run_id)
+        model = run.folder.model()
+        if model is None:
+            raise LookupError(f"{run_id} has no model file or checkpoint on disk to open")
+        return self.load(model)
+
+    def open_last(self) -> str | None:
+        """At start-up, the newest listed run that holds a model file answers again, as it did before the
+        restart (only a model file: it needs no dataset, so opening it is quick and cannot fail on a moved
+        folder). None when there is none."""
+        with self._lock:
+            listed = list(self._runs)
+        for run in reversed(listed):
+            if run.folder.model_path.is_file():
+                return self.open(run.history.run_id)
+        return None
 
     # -- the run table ---------------------------------------------------------------------------
     def _find(self, run_id: str) -> Run:

@@ -1,7 +1,8 @@
 """Every string the app shows, defined once, and the pure functions that format run state as text."""
 from __future__ import annotations
 
-from core.trainer.handover import HANDOVER
+from core.trainer.budget import minutes_words
+from core.trainer.handover import HANDOVER, HELD_OUT
 from demo.run_view import RunView
 
 TITLE = "vit2040 · a Vision Transformer trained from scratch on 2,040 images"
@@ -12,6 +13,8 @@ INTRO = (
 )
 FOLDER_CHOICE = "folder"
 FOLDER_HINT = "Folder with one subfolder per class (used when the dataset is 'folder')"
+LABEL_UPLOAD_DATA = "…or upload a zip of your images, one subfolder per class"
+UNPACKED = "Unpacked {holds}: press Start to train on them."
 
 TRAIN = "Train"
 WATCH = "Watch"
@@ -42,10 +45,10 @@ LABEL_REPLAY = "Snapshot (replay)"
 LABEL_INDEX = "Training image # (or click a point)"
 LABEL_THUMB = "Training image"
 LABEL_UPLOAD = "Photo (drop, paste or pick)"
-LABEL_SKETCH = "…or draw (digits)"
+LABEL_SKETCH = "…or draw one (light strokes on dark, as the training images are)"
 BUTTON_CLASSIFY = "Classify"
 LABEL_SEEN = "What the model sees"
-LABEL_TOP5 = "Top-5"
+LABEL_TOP = "Top classes"
 LABEL_NEIGHBOURS = "8 nearest training images"
 LABEL_ATTENTION = "CLS attention"
 LABEL_MANY = "…or several photos at once"
@@ -70,7 +73,7 @@ SELECT_SOME = "Select the runs to {action} first."
 LABEL_SMOOTHING = "Loss smoothing"
 LABEL_NEIGHBOURS_OF = "Its 8 nearest training images in embedding space"
 BUTTON_EXPORT_LAYOUT = "Export this layout (CSV)"
-LABEL_LAYOUT_FILE = "Layout (x, y, label, index)"
+LABEL_LAYOUT_FILE = "Layout (x, y, label, index, file)"
 NO_LAYOUT = "No embedding layout yet: it appears after the first snapshot."
 # The similarity first: a narrow tile cuts the end of a caption, and a long class name hid it there.
 NEIGHBOUR_CAPTION = "{similarity:.2f} · {name} · #{index}"
@@ -79,16 +82,23 @@ UNLIKE = ("⚠ **Unlike the training images**: its nearest training image (simil
           "mean little (flagged below the {percentile:g}st percentile).")
 LIKE = "Like the training images: its nearest training image is as close as for {share:.0%} of them."
 KNN_VOTES = "{counts} of the {k} nearest training images"
-BUTTON_SAVE = "Save checkpoint"
-LABEL_DOWNLOAD = "Download"
-LABEL_LOAD = "Load a checkpoint (.pt)"
-LABEL_EXAMPLES = "Examples: click one"
+BUTTON_SAVE = "Download the model"
+LABEL_DOWNLOAD = "Model file (classifies anywhere: python -m core.classify MODEL PHOTOS...)"
+LABEL_LOAD = "Load a model file or a checkpoint (.pt)"
+LOAD_REFUSED = "refused, the model before it still answers: {message}"
+ANSWERED_BY = "Answered by {run} ({model})"
+LABEL_EXAMPLES = "Examples from the training images of the model that answers: click one"
 
 ADVICE = "⚠ epoch {epoch}: {message} (the **Fine-tune** button does it on this run)."
-HANDED_OVER = "⚠ epoch {epoch}: {message}."  # a pipeline's hand-over: its next stage starts by itself
-FITTING = "timing its steps to fit the {minutes:g} min budget"  # until then the length is provisional
+HANDED_OVER = "⚠ epoch {epoch}: handed over: {message}."  # a pipeline's hand-over: its next stage starts by itself
+FITTING = "timing its steps to fit {minutes}"  # until then the length is provisional
+PLANNING = "fitting the recipe to the data and this machine, loading the data"
+WHY = "why, the plan, the speed"
 IDLE_STATUS = "Nothing running. Choose a dataset and press **Start**."
-NO_MODEL = "No model yet: start training (the first snapshot arrives after an epoch) or load a checkpoint."
+PRESET_SWITCHED = "Preset now {preset}, the one for {dataset} (choose another in Preset)."
+NO_MODEL = ("No model yet: start training (the first snapshot arrives after an epoch), open a finished run in "
+            "Runs, or load a model file.")
+NOT_ANSWERED = "**Not answered:** {reason}"
 NOTHING_TO_CLASSIFY = "Drop a photo or draw something first."
 THUMB_OUT_OF_RANGE = "No training image #{index}: the set has {n}."
 
@@ -101,29 +111,51 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def _figure(view: RunView) -> str:
+    """The one figure that matters now: the class head's test accuracy once there is one, else the kNN's
+    (balanced accuracy when the classes are unequal)."""
+    for name, values, balanced in (("test", view.top1, view.top1_balanced), ("kNN", view.knn, view.knn_balanced)):
+        if len(values):
+            if view.imbalanced and balanced is not None and len(balanced) and balanced[-1] == balanced[-1]:
+                return f"{name} {balanced[-1]:.1%} balanced"
+            return f"{name} {values[-1]:.1%}"
+    return ""
+
+
 def status_line(view: RunView | None) -> str:
-    """One line: stage, epoch, step, images/s, elapsed, ETA, device, then the run's latest message."""
+    """A short line (status, the run and its stage, epoch of epochs, time left, the figure that matters), then
+    the reasons one click away: the plan and why, the run's latest message, the watchdog's or hand-over's words,
+    the speed and the device."""
     if view is None:
         return IDLE_STATUS
+    if view.status == "idle":  # started: the training thread plans and loads before the first step
+        return f"**planning** · {view.label} · {PLANNING}"
     epochs = view.total_steps // view.steps_per_epoch if view.steps_per_epoch else 0
     epoch = view.step // view.steps_per_epoch if view.steps_per_epoch else 0
     parts = [f"**{view.status}** · {view.label}"]
     if view.fitting_minutes:  # the length is provisional until the run has timed its steps
-        parts += [f"epoch {epoch}", f"step {view.step}"]
+        parts += [f"epoch {epoch}", FITTING.format(minutes=minutes_words(view.fitting_minutes))]
     else:
-        parts += [f"epoch {epoch}/{epochs}", f"step {view.step}/{view.total_steps}"]
-    if view.status == "running":
-        parts += [f"{view.images_per_s:,.0f} img/s", f"elapsed {duration(view.elapsed_s)}"]
-        parts.append(FITTING.format(minutes=view.fitting_minutes) if view.fitting_minutes
-                     else f"ETA {duration(view.eta_s)}")
-    if view.device:
-        parts.append(view.device)
-    line = " · ".join(parts)
-    lines = [line, *view.plan] + ([view.message] if view.message else [])
+        parts += [f"epoch {epoch}/{epochs} · step {view.step}/{view.total_steps}"]
+        if view.status == "running" and view.eta_s is not None:
+            parts.append(f"{duration(view.eta_s)} left")
+    if figure := _figure(view):
+        parts.append(figure)
+    warning = ""
     if view.advice is not None:
-        epoch, message = view.advice
-        lines.append((HANDED_OVER if HANDOVER in message else ADVICE).format(epoch=epoch, message=message))
-    return "  \n".join(lines)
+        epoch_said, message = view.advice
+        said = message.removeprefix(HELD_OUT).split(": ")[0]
+        warning = "  \n" + (HANDED_OVER if HANDOVER in message else ADVICE).format(epoch=epoch_said, message=said)
+    return " · ".join(parts) + warning + "\n\n" + _reasons(view)
+
+
+def _reasons(view: RunView) -> str:
+    """What the short line leaves out, behind a click (HTML details: the text is on the page, folded)."""
+    speed = [f"{view.images_per_s:,.0f} img/s", f"elapsed {duration(view.elapsed_s)}"] if view.status == "running" \
+        else [f"ran {duration(view.elapsed_s)}"]
+    lines = [*view.plan, *([view.message] if view.message else []),
+             *([view.advice[1]] if view.advice is not None else []), " · ".join([*speed, view.device or "–"])]
+    return f"<details><summary>{WHY}</summary>\n\n" + "  \n".join(lines) + "\n\n</details>"
 
 
 def progress_html(view: RunView | None) -> str:
@@ -155,6 +187,12 @@ CLICK_TO_THUMBNAIL_JS = """
   }, 500);
 }
 """
+
+# Shows the sketchpad only where a drawing fits the model that answers (demo/classify_panel.py: drawable).
+SKETCH_VISIBILITY_JS = """(fits) => {
+  const box = document.querySelector('#sketch-box');
+  if (box) box.style.display = fits ? '' : 'none';
+}"""
 
 # The Sketchpad's value -> its composite image (or null), run in the browser by the Classify button.
 SKETCH_COMPOSITE_JS = "(value) => (value && value.composite) || null"

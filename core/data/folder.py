@@ -55,12 +55,13 @@ def load_folder(path: str, size: int, seed: int) -> DataSplits:
     folder = Path(path).expanduser().resolve()
     classes = _scan_folder(folder)
     decoded: dict[str, list[torch.Tensor]] = {}
-    skipped = []
+    names, skipped = [], []
     for name, files in classes.items():
         decoded[name] = []
         for file in files:
             try:
                 decoded[name].append(load_square(file, size))
+                names.append(file.relative_to(folder).as_posix())
             # Pillow's plugins raise many exception types on malformed input; one bad file in a
             # user's folder must not abort the load, and the reason is reported with the path.
             except Exception as exc:  # noqa: BLE001
@@ -69,7 +70,7 @@ def load_folder(path: str, size: int, seed: int) -> DataSplits:
     channels = max(t.shape[0] for tensors in decoded.values() for t in tensors)
     images = torch.stack([t.expand(channels, -1, -1) for ts in decoded.values() for t in ts])
     labels = torch.tensor([c for c, ts in enumerate(decoded.values()) for _ in ts])
-    data = ImageSet(images, labels, tuple(classes))
+    data = ImageSet(images, labels, tuple(classes), tuple(names))
     test_mask = holdout_mask(labels, seed)
     return DataSplits(f"folder:{folder}", data.subset(~test_mask), data.subset(test_mask),
                       tuple(skipped))

@@ -23,6 +23,8 @@ class ImageSet:
     images: torch.Tensor
     labels: torch.Tensor
     class_names: tuple[str, ...]
+    # Each image's file, relative to its dataset folder ("cats/001.jpg"), where the source has files; else ().
+    names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         images, labels = self.images, self.labels
@@ -39,9 +41,12 @@ class ImageSet:
             raise ValueError("class_names must be a non-empty sequence of strings")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
             raise ValueError(f"labels must lie in [0, {len(self.class_names)})")
+        if self.names and len(self.names) != len(images):
+            raise ValueError(f"{len(images)} images but {len(self.names)} names")
         # Frozen, so normalise through object.__setattr__; the hash and .numpy() need contiguity.
         object.__setattr__(self, "images", images.contiguous())
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "names", tuple(self.names))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,11 +67,13 @@ class ImageSet:
         return digest.hexdigest()[:16]
 
     def to(self, device: torch.device | str) -> ImageSet:
-        return ImageSet(self.images.to(device), self.labels.to(device), self.class_names)
+        return ImageSet(self.images.to(device), self.labels.to(device), self.class_names, self.names)
 
     def subset(self, index: torch.Tensor) -> ImageSet:
-        index = index.to(self.images.device)
-        return ImageSet(self.images[index], self.labels[index], self.class_names)
+        """The images `index` picks: positions, or a boolean mask over the set."""
+        index = (index.nonzero().flatten() if index.dtype == torch.bool else index).to(self.images.device)
+        names = tuple(self.names[i] for i in index.tolist()) if self.names else ()
+        return ImageSet(self.images[index], self.labels[index], self.class_names, names)
 
     def resized(self, side: int) -> torch.Tensor:
         """The images at `side` (core.images.fit_square), computed once per side: the app publishes

@@ -131,7 +131,7 @@ class Backbone(nn.Module):
         if height % p or width % p:
             raise ValueError(f"input {height}x{width} is not a multiple of patch size {p}")
         x = self.vit.to_patch_embedding(images)  # (B, gh*gw, D)
-        prefix = self.vit.cls_token.expand(len(x), -1, -1)
+        prefix = self.vit.cls_token.expand(x.shape[0], -1, -1)  # shape, not len(): a traced graph keeps N free
         x = torch.cat([prefix, x], dim=1)
         pos = interpolate_positions(self.vit.pos_embedding, self.n_prefix, self.grid, (height // p, width // p))
         return self.vit.transformer(self.vit.dropout(x + pos))

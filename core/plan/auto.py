@@ -41,6 +41,7 @@ from core.data.sources import survey
 from core.data.splits import TEST_FRACTION, DataSplits
 from core.objectives import instance
 from core.plan.timing import EVALUATIONS, Throughput, Timing, passes
+from core.trainer.schedule import with_epochs
 
 MIN_PASSES = 30
 SMALL_SIDE = 32  # images no larger than this keep their side
@@ -134,9 +135,10 @@ def _epochs(facts: Facts, timed: Throughput | None, multi_crop: bool) -> int:
 def with_length(config: TrainConfig, facts: Facts, timed: Throughput | None) -> TrainConfig:
     """`config` with the epochs `timed` allows and about EVALUATIONS evaluations over them. With a budget,
     the epochs are the estimate the run's own timing then corrects (core/trainer/budget.py): the evaluations are
-    planned over it, and a shorter fixed length keeps them."""
+    planned over it, and a shorter fixed length keeps them. A budget too short for the warmup (a busy machine's
+    one epoch) cuts it, as every recipe's length does."""
     epochs = _epochs(facts, timed, config.augment.n_local > 0)
-    return dataclasses.replace(config, epochs=epochs, eval_every=max(1, epochs // EVALUATIONS))
+    return dataclasses.replace(with_epochs(config, epochs), eval_every=max(1, epochs // EVALUATIONS))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ class Expectation:
 
     @property
     def reason(self) -> str:
-        facts = f"{self.labels_per_class:g} labelled images a class and ~{self.passes:.0f} passes over the images"
+        facts = f"{self.labels_per_class:.0f} labelled images a class and ~{self.passes:.0f} passes over the images"
         if self.pretrain:
             why = (f"at most {policy.FEW_LABELS} labels a class" if policy.few_labels(self.labels_per_class)
                    else f"{policy.LONG_PASSES}+ passes")

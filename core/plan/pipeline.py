@@ -31,6 +31,7 @@ from core.plan.recipe import FINETUNE, PRETRAIN, SUPERVISED, recipe, stage_of
 from core.plan.request import Load, Request, plan_first
 from core.plan.stage import run_stage
 from core.runs.folder import LOG, RunFolder, StageFolder
+from core.serve.model_file import ModelFile
 from core.trainer.checkpoint import Checkpoint
 from core.trainer.handover import kept_words
 
@@ -111,7 +112,7 @@ class Pipeline:
                     reason = FAILED if isinstance(outcome, ev.Failed) else outcome.reason
                     break
             else:
-                self.record["model"] = self.folder.relative(self._folder(self.stages[-1]).last)
+                self._write_model()
         except (ValueError, RuntimeError, OSError) as exc:  # data, checkpoint or config refused: said, not raised
             emit(ev.Failed(str(exc), 0, 0, None))
             reason = REFUSED
@@ -185,6 +186,13 @@ class Pipeline:
             entry["best_epoch"] = outcome.best_epoch
             self._handed = (str(stage.best), outcome.best_backbone)
         return outcome
+
+    def _write_model(self) -> None:
+        """The run's model file, from its last stage's checkpoint: what a person takes home (core/serve)."""
+        last = Checkpoint.load(self._folder(self.stages[-1]).last)
+        data = self.data or self.load(last.config)  # every stage was finished already: nothing loaded yet
+        ModelFile.from_checkpoint(last, data.train).save(self.folder.model_path)
+        self.record["model"] = self.folder.relative(self.folder.model_path)
 
     # -- a stage added by hand ---------------------------------------------------------------
     def finetune(self, epochs: int | None = None, labels_per_class: int = 0) -> tuple[TrainConfig, str]:

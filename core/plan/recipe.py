@@ -23,6 +23,7 @@ from core import policy
 from core.config import TrainConfig
 from core.data import labels
 from core.objectives import Supervised, objective_class, supervised
+from core.trainer.budget import minutes_words
 from core.trainer.schedule import with_epochs
 
 PRETRAIN, FINETUNE, SUPERVISED = "pretrain", "finetune", "supervised"
@@ -92,5 +93,5 @@ def describe(config: TrainConfig, name: str, length: bool = True) -> str:
     if few := labels.describe(config):
         parts.append(few)
     if length:
-        parts.append(f"a {config.minutes:g} min budget" if config.minutes else epochs_words(config.epochs))
+        parts.append(f"a {minutes_words(config.minutes)} budget" if config.minutes else epochs_words(config.epochs))
     return f"{name} recipe: " + ", ".join(parts)

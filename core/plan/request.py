@@ -15,6 +15,7 @@ from core.plan import auto, payoff
 from core.plan.presets import AUTO
 from core.plan.recipe import STAGE_WORDS, SUPERVISED, describe, epochs_words, recipe, stage_of
 from core.plan.timing import Timing
+from core.trainer.budget import minutes_words
 from core.trainer.distributed import resolve_device
 
 Load = Callable[[TrainConfig], DataSplits]
@@ -81,8 +82,9 @@ def plan_first(request: Request, load: Load) -> First:
     pretrain = expected.pretrain if request.pretrain == "auto" else request.pretrain == "always"
     first = pretraining if pretrain else recipe(base, stage=SUPERVISED, minutes=request.minutes)
     stages = "pretraining, then fine-tuning" if pretrain else "supervised training from scratch"
+    stages += f", {minutes_words(request.minutes)} in all"
     return First(base, first, request.minutes * (policy.PRETRAIN_SHARE if pretrain else 1.0), pretrain, expected,
-                 (describe(base, name, length=False), _said(expected), f"{stages}, {request.minutes:g} min in all"))
+                 (describe(base, name, length=False), _said(expected), stages))
 
 
 def base_for(request: Request, load: Load) -> tuple[TrainConfig, DataSplits, Timing | None]:
@@ -103,5 +105,5 @@ def _said(expected: payoff.Expectation | None) -> str:
 
 
 def _only_words(config: TrainConfig, minutes: float) -> str:
-    length = f"{minutes:g} min" if minutes else epochs_words(config.epochs)
+    length = minutes_words(minutes) if minutes else epochs_words(config.epochs)
     return f"{STAGE_WORDS[stage_of(config)]}, {length}"

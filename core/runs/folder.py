@@ -16,7 +16,10 @@ A *run* is a stage folder of its own (`core.train`, `core.finetune`: one stage) 
         pipeline.json   the pipeline's record (core/plan/pipeline.py): its request, plan, and its stages in order,
                         each with its folder relative to the run ("pretrain", "finetune", "supervised", or one
                         shared with other runs, as core.compare's arms share a pretraining) and how it ended
+        model.pt        the model file (core/serve/model_file.py), written once the last stage has finished
         <stage>/ ...
+
+A run of one stage writes its model file beside its checkpoints too.
 
 core.compare adds `result.json` (an arm's measures) to a run, and `calibration.json` and `results.json` to its
 output folder. A run written before pipelines had records (a stage folder with a `finetune/` stage folder
@@ -34,7 +37,7 @@ from core.config import TrainConfig, from_json, to_json
 from core.runs.log import JsonlLog, read_events
 
 CONFIG, META, LOG, RECORD = "config.json", "run.json", "metrics.jsonl", "pipeline.json"
-LAST, BEST = "last.pt", "best.pt"
+LAST, BEST, MODEL = "last.pt", "best.pt", "model.pt"
 STAGE_RESULT, ARM_RESULT, CALIBRATION, REPORT = "stage.json", "result.json", "calibration.json", "results.json"
 LEGACY_FINETUNE = "finetune"  # the second stage of a run written before records (see the module's docstring)
 
@@ -195,11 +198,15 @@ class RunFolder:
         legacy = StageFolder(self.path / LEGACY_FINETUNE)
         return stages + ([("finetune", legacy)] if legacy.started() else [])
 
+    @property
+    def model_path(self) -> Path:
+        """Where the run's model file goes (core/serve/model_file.py)."""
+        return self.path / MODEL
+
     def model(self) -> Path | None:
-        """The checkpoint to use: a finished pipeline's model, else the last stage's latest checkpoint."""
-        record = self.record()
-        if record is not None and record.get("model"):
-            return self.resolve(record["model"])
+        """What to classify with: the run's model file once it has one, else its last stage's latest checkpoint."""
+        if self.model_path.is_file():
+            return self.model_path
         stages = self.stages()
         last = stages[-1][1].last if stages else None
         return last if last is not None and last.is_file() else None
@@ -243,12 +250,13 @@ def _latest(run: RunFolder) -> int:
     return max((stamp[1] or 0 for stamp in run.stamp()), default=0)
 
 
-def run_of(checkpoint: Path) -> RunFolder | None:
-    """The run that holds `checkpoint` in one of its stage folders, or None when it lies elsewhere."""
-    folder = checkpoint.parent
+def run_of(file: Path) -> RunFolder | None:
+    """The run that holds `file` (a checkpoint in one of its stage folders, or its model file), or None when it
+    lies elsewhere."""
+    folder = file.parent
     for candidate in (RunFolder(folder.parent), RunFolder(folder)):
         holds = candidate.is_pipeline or StageFolder(candidate.path).started()
-        if holds and any(stage.path == folder for _, stage in candidate.stages()):
+        if holds and (candidate.path == folder or any(stage.path == folder for _, stage in candidate.stages())):
             return candidate
     return None
 

@@ -1,9 +1,10 @@
-"""Classify one uploaded image with a published copy of the backbone.
+"""Classify images with a published model (core/serve/model_file.py): the app's uploads one at a time with their
+attention map and neighbours, and a command line's files in batches.
 
-Training publishes a `PublishedModel` (weights, training-set embeddings and images, all copied at
-one moment); a `Classifier` built from it never touches the live model, so predictions stay
-consistent while training keeps changing its own weights. Turning the upload into model input is
-core.framing's job; the kNN vote is core.metrics'; the class head is the run's own objective.
+Training publishes a model file's record at one moment (weights, the training set's embeddings and
+thumbnails); a `Classifier` built from it never touches the live model, so its answers stay consistent while
+training changes its own weights, and a model file loaded later answers the same way. Turning an image into
+model input is core.data.framing's job; the kNN vote is core.metrics'.
 """
 from __future__ import annotations
 
@@ -18,73 +19,35 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core.config import TrainConfig
 from core.data.augment import to_model_input
-from core.data.framing import Framing, preprocess
-from core.data.images import ImageError, is_blank
-from core.data.labels import labelled_index
-from core.data.splits import ImageSet
+from core.data.framing import preprocess
+from core.data.images import ImageError, fit_square, is_blank
 from core.metrics import knn_votes
-from core.model.backbone import Backbone, embed
-from core.objectives import load_class_head
-from core.trainer.checkpoint import Checkpoint
+from core.model.backbone import Backbone, build_backbone
+from core.serve.model_file import THUMB_SIDE, ModelFile
 
 TOP_K = 5
 N_NEIGHBOURS = 8
-# An upload is "unlike the training images" when its nearest training image is less similar than this
-# share of the training images are to their own nearest neighbour, in the embedding or in pixels (the
-# model's input, pooled to PIXEL_SIDE): either alone flags at most half of it, so both at most all of it.
-UNLIKE_SHARE = 0.01
-PIXEL_SIDE = 16
+PIXEL_SIDE = 16  # pixels compared for the "unlike" flag: pooled to this side from the thumbnails' side
 BLANK_MESSAGE = "the image is blank (one flat colour): there is nothing to classify"
 HEAD, KNN = "class head", "kNN vote"  # classification methods, the preferred first
+BATCH = 256  # images a batched forward pass embeds at once
 
 
-@dataclass(frozen=True, eq=False)  # eq=False: field-wise == on tensors is ambiguous
-class PublishedModel:
-    """Everything classification needs, copied out of training at one moment (never the live model)."""
+@dataclass(frozen=True, eq=False)
+class Answer:
+    """One image classified: what a command line prints for it."""
 
-    config: TrainConfig
-    weights: dict[str, torch.Tensor]  # backbone state_dict (CPU)
-    channels: int
-    class_names: tuple[str, ...]
-    train_images: torch.Tensor  # uint8 (N, C, H, W) CPU, for the nearest-neighbour thumbnails
-    train_labels: torch.Tensor  # int64 (N,)
-    train_embeddings: torch.Tensor  # float32 (N, D)
-    epoch: int
-    framing: Framing  # how the training images frame their object; uploads are framed alike
-    head: dict[str, torch.Tensor] | None = None  # the objective's state when it predicts classes, else None
+    top: list[tuple[str, float]]  # (class name, probability), most probable first
+    method: str  # HEAD or KNN
+    typicality: float  # see Prediction
+    unlike_share: float
+    blank: bool  # one flat colour: any answer means nothing
+    embedding: torch.Tensor  # (D,)
 
-    def __post_init__(self) -> None:
-        n = len(self.train_labels)
-        if self.train_images.dim() != 4 or self.train_images.shape[1] != self.channels:
-            raise ValueError(f"train_images must be (N, {self.channels}, H, W), got {tuple(self.train_images.shape)}")
-        if n == 0 or len(self.train_images) != n or len(self.train_embeddings) != n:
-            raise ValueError(f"need as many (> 0) train images, labels and embeddings, got "
-                             f"{len(self.train_images)}, {n}, {len(self.train_embeddings)}")
-        if self.train_labels.min() < 0 or self.train_labels.max() >= len(self.class_names):
-            raise ValueError(f"train_labels must lie in [0, {len(self.class_names)})")
-
-    @classmethod
-    def build(cls, config: TrainConfig, train: ImageSet, weights: dict[str, torch.Tensor],
-              embeddings: torch.Tensor, epoch: int, head: dict[str, torch.Tensor] | None = None) -> PublishedModel:
-        """A published model of `config`'s weights over the training set `train`, whose images are
-        resized to the model's side and whose framing is measured once per set (ImageSet caches both)."""
-        return cls(config=config, weights=weights, channels=train.channels, class_names=train.class_names,
-                   train_images=train.resized(config.model.image_size), train_labels=train.labels.cpu(),
-                   train_embeddings=embeddings.float().cpu(), epoch=epoch, framing=train.framing, head=head)
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, train: ImageSet) -> PublishedModel:
-        """A checkpoint's model over its training set (one batched forward pass embeds the set); the
-        caller has checked that `train` is the data it was trained on (Checkpoint.check_matches)."""
-        if checkpoint.config.model.arch != "vit":
-            raise ValueError(f"this checkpoint holds core.compare's reference CNN ({checkpoint.config.model.arch}); "
-                             "the app classifies, and shows the attention of, its ViTs only")
-        backbone = checkpoint.build_backbone()
-        embeddings = embed(backbone, train.resized(checkpoint.config.model.image_size))
-        return cls.build(checkpoint.config, train, checkpoint.backbone, embeddings, checkpoint.epoch,
-                         checkpoint.objective if checkpoint.predicts_classes else None)
+    @property
+    def unlike_training(self) -> bool:
+        return self.typicality < self.unlike_share
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,11 +64,11 @@ class Prediction:
     typicality: float = 1.0
     votes: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # kNN: (class, neighbours of k)
     k: int = 0  # the neighbours a kNN vote counts
+    unlike_share: float = 0.01
 
     @property
     def unlike_training(self) -> bool:
-        return self.typicality < UNLIKE_SHARE
-
+        return self.typicality < self.unlike_share
 
 
 @contextmanager
@@ -144,71 +107,126 @@ def _attention_map(attn: torch.Tensor, n_prefix: int, size: int) -> np.ndarray:
 
 
 class Classifier:
-    """Classification against one PublishedModel, by its class head (a fine-tuned run) or by a kNN
+    """Classification against one ModelFile, by its class head (a fine-tuned or supervised run) or by a kNN
     vote over the training embeddings; immutable after __init__, shareable across threads."""
 
-    def __init__(self, published: PublishedModel):
+    def __init__(self, published: ModelFile):
         self.published = published
-        # The attention map needs the softmax weights, which SDPA never materialises; the parameters
-        # are the same in both modes, so the published weights load into the explicit one.
-        self._backbone = Backbone(dataclasses.replace(published.config.model, attention="explicit"),
-                                  published.channels)
-        self._backbone.load_state_dict(published.weights)  # copies: later edits to the dict do not reach us
+        vit = published.model.arch == "vit"
+        # The attention map needs the softmax weights, which SDPA never materialises; the parameters are the
+        # same in both modes, so the published weights load into the explicit one. Batches use SDPA.
+        self._backbone = build_backbone(dataclasses.replace(published.model, attention="explicit") if vit
+                                        else published.model, published.channels)
+        self._backbone.load_state_dict(published.backbone)  # copies: later edits to the dict do not reach us
         self._backbone.eval().requires_grad_(False)
-        self._train = F.normalize(published.train_embeddings.float(), dim=1)  # (N, D), unit rows
+        self._fast: torch.nn.Module | None = None  # built on the first batch
+        self._train = F.normalize(published.embeddings.float(), dim=1)  # (N, D), unit rows
         if self._train.shape[1] != self._backbone.dim:
-            raise ValueError(f"train_embeddings have {self._train.shape[1]} dimensions, the model {self._backbone.dim}")
-        self._labels = published.train_labels.clone()
-        # A run that saw few labels (config.labels_per_class) votes with its labelled images only.
-        self._labelled = labelled_index(self._labels, published.config.labels_per_class, published.config.seed)
-        self._k = min(published.config.knn_k, len(self._labelled))
+            raise ValueError(f"embeddings have {self._train.shape[1]} dimensions, the model {self._backbone.dim}")
+        self._labels, self._labelled = published.labels.clone(), published.labelled.clone()
+        self._k = min(published.knn_k, len(self._labelled))
         # Each training image's similarity to its nearest other one, in the embedding and in pixels
         # (an instance-discrimination embedding maps a photo of anything near some garment; pixels less so).
-        self._pixels = _pixel_features(published.train_images)  # (N, C * PIXEL_SIDE²), unit rows
+        self._pixels = pixel_features(published.thumbnails)  # (N, C * PIXEL_SIDE²), unit rows
         self._own_nearest = (_nearest_other(self._train).sort().values, _nearest_other(self._pixels).sort().values)
-        # The attention hook sits on a module every call shares: one hooked forward at a time, so
-        # a hook never records another thread's image.
+        # The attention hook sits on a module every call shares: one hooked forward at a time, so a hook never
+        # records another thread's image.
         self._lock = threading.Lock()
-        self._head = (None if published.head is None
-                      else load_class_head(published.config, len(published.class_names), published.head))
+        self._head = published.head
         self.methods = (HEAD, KNN) if self._head is not None else (KNN,)
         self._describe = {HEAD: f"fine-tuned class head, softmax over {len(published.class_names)} classes",
                           KNN: f"kNN vote over {len(self._labelled):,} labelled training embeddings (k={self._k})"}
         self.method = self._describe[self.methods[0]]
 
+    # -- one upload, with its reasons (the app) ------------------------------------------------
     def classify(self, image: Image.Image, method: str | None = None) -> Prediction:
         """Top-5 by `method` (one of `self.methods`; default the first: the class head when there is one).
         ImageError for a blank image: any model answers one confidently, and the answer means nothing."""
-        method = method or self.methods[0]
-        if method not in self.methods:
-            raise ValueError(f"this model cannot classify by {method!r}: it offers {', '.join(self.methods)}")
+        method = self.resolve_method(method)
         if is_blank(image):
             raise ImageError(BLANK_MESSAGE)
-        size = self.published.config.model.image_size
-        pixels = preprocess(image, size, self.published.channels, self.published.framing)  # uint8 (C, S, S)
+        pixels = self.model_input(image)  # uint8 (C, S, S)
         with self._lock, _one_torch_thread(), torch.inference_mode():
             embedding, attention = self._forward(pixels)
             similarity = self._train @ F.normalize(embedding, dim=0)  # (N,)
-            scores = (self._head.class_logits(embedding[None]).softmax(dim=1) if method == HEAD
-                      else self._vote(similarity))  # (1, n_classes), sums to 1
-            top = self._top(scores[0])
-            return Prediction(top=top, neighbours=self._neighbours(similarity),
+            scores = self._scores(similarity[None], embedding[None], method)  # (1, n_classes)
+            return Prediction(top=self._top(scores[0], TOP_K), neighbours=self._neighbours(similarity),
                               model_input=_as_numpy_image(pixels),
-                              attention=_attention_map(attention, self._backbone.n_prefix, size),
-                              method=self._describe[method],
-                              typicality=self.typicality(float(similarity.max()), self._nearest_pixels(pixels)),
-                              votes=self._counts(similarity) if method == KNN else [], k=self._k)
+                              attention=attention, method=self._describe[method],
+                              typicality=float(self._typicality(similarity[None], pixels[None])[0]),
+                              votes=self._counts(similarity) if method == KNN else [], k=self._k,
+                              unlike_share=self.published.unlike_share)
+
+    def model_input(self, image: Image.Image) -> torch.Tensor:
+        """An image as the model sees it, framed as the training images were: uint8 (C, S, S)."""
+        return preprocess(image, self.published.side, self.published.channels, self.published.framing)
+
+    def _forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """uint8 (C, S, S) -> embedding (D,) and the last layer's attention map (S, S) (zeros for a CNN)."""
+        side = self.published.side
+        if not isinstance(self._backbone, Backbone):
+            return self._backbone(to_model_input(pixels[None]))[0], np.zeros((side, side), dtype=np.float32)
+        with self._backbone.last_attention() as captured:
+            embedding = self._backbone(to_model_input(pixels[None]))[0]
+        return embedding, _attention_map(captured[0], self._backbone.n_prefix, side)
+
+    # -- many images (a command line) ----------------------------------------------------------
+    def answers(self, pixels: torch.Tensor, blank: list[bool], method: str | None = None,
+                top: int = TOP_K) -> list[Answer]:
+        """Each image's top `top` classes by `method`, its flags and its embedding, embedded in batches.
+        `pixels`: uint8 (B, C, S, S), as `model_input` makes them; `blank`: whether each image was one colour."""
+        method = self.resolve_method(method)
+        results = []
+        for start in range(0, len(pixels), BATCH):
+            chunk = pixels[start:start + BATCH]
+            with torch.inference_mode():
+                embeddings = self._fast_backbone()(to_model_input(chunk))  # (b, D)
+                similarity = F.normalize(embeddings, dim=1) @ self._train.T  # (b, N)
+                scores = self._scores(similarity, embeddings, method)
+                typicality = self._typicality(similarity, chunk)
+            results += [Answer(self._top(scores[i], top), method, float(typicality[i]), self.published.unlike_share,
+                               blank[start + i], embeddings[i].clone()) for i in range(len(chunk))]
+        return results
+
+    def _fast_backbone(self) -> torch.nn.Module:
+        if self._fast is None:
+            fast = build_backbone(self.published.model, self.published.channels)
+            fast.load_state_dict(self.published.backbone)
+            self._fast = fast.eval().requires_grad_(False)
+        return self._fast
+
+    # -- shared by both --------------------------------------------------------------------------
+    def resolve_method(self, method: str | None) -> str:
+        """`method`, or the default (the class head when there is one); ValueError for one the model lacks."""
+        method = method or self.methods[0]
+        if method not in self.methods:
+            raise ValueError(f"this model cannot classify by {method!r}: it offers {', '.join(self.methods)}")
+        return method
+
+    def _scores(self, similarity: torch.Tensor, embeddings: torch.Tensor, method: str) -> torch.Tensor:
+        """(B, N) cosine similarities and (B, D) embeddings -> (B, n_classes) probabilities: the class head's
+        softmax, or the kNN votes of core.metrics (the monitor's own rule) normalised to sum to 1."""
+        if method == HEAD:
+            return F.linear(embeddings.float(), self._head["weight"], self._head["bias"]).softmax(dim=1)
+        votes = knn_votes(similarity[:, self._labelled], self._labels[self._labelled],
+                          len(self.published.class_names), self._k, self.published.knn_temperature)
+        return votes / votes.sum(dim=1, keepdim=True)
+
+    def _typicality(self, similarity: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """(B,) the share of training images whose own nearest neighbour is less similar than each image's nearest
+        training image is to it, in the embedding and in pixels, the lower of the two shares, doubled: each of
+        the two is read at half the unlike share."""
+        nearest_pixels = (pixel_features(pixels) @ self._pixels.T).max(dim=1).values
+        shares = [torch.searchsorted(own, value.contiguous().float()).double() / len(own)
+                  for own, value in zip(self._own_nearest, (similarity.max(dim=1).values, nearest_pixels))]
+        return (2 * torch.minimum(*shares)).clamp(max=1.0)
 
     def typicality(self, nearest: float, nearest_pixels: float = 1.0) -> float:
-        """The share of training images whose own nearest neighbour is less similar than an image's nearest
-        training image is to it (`nearest` in the embedding, `nearest_pixels` in pixels), the lower of the two
-        shares, doubled: each of the two is read at UNLIKE_SHARE / 2."""
+        """The typicality of an image whose nearest training image is `nearest` (embedding) and `nearest_pixels`
+        (pixels) similar to it (see _typicality)."""
         shares = [int(torch.searchsorted(own, torch.tensor(value))) / len(own)
                   for own, value in zip(self._own_nearest, (nearest, nearest_pixels))]
         return min(1.0, 2 * min(shares))
-
-    def _nearest_pixels(self, pixels: torch.Tensor) -> float:
-        return float((self._pixels @ _pixel_features(pixels[None])[0]).max())
 
     def neighbours_of(self, index: int) -> list[tuple[int, str, float]]:
         """The training images nearest training image `index` in embedding space, itself left out."""
@@ -221,23 +239,11 @@ class Classifier:
     def thumbnail(self, index: int) -> np.ndarray:
         if not 0 <= index < len(self._labels):
             raise IndexError(f"training image {index} out of range [0, {len(self._labels)})")
-        return _as_numpy_image(self.published.train_images[index])
+        return _as_numpy_image(self.published.thumbnails[index])
 
-    def _forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 (C, S, S) -> embedding (D,) and the last layer's attention (1, heads, n, n)."""
-        with self._backbone.last_attention() as captured:
-            embedding = self._backbone(to_model_input(pixels[None]))[0]
-        return embedding, captured[0]
-
-    def _vote(self, similarity: torch.Tensor) -> torch.Tensor:
-        """The kNN votes of core.metrics (the monitor's own rule), normalised to sum to 1: (1, n_classes)."""
-        votes = knn_votes(similarity[None, self._labelled], self._labels[self._labelled],
-                          len(self.published.class_names), self._k, self.published.config.knn_temperature)
-        return votes / votes.sum()
-
-    def _top(self, probability: torch.Tensor) -> list[tuple[str, float]]:
+    def _top(self, probability: torch.Tensor, k: int) -> list[tuple[str, float]]:
         names = self.published.class_names
-        values, classes = probability.topk(min(TOP_K, len(names)))
+        values, classes = probability.topk(min(k, len(names)))
         return [(names[c], p) for c, p in zip(classes.tolist(), values.tolist())]
 
     def _counts(self, similarity: torch.Tensor) -> list[tuple[str, int]]:
@@ -253,6 +259,14 @@ class Classifier:
         return [(i, names[int(self._labels[i])], s) for i, s in zip(index.tolist(), nearest.tolist())]
 
 
+def pixel_features(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> (N, C * PIXEL_SIDE²) unit rows of centred pixels, pooled from the thumbnails' side
+    (the training images' and an upload's alike: the model's side resized as the thumbnails were)."""
+    thumbs = fit_square(images, min(images.shape[-1], THUMB_SIDE))
+    pooled = F.adaptive_avg_pool2d(thumbs.float(), min(PIXEL_SIDE, thumbs.shape[-1])).flatten(1)
+    return F.normalize(pooled - pooled.mean(dim=1, keepdim=True), dim=1)
+
+
 def _nearest_other(unit: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """Each row's cosine similarity to its nearest other row, (N, D) unit rows -> (N,), in chunks of
     rows so a large set never holds N×N at once."""
@@ -262,9 +276,3 @@ def _nearest_other(unit: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         block[torch.arange(len(block)), torch.arange(start, start + len(block))] = -math.inf
         nearest[start:start + len(block)] = block.max(dim=1).values if unit.shape[0] > 1 else 1.0
     return nearest
-
-
-def _pixel_features(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> (N, C * PIXEL_SIDE²) unit rows of mean-pooled, centred pixels."""
-    pooled = F.adaptive_avg_pool2d(images.float(), min(PIXEL_SIDE, images.shape[-1])).flatten(1)
-    return F.normalize(pooled - pooled.mean(dim=1, keepdim=True), dim=1)

@@ -211,13 +211,15 @@ def _warm_up_fits() -> None:
     projector.project(points)
 
 
-def write_layout_csv(path: str | Path, xy: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> Path:
-    """A layout as CSV, a row per training image: x, y, label (its class's name), index."""
+def write_layout_csv(path: str | Path, xy: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                     names: Sequence[str] = ()) -> Path:
+    """A layout as CSV, a row per training image: x, y, label (its class's name), index, and its file where the
+    source has files (empty otherwise): what a person needs to find duplicates or label by cluster."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(("x", "y", "label", "index"))
+        writer.writerow(("x", "y", "label", "index", "file"))
         for index, ((x, y), label) in enumerate(zip(np.asarray(xy).tolist(), np.asarray(labels).tolist())):
             name = class_names[label] if 0 <= label < len(class_names) else f"class {label}"
-            writer.writerow((f"{x:.6g}", f"{y:.6g}", name, index))
+            writer.writerow((f"{x:.6g}", f"{y:.6g}", name, index, names[index] if names else ""))
     return path

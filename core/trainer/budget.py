@@ -145,7 +145,7 @@ def describe(minutes: float, epochs: int, images_per_s: float, was: int | None =
     """What a run prints once its budget is fixed, e.g. '5 min budget: ~46 epochs at 410 img/s', and when
     it moves it ('... (was 52)')."""
     moved = f" (was {was})" if was is not None else ""
-    return f"{minutes:.3g} min budget: ~{epochs} epochs at {images_per_s:,.0f} img/s{moved}"
+    return f"{minutes_words(minutes)} budget: ~{epochs} epochs at {images_per_s:,.0f} img/s{moved}"
 
 
 def resumed(config: TrainConfig, saved: TrainConfig) -> TrainConfig:
@@ -153,3 +153,10 @@ def resumed(config: TrainConfig, saved: TrainConfig) -> TrainConfig:
     what is left of them, and its length is no longer corrected (the budget's clock started in another
     process)."""
     return dataclasses.replace(config, epochs=saved.epochs, minutes=0.0, warmup_epochs=saved.warmup_epochs)
+
+
+def minutes_words(minutes: float) -> str:
+    """A length a person reads: '5 min', '2.9 min', '22 s' (a fitted stage's share is no round number)."""
+    if minutes < 1:
+        return f"{round(minutes * 60)} s"
+    return f"{minutes:.1f}".removesuffix(".0") + " min"

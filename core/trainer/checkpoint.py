@@ -62,28 +62,8 @@ class Checkpoint:
 
     # -- on disk -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write to `path` via a temp file in the same folder and an atomic rename.
-
-        A crash mid-write leaves the previous file at `path` untouched (and its temp file, which the
-        next successful save removes).
-        """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(self._payload(), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        # A writer killed mid-write (kill -9, power loss) could not remove its temp file; one run writes
-        # to one path at a time, so any other temp file of this path is such a leftover.
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        return path
+        """Write to `path` atomically (save_archive): a crash mid-write leaves the previous file untouched."""
+        return save_archive(self._payload(), path)
 
     def _payload(self) -> dict[str, Any]:
         payload = {"format": FORMAT, "config": to_json(self.config), "backbone": self.backbone,
@@ -98,7 +78,7 @@ class Checkpoint:
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
         """Read and validate a checkpoint; CheckpointError with the reason."""
         path = Path(path)
-        payload = _read(path, map_location)
+        payload = read_archive(path, "checkpoint", map_location)
         try:
             return cls._from_payload(payload)
         except (KeyError, TypeError, ValueError) as exc:
@@ -205,11 +185,38 @@ class Checkpoint:
 _FINETUNE_FREE = {"image_size", "attention", "dropout"}
 
 
-def _read(path: Path, map_location: str | torch.device) -> Any:
+def save_archive(payload: dict[str, Any], path: str | Path) -> Path:
+    """torch.save `payload` to `path` via a temp file in the same folder and an atomic rename.
+
+    A crash mid-write leaves the previous file at `path` untouched (and its temp file, which the next
+    successful save removes).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # A writer killed mid-write (kill -9, power loss) could not remove its temp file; one run writes
+    # to one path at a time, so any other temp file of this path is such a leftover.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    return path
+
+
+def read_archive(path: Path, kind: str, map_location: str | torch.device = "cpu") -> Any:
+    """A plain-data torch archive (`kind`: what the file should be, for the messages), read with
+    weights_only=True so that loading never executes code; CheckpointError says why it cannot be read."""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{kind} not found: {path}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
-        raise CheckpointError(f"{path} is not a readable checkpoint (not a torch archive; empty or truncated?)")
+        raise CheckpointError(f"{path} is not a readable {kind} (not a torch archive; empty or truncated?)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -217,10 +224,10 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
         # the line naming the refused global says what the file carries.
         lines = str(exc).splitlines() or [""]
         detail = next((line for line in lines if "GLOBAL" in line), lines[0])
-        raise CheckpointError(f"{path} is not a plain-data checkpoint and was refused unexecuted "
+        raise CheckpointError(f"{path} is not a plain-data {kind} and was refused unexecuted "
                               f"(it carries pickled objects): {detail}") from exc
     except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({exc.__class__.__name__}: "
+        raise CheckpointError(f"{path} is not a readable {kind} ({exc.__class__.__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else 'truncated'})") from exc
 
 

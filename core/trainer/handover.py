@@ -48,10 +48,10 @@ from core.trainer import watchdog
 HELD_OUT = "on held-out training images (leave-one-out kNN), "
 HANDOVER = "pretraining ends here and the rest of the budget goes to "  # + where: HandOver.kept
 AT_CHANCE = ("{metric} {figure:.1%} is at chance (guessing scores {chance:.1%}; {z:g} standard errors above it, "
-             "{bound:.1%}): the embedding holds nothing yet that tells these classes apart, and {labels:g} "
+             "{bound:.1%}): the embedding holds nothing yet that tells these classes apart, and {labels:.0f} "
              "labelled images a class teach supervised training more with the minutes left")
 STALLED = ("{metric} {figure:.1%} has gained less than {gain:.0f} point on its best before ({best:.1%}, {when}) in "
-           "{patience} evaluations: pretraining has stopped improving, and {labels:g} labelled images a class "
+           "{patience} evaluations: pretraining has stopped improving, and {labels:.0f} labelled images a class "
            "teach fine-tuning more with the minutes left")
 
 

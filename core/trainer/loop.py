@@ -290,7 +290,8 @@ class Trainer:
         main_emit(ev.RunStarted(str(self.device), self.n_train, len(self.data.test), spe,
                                 self.total_steps, self.step, sum(p.numel() for p in self.module.parameters()),
                                 cfg.objective, cfg.init_from, counts,
-                                self.objective.weighs_classes, self.objective.predicts_classes, cfg.minutes))
+                                self.objective.weighs_classes, self.objective.predicts_classes, cfg.minutes,
+                                cfg.epochs, cfg.batch_size, cfg.lr))
         started = self.clock()  # a time budget counts from here, baselines included
         if self.monitor.baselines is None and self.dist.is_main:
             self._baselines()

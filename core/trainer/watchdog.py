@@ -25,9 +25,9 @@ from core import events as ev
 from core.metrics import unequal
 from core.policy import DROP, PATIENCE
 
-BELOW_RANDOM = ("{metric} {knn:.1%} has been below the randomly initialised encoder's {baseline:.1%} for "
+BELOW_RANDOM = ("{metric} {knn:.1%} has been below the random-init encoder's {baseline:.1%} for "
                 "{patience} evaluations: pretraining is making this data's embedding worse")
-BELOW_BEST = ("{metric} {knn:.1%} has stayed more than {drop:.0f} points below its best ({best:.1%}, "
+BELOW_BEST = ("{metric} {knn:.1%} has stayed over {drop:.0f} points below its best ({best:.1%}, "
               "epoch {best_epoch}) for {patience} evaluations: pretraining has stopped helping")
 ADVICE = "the labels are what can help now: stop and fine-tune"
 TOP1, BALANCED = "kNN top-1", "balanced kNN accuracy"

@@ -7,6 +7,7 @@ import pytest
 
 from core import pipeline
 from core.runs.folder import BEST, RECORD
+from core.serve.model_file import ModelFile
 from core.trainer.checkpoint import Checkpoint
 from core.trainer.handover import HandOver
 from scripts.make_folder_dataset import main as make_folder
@@ -42,12 +43,19 @@ def test_few_labels_pretrain_then_fine_tune_from_the_pretrained_backbone_within_
     assert pipeline.main(["--dataset", few_labels, "--minutes", "0.25", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "expected: " in printed
-    assert "expected to match or beat supervised training from scratch (at most 20 labels a class)" in printed
-    assert "pipeline: pretraining, then fine-tuning, 0.25 min in all" in printed
+    assert "labelled images a class and ~" in printed and f"(why: {out / RECORD})" in printed  # one short line
+    # one short line per event, a folder's path aside (a person's own paths are as long as they are)
+    lines = [line.split(" (why: ")[0] for line in printed.replace(str(tmp_path), "OUT").splitlines()]
+    long = [line for line in lines if len(line) >= 110 and not line.startswith(("auto recipe", "\r"))]
+    assert not long, long
+    assert "pipeline: pretraining, then fine-tuning, 15 s in all" in printed
     record = json.loads((out / RECORD).read_text())
     assert record["pretrain"] and record["expected_to_pay"] and record["labels_per_class"] <= 20
+    assert "expected to match or beat supervised training from scratch (at most 20 labels a class)" in record["reason"]
     assert [s["stage"] for s in record["stages"]] == ["pretrain", "finetune"]
-    assert record["model"] == "finetune/last.pt" and f"model {out / 'finetune' / 'last.pt'}" in printed
+    assert record["model"] == "model.pt" and f"model {out / 'model.pt'}" in printed
+    model = ModelFile.load(out / "model.pt")  # what a person takes home: the fine-tuned stage's, with its head
+    assert model.head is not None and model.epoch == Checkpoint.load(out / "finetune" / "last.pt").epoch
     assert first_event(out / "pretrain", "RunStarted")["objective"] == "instance"
     assert Checkpoint.load(out / "pretrain" / "last.pt").config.stop_when_not_helping  # held-out hand-over
     ended = last_event(out / "pretrain", "Finished")
@@ -67,14 +75,14 @@ def test_when_no_epoch_beats_the_random_init_on_held_out_images_the_rest_trains_
     held_out_curve(monkeypatch, itertools.chain([0.9], itertools.repeat(0.2)))
     out = tmp_path / "run"
     assert pipeline.main(["--dataset", few_labels, "--minutes", "0.25", "--out", str(out)]) == 0
-    assert "supervised training from scratch: no pretraining epoch beat" in capsys.readouterr().out
+    assert "pipeline: supervised training from scratch" in capsys.readouterr().out
     record = json.loads((out / RECORD).read_text())
     assert [s["stage"] for s in record["stages"]] == ["pretrain", "supervised"]
     assert record["stages"][0]["best_epoch"] == 0
     assert last_event(out / "pretrain", "Finished")["reason"] == "handed over"
     started = first_event(out / "supervised", "RunStarted")
     assert started["objective"] == "supervised" and not started["init_from"]
-    assert record["model"] == "supervised/last.pt"
+    assert record["model"] == "model.pt" and ModelFile.load(out / "model.pt").trained_with.objective == "supervised"
 
 
 @pytest.mark.slow
@@ -135,7 +143,7 @@ def test_a_stopped_pipeline_resumes_its_stage_and_goes_on_to_the_next(few_labels
     record = json.loads((out / RECORD).read_text())
     assert [(s["stage"], s["ended"]) for s in record["stages"]] == [("pretrain", "completed"),
                                                                      ("finetune", "completed")]
-    assert record["model"] == "finetune/last.pt" and record["spent_minutes"] > 0
+    assert record["model"] == "model.pt" and record["spent_minutes"] > 0
     starts = [e for e in map(json.loads, (out / "pretrain" / "metrics.jsonl").read_text().splitlines())
               if e["event"] == "RunStarted"]
     assert [s["start_step"] == 0 for s in starts] == [True, False]  # one log, continued from the stop's step

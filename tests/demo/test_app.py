@@ -23,6 +23,9 @@ class FakeSession:
     def classify(self, image, method=None):
         return self._classifier.classify(image, method)
 
+    def answering(self):
+        return "run-1"
+
     def table(self):
         return []
 
@@ -146,7 +149,8 @@ def test_the_timer_updates_only_the_outputs_it_names(tmp_path):
 
     app = App(Idle())
     first = app.tick(False, None, {})
-    assert set(first) == set(app_module.TICK_OUTPUTS)
+    # the form's recipe fields change only when a run has fitted its recipe
+    assert set(first) == set(app_module.TICK_OUTPUTS) - {"epochs", "batch", "lr"}
     second = app.tick(False, None, first["drawn"])
     assert set(second) == {"status", "progress"}  # nothing changed: not even the tab's memo is sent back
 
@@ -242,7 +246,7 @@ def test_a_clicked_point_shows_its_neighbours_and_an_answer_says_how_like_the_tr
 
     class Published(FakeSession):
         def thumbnails(self):
-            return published.train_images[:, 0].numpy()
+            return published.thumbnails[:, 0].numpy()
 
     app = App(Published(classifier))
     image, neighbours = app.thumbnail(4)
@@ -251,7 +255,7 @@ def test_a_clicked_point_shows_its_neighbours_and_an_answer_says_how_like_the_tr
     assert "#4" not in [caption.split(" · ")[-1] for _, caption in neighbours]
     with pytest.raises(gr.Error, match="No training image #999"):
         app.thumbnail(999)
-    like = answer_notes(classifier.classify(to_pil(published.train_images[0]), KNN))
+    like = answer_notes(classifier.classify(to_pil(published.thumbnails[0]), KNN))
     assert "of the 5 nearest training images" in like and "Like the training images" in like
     import numpy as np
     noise = classifier.classify(to_pil(torch.from_numpy(np.random.default_rng(0).integers(
@@ -274,8 +278,16 @@ def test_the_layout_exports_as_csv(tmp_path):
 
     app = App(WithLayout())  # its export folder lives as long as it does
     rows = list(csv.DictReader(open(app.export_layout())))
-    assert rows == [{"x": "0.5", "y": "1.5", "label": "b", "index": "0"},
-                    {"x": "2", "y": "-1", "label": "a", "index": "1"}]
+    assert rows == [{"x": "0.5", "y": "1.5", "label": "b", "index": "0", "file": ""},
+                    {"x": "2", "y": "-1", "label": "a", "index": "1", "file": ""}]  # a source without files
+
+    class Named(FakeSession):
+        def views(self):
+            return [dataclasses.replace(_view("run-1"), layouts=(
+                Layout(4, np.zeros((2, 2), np.float32), np.array([1, 0]), ("b/one.png", "a/two.png")),))]
+
+    named = App(Named())
+    assert [row["file"] for row in csv.DictReader(open(named.export_layout()))] == ["b/one.png", "a/two.png"]
 
     class Empty(FakeSession):
         def views(self):
@@ -283,3 +295,73 @@ def test_the_layout_exports_as_csv(tmp_path):
 
     with pytest.raises(gr.Error, match="No embedding layout"):
         App(Empty()).export_layout()
+
+
+def test_the_classify_panel_offers_the_answering_models_own_examples_and_a_sketchpad_only_where_drawings_fit():
+    from core.serve.classifier import Classifier
+    from demo.classify_panel import drawable, example_indices
+    from tests.core.serve.test_classifier import publish, white_on_black
+    photos = publish(channels=3, classes=3, n_train=12)  # random RGB pixels: nothing like a drawing
+    gray = publish(channels=1, classes=3, n_train=12)
+    dark = dataclasses.replace(gray, thumbnails=white_on_black(12, 3, gray.thumbnails.shape[-1]).images)
+    assert not drawable(photos) and drawable(dark)
+    assert not drawable(dataclasses.replace(dark, thumbnails=255 - dark.thumbnails))  # dark strokes on white
+    # every class shown before any twice, at most 8
+    assert [int(dark.labels[i]) for i in example_indices(dark)] == [0, 1, 2, 0, 1, 2, 0, 1]
+
+    class Answering(FakeSession):
+        def views(self):
+            return []
+
+        def thumbnails(self):
+            return None
+
+    session = Answering(Classifier(photos))
+    app = App(session)
+    first = app.tick(False, None, {})
+    assert first["drawing_fits"] is False and len(first["examples"]) == 8
+    assert {caption for _, caption in first["examples"]} == set(photos.class_names)
+    assert "examples" not in app.tick(False, None, first["drawn"])  # the same model: nothing sent again
+    session._classifier = Classifier(dark)  # another model answers: its own examples, and a sketchpad
+    again = app.tick(False, None, first["drawn"])
+    assert again["drawing_fits"] is True and len(again["examples"]) == 8
+
+
+def test_the_form_shows_the_recipe_a_run_fitted_once_it_runs():
+    from core import events as ev
+    from demo.history import RunHistory
+    history = RunHistory("run-1", "run-1 · photos · training from scratch", ("a", "b"))
+
+    class Running(FakeSession):
+        def views(self):
+            return [history.view()]
+
+        def thumbnails(self):
+            return None
+
+    app = App(Running())
+    history(ev.RunStarted("cpu", 100, 20, 4, 400, 0, 1000, budget_minutes=3.0, epochs=100, batch_size=32, lr=7.5e-4))
+    fitting = app.tick(False, None, {})
+    assert "epochs" not in fitting  # the length is provisional until the run has timed its steps
+    history(ev.BudgetFitted(3.0, 16, 8, 64, 400.0, "3 min budget: ~16 epochs"))
+    fitted = app.tick(False, None, fitting["drawn"])
+    assert (fitted["epochs"], fitted["batch"], fitted["lr"]) == (16, 32, 7.5e-4)
+    assert "epochs" not in app.tick(False, None, fitted["drawn"])  # said once: the person may edit it after
+
+
+def test_an_image_that_gets_no_answer_clears_the_panel_and_says_why(monkeypatch):
+    from demo import text
+    warned = []
+    monkeypatch.setattr(gr, "Warning", warned.append)
+    result = Classifying(FakeSession()).classify(None, None, "class head")
+    assert result[:4] == (None, None, [], None) and text.NOTHING_TO_CLASSIFY in result[4]
+    assert warned == [text.NOTHING_TO_CLASSIFY]
+    broken = Classifying(FakeSession()).classify({"path": str(ASSETS.parent / "missing.png")}, None, "class head")
+    assert broken[0] is None and broken[4].startswith("**Not answered:**")
+
+
+def test_choosing_a_dataset_says_when_it_switches_the_preset(monkeypatch):
+    said = []
+    monkeypatch.setattr(gr, "Info", said.append)
+    assert App.preset_for("digits", "cpu-quick") == "auto" and "Preset now auto" in said[-1]
+    assert App.preset_for("fashion", "cpu-quick") == "cpu-quick" and len(said) == 1  # no switch, nothing said

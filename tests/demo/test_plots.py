@@ -1,4 +1,6 @@
 
+import re
+
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -191,19 +193,21 @@ def test_a_budget_being_fitted_shows_no_provisional_length_and_the_plan_stays_un
     history(ev.StepMetrics(1, 0, 3.0, 1e-3, 100.0))
     history(ev.StepMetrics(2, 0, 3.0, 1e-3, 100.0))
     fitting = text.status_line(history.view())
-    assert "epoch 0 · step 2 ·" in fitting and "100000" not in fitting and "25000" not in fitting
-    assert "timing its steps to fit the 5 min budget" in fitting and "ETA" not in fitting
+    short = fitting.split("\n")[0]
+    assert short == "**running** · run 1 · epoch 0 · timing its steps to fit 5 min"  # no provisional length
+    assert "100000" not in fitting and "25000" not in fitting and "left" not in short
     history(ev.Baselines(0.3, 0.4))
     widest = max(max(trace.x) for trace in plots.knn_figure([history.view()]).data)
     assert widest < 100  # the baselines do not stretch over the provisional 25,000 epochs
     history(ev.BudgetFitted(5.0, 46, 2, 184, 410.0, "5 min budget: ~46 epochs at 410 img/s"))
+    history(ev.StepMetrics(3, 0, 3.0, 1e-3, 100.0))
     fitted = text.status_line(history.view())
     assert max(max(trace.x) for trace in plots.knn_figure([history.view()]).data) == 46
-    assert "epoch 0/46 · step 2/184" in fitted and "ETA" in fitted and "5 min budget: ~46 epochs" in fitted
-    # the plan was said before training began and is still there, on its own line, under the progress
-    lines = fitted.split("  \n")
-    assert lines[1].startswith("auto recipe: 64 px") and lines[2].startswith("5 min budget")
+    assert re.fullmatch(r"\*\*running\*\* · run 1 · epoch 0/46 · step 3/184 · \d+:\d\d left", fitted.split("\n")[0])
+    # the reasons one click away: the plan said before training began, then the run's latest message
+    reasons = fitted.split("</summary>\n\n")[1].split("  \n")
+    assert reasons[0].startswith("auto recipe: 64 px") and reasons[1].startswith("5 min budget: ~46 epochs")
     history.plan("pipeline: fine-tuning the pretrained backbone of epoch 4")
-    assert text.status_line(history.view()).split("  \n")[1:3] == [
+    assert text.status_line(history.view()).split("</summary>\n\n")[1].split("  \n")[0:2] == [
         "auto recipe: 64 px, patch 8; expected: supervised training from scratch is expected to match",
         "pipeline: fine-tuning the pretrained backbone of epoch 4"]

@@ -37,21 +37,22 @@ def test_a_training_snapshot_is_published_for_classifying_and_projected_into_its
     model = publish(n_train=60)
     history = RunHistory("run-1", "run 1", model.class_names)
     assert publisher.classifier() is None
-    event = EmbeddingSnapshot(7, model.train_embeddings.numpy().astype(np.float16), model.train_labels.numpy(),
-                              model.weights)
-    images = make_splits(n_train=60, classes=6, size=model.config.model.image_size).train
-    publisher.snapshot(history, model.config, images, event)
+    event = EmbeddingSnapshot(7, model.embeddings.numpy().astype(np.float16), model.labels.numpy(),
+                              model.backbone)
+    images = make_splits(n_train=60, classes=6, size=model.side).train
+    publisher.snapshot(history, model.trained_with, images, event)
     wait_for(lambda: history.view().layouts)
     layout = history.view().layouts[-1]
     assert layout.epoch == 7 and layout.xy.shape == (60, 2) and np.isfinite(layout.xy).all()
     assert np.array_equal(layout.labels, images.labels.numpy())
-    assert publisher.classifier().published.epoch == 7
+    assert publisher.classifier().published.epoch == 7 and publisher.answering() == "run 1"
 
 
 def test_a_loaded_model_replaces_the_published_one(publisher):
     first, second = publish(n_train=60), dataclasses.replace(publish(n_train=60), epoch=5)
     history = RunHistory("run-1", "run 1", first.class_names)
     publisher.loaded(history, first)
+    assert publisher.classifier().published is first  # answers at once: the projection follows in the worker
     wait_for(lambda: len(history.view().layouts) == 1)
     publisher.loaded(history, second)
     wait_for(lambda: len(history.view().layouts) == 2)
@@ -63,7 +64,7 @@ def test_a_failed_snapshot_is_said_in_the_status_line_and_the_worker_goes_on(pub
     model = publish(n_train=60)
     history = RunHistory("run-1", "run 1", model.class_names)
     broken = EmbeddingSnapshot(4, np.zeros((60, 8), np.float16), np.zeros(60, np.int64), {"not": "a backbone"})
-    publisher.snapshot(history, model.config, None, broken)  # no training set: building the model fails
+    publisher.snapshot(history, model.trained_with, None, broken)  # no training set: building the model fails
     wait_for(lambda: "embedding view failed at epoch 4" in history.view().message)
     publisher.loaded(history, model)
     wait_for(lambda: history.view().layouts)

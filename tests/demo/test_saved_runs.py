@@ -30,7 +30,7 @@ def finetuned(tmp_path):
 def test_a_fine_tuned_runs_curves_continue_after_its_stage_marker(finetuned):
     folder, _ = finetuned
     view = history_of(folder, "a").view()
-    assert view.status == "completed" and view.label == "a → fine-tuning"
+    assert view.status == "completed" and view.label == "a · pretraining → fine-tuning"
     assert view.class_names == ("c0", "c1", "c2", "c3")
     assert view.stages == (("fine-tuning", 2),) and list(view.epochs) == [1, 2, 3]
     assert np.all(np.diff(view.steps) == 1) and view.step == 3 * 3  # 40 images / 16: 3 steps an epoch

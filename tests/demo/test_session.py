@@ -9,6 +9,7 @@ from PIL import Image
 from core.config import AugmentConfig, ModelConfig, TrainConfig
 from core.plan.presets import AUTO
 from core.plan.request import ONLY, Request
+from core.serve.model_file import ModelFile
 from core.trainer.checkpoint import Checkpoint
 from demo.session import Session
 
@@ -72,15 +73,23 @@ def test_stop_then_resume_continues_the_same_run(session):
     assert (np.diff(steps) == 1).all() and steps[0] == 1
 
 
-def test_save_and_load_a_checkpoint(session, tmp_path):
+def test_download_the_model_and_load_it_with_no_dataset_or_load_a_checkpoint(session, tmp_path, monkeypatch):
     session.start(TINY.with_overrides(epochs=1))
-    wait_for(lambda: session.views()[-1].status == "completed")
-    exported = session.export_checkpoint(tmp_path / "export")
-    assert Checkpoint.load(exported).epoch == 1
-    assert session.load(exported).startswith(f"loaded {exported.name}: digits")
+    wait_for(lambda: session.views()[-1].status == "completed" and session.classifier() is not None)
+    answered = session.classify(digit_photo())
+    exported = session.export_model(tmp_path / "export")
+    assert exported.name == "vit2040-run-1-epoch1.pt" and ModelFile.load(exported).epoch == 1
+    import core.data.cache as cache
+    monkeypatch.setattr(cache, "load_dataset", lambda *a, **k: pytest.fail("a model file needs no dataset"))
+    assert session.load(exported).startswith(f"loaded {exported.name}: digits · instance, epoch 1")
     wait_for(lambda: len(session.views()[-1].layouts) == 1)
-    assert session.views()[-1].status == "completed"
-    assert session.classify(digit_photo()).top
+    assert session.views()[-1].status == "completed" and session.thumbnails().shape == (2040, 28, 28)
+    again = session.classify(digit_photo())
+    assert again.top == answered.top and again.neighbours == answered.neighbours
+    monkeypatch.undo()
+    checkpoint = session.views()[0].checkpoint
+    assert session.load(checkpoint).startswith("loaded last.pt: digits")  # a checkpoint: with its dataset
+    assert session.views()[-1].run_id == "run-1"  # a run's file makes that run current
 
 
 def test_failures_reach_the_status_line(session, tmp_path):
@@ -89,8 +98,8 @@ def test_failures_reach_the_status_line(session, tmp_path):
     assert "missing" in session.views()[-1].message
     with pytest.raises(LookupError, match="no model yet"):
         session.classify(digit_photo())
-    with pytest.raises(LookupError, match="no checkpoint yet"):
-        session.export_checkpoint(tmp_path)
+    with pytest.raises(LookupError, match="no model yet"):
+        session.export_model(tmp_path)
 
 
 def test_preload_decodes_the_dataset_once(session, monkeypatch):
@@ -162,7 +171,7 @@ def test_an_auto_run_fits_its_recipe_in_the_training_thread_and_trains_on_it(ses
     session.start(Request(asked, AUTO, ONLY, 0.0, 1))
     wait_for(lambda: session.views()[-1].status in ("completed", "failed"))
     view = session.views()[-1]
-    assert view.status == "completed" and view.label.endswith("· auto")
+    assert view.status == "completed" and view.label == "run-1 · photos · pretraining"
     run = session._runs[-1]
     assert run.config.model.image_size == 64 and run.config.data_size == 73 and run.config.epochs == 1
     assert run.data.train.size == 73 and run.config.snapshot_every == 1
@@ -199,6 +208,11 @@ def test_runs_persist_across_sessions_with_their_curves_and_the_command_lines_ru
 
     second = Session(root)
     try:
+        # a restarted app offers the newest run that holds a model file (run_stage alone writes none), as it
+        # answered before
+        assert second.open_last().startswith("loaded model.pt")
+        wait_for(lambda: second.classifier() is not None)
+        assert second.views()[-1].run_id == "run-1" and second.answering().startswith("run-1")
         views = {v.run_id: v for v in second.views()}
         assert set(views) == {"run-1", "from-the-cli"}
         again = views["run-1"]
@@ -216,7 +230,8 @@ def test_runs_persist_across_sessions_with_their_curves_and_the_command_lines_ru
         assert RunFolder(root / "run-1").label == "the first one"
         assert "loaded" in second.open("run-1")  # its checkpoint: the listed run becomes current, once
         assert [v.run_id for v in second.views()].count("run-1") == 1 and second.views()[-1].run_id == "run-1"
-        wait_for(lambda: second.classifier() is not None and second.classifier().published.config == TINY)
+        wait_for(lambda: second.classifier() is not None and second.answering() == "the first one"
+                 and second.classifier().published.trained_with == TINY)
         csv_path = second.export_metrics(["run-1", "from-the-cli"], tmp_path)
         assert {row["run"] for row in csv.DictReader(csv_path.open())} == {"the first one", "from-the-cli"}
         assert "deleted" in second.delete("from-the-cli")
@@ -252,7 +267,7 @@ def test_the_pipeline_pretrains_then_fine_tunes_its_best_held_out_backbone_as_on
     import itertools
     held_out_curve(monkeypatch, itertools.count(0.1, 0.01))  # every epoch better on held-out images
     view, run = start_pipeline(session, few_labelled_photos(tmp_path))
-    assert view.status == "completed" and view.label.endswith("· auto · pipeline → fine-tuning")
+    assert view.status == "completed" and view.label == "run-1 · photos · pretraining → fine-tuning"
     assert len(view.stages) == 1  # the fine-tuning stage continues the run's curves
     (_, pre), (_, fine) = run.folder.stages()  # the same layout core.pipeline writes
     assert (pre.path, fine.path) == (run.folder.path / "pretrain", run.folder.path / "finetune")
@@ -316,7 +331,7 @@ def test_a_stopped_pipeline_resumes_its_pretraining_then_goes_on_to_fine_tuning(
     session.resume()
     wait_for(lambda: not session.running() and session.views()[-1].status in ("completed", "failed"))
     view = session.views()[-1]
-    assert view.status == "completed" and view.label.endswith("· auto · pipeline → fine-tuning")
+    assert view.status == "completed" and view.label == "run-1 · photos · pretraining → fine-tuning"
     (_, pre), (_, fine) = run.folder.stages()
     assert Checkpoint.load(fine.last).config.init_from == str(pre.best)
     from core import events as ev
@@ -371,5 +386,5 @@ def test_a_pipeline_the_app_started_is_finished_by_the_command_line(session, tmp
     assert view.status == "stopped"
     monkeypatch.undo()
     assert cli.main(["--resume", str(run.folder.path)]) == 0
-    assert f"model {run.folder.path / 'finetune' / 'last.pt'}" in capsys.readouterr().out
+    assert f"model {run.folder.path / 'model.pt'}" in capsys.readouterr().out
     assert [s["ended"] for s in run.folder.record()["stages"]] == ["completed", "completed"]

@@ -29,12 +29,14 @@ from core.data.sources import load_dataset
 from core.plan.presets import preset
 from core.trainer.loop import Trainer
 from demo.embedding_plot import UMAP_TITLE
+from demo.text import NOT_ANSWERED
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_ENV = "VIT2040_RELIABILITY_RESULTS"
 REFERENCE = ROOT / "assets" / "examples" / "sneaker.png"  # a Fashion-MNIST test image as a product photo
 REFERENCE_CLASS = "Sneaker"  # its true class
 STATUS = re.compile(r"\*\*(?P<status>\w+)\*\* · (?P<label>.*?) · epoch \d+/\d+ · step (?P<step>\d+)/(?P<total>\d+)")
+PLANNING = re.compile(r"\*\*planning\*\* · (?P<label>.*?) · ")
 NOTES = pytest.StashKey[dict]()
 _ROWS: list[dict] = []
 
@@ -160,7 +162,8 @@ def status(client: Client) -> Status:
     text = client.predict(sprites=False, replay=0, api_name="/tick")[0]
     match = STATUS.search(text)
     if match is None:
-        return Status("none", "", 0, 0, text)
+        planning = PLANNING.search(text)  # started: planning and loading before its first step
+        return Status("idle", planning["label"], 0, 0, text) if planning else Status("none", "", 0, 0, text)
     return Status(match["status"], match["label"], int(match["step"]), int(match["total"]), text)
 
 
@@ -191,6 +194,16 @@ def app_error(call) -> str:
     with pytest.raises(AppError) as info:
         call()
     return str(info.value)
+
+
+def not_answered(result) -> str:
+    """The reason the Classify panel gives for an image it did not answer: the panel is cleared (no earlier
+    answer left beside the reason) and its notes say why; fails if it answered."""
+    seen, top, neighbours, attention, notes = result
+    assert seen is None and not top and not neighbours and attention is None, result
+    prefix = NOT_ANSWERED.split("{")[0]
+    assert notes.startswith(prefix), notes
+    return notes.removeprefix(prefix)
 
 
 def classify(client: Client, path: Path | str):

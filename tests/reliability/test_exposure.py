@@ -71,6 +71,9 @@ class _NoSession:
     def table(self):
         return []
 
+    def open_last(self):
+        return None
+
     def close(self):
         pass
 

@@ -185,7 +185,8 @@ def test_a_checkpoint_from_other_data_is_refused(model_loaded, tmp_path, record)
     Image.new("L", (28, 28), 128).save(tmp_path / "photos" / "dogs" / "0.png")  # the folder changed since
     before = status(client)
     message = app_error(lambda: client.predict(handle_file(str(tmp_path / "run" / "last.pt")), api_name="/load"))
-    assert message.startswith("checkpoint refused: checkpoint was trained on other data"), message
+    assert message.startswith("refused, the model before it still answers: checkpoint was trained on other data"), \
+        message
     assert status(client).label == before.label and top_class(classify(client, REFERENCE))
     record(f"refused: “{message}”; the model in service stayed")
 
@@ -209,7 +210,7 @@ def test_a_checkpoint_carrying_a_pickled_payload_is_refused_unexecuted(app, mode
     payload = torch.load(fresh_checkpoint, weights_only=True)  # a genuine checkpoint, plus the payload
     torch.save({**payload, "note": _Payload(marker)}, evil)
     message = app_error(lambda: client.predict(handle_file(str(evil)), api_name="/load"))
-    assert "evil.pt is not a plain-data checkpoint and was refused unexecuted" in message, message
+    assert "evil.pt is not a plain-data model file or checkpoint and was refused unexecuted" in message, message
     assert "GLOBAL posix.system" in message and "weights_only" not in message, message  # no advice to disarm it
     assert str(app.runs_dir.parent) not in message, message  # the file's name, not the server's temp path
     assert not marker.exists()

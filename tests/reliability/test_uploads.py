@@ -16,7 +16,7 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
-from tests.reliability.conftest import REFERENCE, REFERENCE_CLASS, app_error, classify, top_class
+from tests.reliability.conftest import REFERENCE, REFERENCE_CLASS, classify, not_answered, top_class
 
 pytestmark = [pytest.mark.reliability(section="Bad uploads"), pytest.mark.slow]
 
@@ -129,7 +129,7 @@ def test_bad_upload(name, app, model_loaded, reference, tmp_path, record):
 
     started = time.perf_counter()
     if refusal is not None:
-        message = app_error(lambda: classify(client, path))
+        message = not_answered(classify(client, path))
         seconds = time.perf_counter() - started
         assert re.search(refusal, message), message
         # One plain line: no traceback, and no server path (the app's temp folders live under its home).
@@ -178,7 +178,7 @@ def test_drawings_classify_and_an_empty_one_is_refused(model_loaded, reference, 
     result = client.predict(None, sketch(handle_file(str(drawn))), api_name="/classify")
     label, probability = top_class(result)
     assert label == reference[0][0] and float(np.abs(seen_pixels(result) - reference[1]).mean()) <= 1.0
-    message = app_error(lambda: client.predict(None, sketch(handle_file(str(blank))), api_name="/classify"))
+    message = not_answered(client.predict(None, sketch(handle_file(str(blank))), api_name="/classify"))
     assert message == "Drop a photo or draw something first.", message
     next_request_works(client, reference)
     record(f"the drawing classified {label} ({probability:.0%}), seen as the photo is; "

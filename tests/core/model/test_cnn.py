@@ -46,6 +46,10 @@ def test_the_trainer_trains_the_cnn_with_the_supervised_recipe():
     outcome = trainer.run(seen.append, threading.Event())
     assert isinstance(outcome, ev.Finished) and outcome.reason == "completed" and outcome.step == 6
     assert outcome.test_top1 is not None and 0 <= outcome.knn_top1 <= 1
-    from core.serve.classifier import PublishedModel
-    with pytest.raises(ValueError, match="reference CNN"):  # the app says why it will not show it
-        PublishedModel.from_checkpoint(trainer.checkpoint(), data.train)
+    from PIL import Image
+
+    from core.serve.classifier import Classifier
+    from core.serve.model_file import ModelFile
+    classifier = Classifier(ModelFile.from_checkpoint(trainer.checkpoint(), data.train))  # a CNN travels too
+    answer = classifier.classify(Image.fromarray(data.test.images[0, 0].numpy()))
+    assert answer.method.startswith("fine-tuned class head") and not answer.attention.any()  # no attention map

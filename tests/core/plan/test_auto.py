@@ -147,3 +147,10 @@ def test_without_a_budget_nothing_is_timed(tmp_path, monkeypatch):
     monkeypatch.setattr(Timing, "of", lambda self, config: pytest.fail("timed without a budget"))
     planned = plan(f"folder:{folder}", "cpu", 0.0, lambda size: load_dataset(f"folder:{folder}", size=size))
     assert planned.config.epochs == auto_recipe_module.DEFAULT_EPOCHS and planned.config.minutes == 0.0
+
+
+def test_a_budget_that_allows_one_pass_is_a_valid_one_epoch_recipe():
+    """On a busy machine a minute may allow one pass: the warmup is cut to fit it (once it was refused)."""
+    f = facts(n=2000, minutes=1.0)
+    config = auto_recipe(f, rate_for(1.2, f))
+    assert config.epochs == 1 and config.warmup_epochs == 0.25 and config.eval_every == 1

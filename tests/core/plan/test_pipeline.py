@@ -26,7 +26,7 @@ def test_fixed_stages_train_in_order_into_one_run_and_a_finished_stage_is_not_tr
     rec = Recorder()
     ended = Pipeline.fixed(run, [("../shared", pre), (FINETUNE, tune)], loader(toy_data), "an arm").run(
         rec, threading.Event())
-    assert (ended.reason, ended.model) == (ev.COMPLETED, str(run.path / FINETUNE / "last.pt"))
+    assert (ended.reason, ended.model) == (ev.COMPLETED, str(run.path / "model.pt"))
     assert [(e.stage, e.index) for e in rec.of(ev.StageStarted)] == [("pretrain", 0), ("finetune", 1)]
     record = run.record()
     assert [(s["stage"], s["folder"], s["ended"]) for s in record["stages"]] == [
@@ -62,7 +62,7 @@ def test_the_hand_over_hands_its_best_backbone_to_fine_tuning_as_a_value(tiny_co
     pipeline = Pipeline.start(run, Request(tiny_config, "tiny", "always", 0.15), loader(toy_data))
     rec = Recorder()
     ended = pipeline.run(rec, threading.Event())
-    assert ended.reason == ev.COMPLETED and ended.model == str(run.path / FINETUNE / "last.pt")
+    assert ended.reason == ev.COMPLETED and ended.model == str(run.path / "model.pt")
     pretrained = rec.of(ev.Finished)[0]
     assert pretrained.best_epoch == pretrained.epoch and pretrained.best_backbone is not None
     started = rec.of(ev.StageStarted)
@@ -139,4 +139,4 @@ def test_a_run_of_one_stage_with_no_record_opens_as_a_pipeline(tiny_config, toy_
     assert [(s["stage"], s["folder"], s["ended"]) for s in pipeline.stages] == [("pretrain", ".", "completed")]
     config, _ = pipeline.finetune(epochs=1)
     assert config.init_from == str(tmp_path / "cli" / "last.pt")
-    assert pipeline.run(Recorder(), threading.Event()).model == str(tmp_path / "cli" / FINETUNE / "last.pt")
+    assert pipeline.run(Recorder(), threading.Event()).model == str(tmp_path / "cli" / "model.pt")

@@ -68,7 +68,7 @@ def test_a_pipeline_is_one_run_with_its_stages_inside(tiny_config, toy_data, tmp
     Pipeline.start(run, Request(tiny_config.with_overrides(epochs=1), "", ONLY), lambda c: toy_data, "p").run(
         Recorder(), threading.Event())
     assert [(name, stage.path) for name, stage in run.stages()] == [("pretrain", run.path / "pretrain")]
-    assert find(tmp_path / "runs") == [run] and run.model() == run.path / "pretrain" / "last.pt"
+    assert find(tmp_path / "runs") == [run] and run.model() == run.model_path == run.path / "model.pt"
     assert run_of(run.path / "pretrain" / "last.pt") == run
     assert run_of(tmp_path / "elsewhere" / "last.pt") is None
 

@@ -25,7 +25,8 @@ def test_evaluations_are_paid_for_and_the_epoch_under_way_always_ends():
     assert fit_epochs(0.0, costly, 10, done_steps=25) == 3  # already in epoch 3: it finishes
     assert seconds_for(4, cheap, 10, done_steps=25) == pytest.approx(1.5)  # 15 steps left
     assert describe(5, 46, 410.4) == "5 min budget: ~46 epochs at 410 img/s"
-    assert describe(0.0829624, 2, 474.0).startswith("0.083 min budget")  # what a clock left, rounded
+    assert describe(0.0829624, 2, 474.0).startswith("5 s budget")  # what a clock left, rounded
+    assert describe(2.8848, 16, 474.0).startswith("2.9 min budget")
     with pytest.raises(ValueError):
         Costs(0.0, 1.0, 1.0)
 

@@ -33,7 +33,7 @@ def test_stop_when_not_helping_ends_on_the_held_out_training_images_not_on_the_t
     assert done.reason == ev.HANDED_OVER and done.epoch == 2 and done.checkpoint == str(tmp_path / "last.pt")
     assert Checkpoint.load(tmp_path / "last.pt").epoch == 2
     words = rec.of(ev.Advice)[-1].message
-    assert words.startswith(HELD_OUT) and "below the randomly initialised encoder's 90.0%" in words
+    assert words.startswith(HELD_OUT) and "below the random-init encoder's 90.0%" in words
     assert "stop and fine-tune" not in words  # the hand-over does it, and the rest may train from scratch
     assert words.endswith(f"{HANDOVER}supervised training from scratch: no pretraining epoch beat the random-init "
                            "encoder on held-out training images")
@@ -135,7 +135,7 @@ def test_a_stopped_hand_over_run_resumes_judging_the_curve_it_had_read(tiny_conf
     rec = Recorder()
     done = resumed.run(rec)
     assert done.reason == ev.HANDED_OVER and done.epoch == 2
-    assert "below the randomly initialised encoder's 90.0% for 2 evaluations" in rec.of(ev.Advice)[-1].message
+    assert "below the random-init encoder's 90.0% for 2 evaluations" in rec.of(ev.Advice)[-1].message
     best = Checkpoint.load(tmp_path / BEST)
     initial = Trainer(config, toy_data).backbone.state_dict()
     assert best.epoch == 0 and all(torch.equal(best.backbone[k], v) for k, v in initial.items())

@@ -24,7 +24,7 @@ def test_two_evaluations_more_than_two_points_below_the_best():
 
 def test_below_the_random_init_encoder():
     words = verdict([10, 20], [0.60, 0.58], 0.62)
-    assert "below the randomly initialised encoder's 62.0%" in words and "worse" in words
+    assert "below the random-init encoder's 62.0%" in words and "worse" in words
 
 
 def test_the_trainer_tells_once_and_only_for_pretraining(tiny_config, toy_data):
